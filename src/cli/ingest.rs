@@ -1,0 +1,37 @@
+//! `crm-kpi ingest`: validate CRM exports and commit them to a store.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Outcome};
+use crate::ingest::{IngestOptions, Mode};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Store directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// How rows whose primary key is already stored are treated.
+    #[arg(long, value_enum, default_value = "upsert")]
+    pub mode: Mode,
+    /// Table of every file (default: from each file name, e.g. leads.csv, leads-2024.ndjson).
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+    /// Exit with code 1 when any row was rejected (the accepted rows are still committed).
+    #[arg(long)]
+    pub strict: bool,
+    /// CSV, NDJSON (.ndjson/.jsonl) or Parquet exports.
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let config = crate::cli::load_config(cli)?;
+    let opts = IngestOptions { mode: args.mode, table: args.table.clone() };
+    let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config)?;
+    print!("{}", report.render());
+    if args.strict && report.rejected() > 0 {
+        eprintln!("error: {} rows were rejected (see quarantine/ in the store); exiting 1 under --strict", report.rejected());
+        return Ok(Outcome::DataProblems);
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,99 @@
+//! Command-line interface: one subcommand per file, each with its `Args` and `run`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod generate;
+pub mod ingest;
+pub mod validate;
+
+/// crm-kpi: sales KPIs you can trust, from CRM exports.
+#[derive(Debug, Parser)]
+#[command(name = "crm-kpi", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./crm-kpi.toml if present, else the built-in default).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a synthetic CRM history (all 11 tables), deterministic for a seed.
+    Generate(generate::Args),
+    /// Read CRM exports, validate every row and commit them to a Parquet store.
+    Ingest(ingest::Args),
+    /// Print a data-quality report of a store.
+    Validate(validate::Args),
+}
+
+/// What a subcommand reports back: success, or data problems found under `--strict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    DataProblems,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        Command::Generate(a) => generate::run(&cli, a),
+        Command::Ingest(a) => ingest::run(&cli, a),
+        Command::Validate(a) => validate::run(&cli, a),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::DataProblems) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("error: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            let _ = writeln!(std::io::stderr(), "{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_KPI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
+}
+
+/// Loads the configuration named by `--config`.
+pub fn load_config(cli: &Cli) -> anyhow::Result<crate::Config> {
+    Ok(crate::Config::load(cli.config.as_deref())?)
+}

@@ -1,0 +1,19 @@
+//! `crm-kpi validate`: a data-quality report of a store.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Store directory.
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let config = crate::cli::load_config(cli)?;
+    let report = crate::store::quality::report(&args.store, &config)?;
+    print!("{}", report.render());
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,354 @@
+//! `crm-kpi.toml`: pipeline stages, timezone, currency, calendar and mapping settings.
+//!
+//! The documented default lives in `crm-kpi.toml` at the repository root and is embedded
+//! here, so the binary and the file can never disagree (a test checks they parse equal).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+use crate::schema;
+
+/// The documented default configuration, verbatim.
+pub const DEFAULT_TOML: &str = include_str!("../crm-kpi.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_base_currency")]
+    pub base_currency: String,
+    #[serde(default = "default_fiscal_start")]
+    pub fiscal_year_start_month: u32,
+    #[serde(default)]
+    pub week_start: WeekStart,
+    #[serde(default)]
+    pub lead_converted_event: ConvertedEvent,
+    #[serde(default = "default_buckets")]
+    pub deal_size_buckets: Vec<f64>,
+    #[serde(default = "default_stale_days")]
+    pub stale_after_days: u32,
+    #[serde(default)]
+    pub reengagement: Reengagement,
+    #[serde(default = "default_stages")]
+    pub stages: Vec<Stage>,
+    /// Per canonical table: column renames and value rewrites.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, TableMapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeekStart {
+    #[default]
+    Monday,
+    Sunday,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvertedEvent {
+    Opportunity,
+    #[default]
+    Won,
+    PaidOrder,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reengagement {
+    pub min_days: u32,
+    pub max_days: u32,
+}
+
+impl Default for Reengagement {
+    fn default() -> Self {
+        Reengagement { min_days: 90, max_days: 180 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Terminal {
+    Won,
+    Lost,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub name: String,
+    pub probability: f64,
+    #[serde(default)]
+    pub terminal: Option<Terminal>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// input column name -> canonical column name
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// canonical column -> (input value -> canonical value)
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_base_currency() -> String {
+    "USD".into()
+}
+fn default_fiscal_start() -> u32 {
+    1
+}
+fn default_buckets() -> Vec<f64> {
+    vec![10_000.0, 50_000.0]
+}
+fn default_stale_days() -> u32 {
+    30
+}
+fn default_stages() -> Vec<Stage> {
+    let s = |name: &str, probability, terminal| Stage { name: name.into(), probability, terminal };
+    vec![
+        s("prospecting", 0.1, None),
+        s("qualification", 0.2, None),
+        s("proposal", 0.5, None),
+        s("negotiation", 0.8, None),
+        s("closed_won", 1.0, Some(Terminal::Won)),
+        s("closed_lost", 0.0, Some(Terminal::Lost)),
+    ]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_toml_str(DEFAULT_TOML, Path::new("<default crm-kpi.toml>"))
+            .expect("the embedded default configuration is valid")
+    }
+}
+
+impl Config {
+    /// Loads `path`, or `./crm-kpi.toml` if present, or the default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path: Option<PathBuf> = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("crm-kpi.toml")).filter(|p| p.is_file()),
+        };
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                Config::from_toml_str(&text, &p)
+            }
+        }
+    }
+
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check(path)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: String, fix: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            problem,
+            fix: fix.to_string(),
+        };
+        if self.timezone.parse::<Tz>().is_err() {
+            return Err(bad(
+                "timezone",
+                format!("`{}` is not an IANA time zone", self.timezone),
+                "use a name like \"UTC\", \"Europe/Paris\" or \"America/New_York\"",
+            ));
+        }
+        if !is_currency_code(&self.base_currency) {
+            return Err(bad(
+                "base_currency",
+                format!("`{}` is not an ISO 4217 code", self.base_currency),
+                "use three upper-case letters, e.g. \"USD\" or \"EUR\"",
+            ));
+        }
+        if !(1..=12).contains(&self.fiscal_year_start_month) {
+            return Err(bad(
+                "fiscal_year_start_month",
+                format!("{} is not a month", self.fiscal_year_start_month),
+                "use a month number from 1 (January) to 12",
+            ));
+        }
+        let b = &self.deal_size_buckets;
+        if b.is_empty() || b.iter().any(|x| !x.is_finite() || *x <= 0.0) || b.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(
+                "deal_size_buckets",
+                format!("{b:?} is not a list of increasing positive thresholds"),
+                "list increasing amounts, e.g. [10000.0, 50000.0]",
+            ));
+        }
+        if self.reengagement.min_days > self.reengagement.max_days {
+            return Err(bad(
+                "reengagement.min_days",
+                format!(
+                    "min_days {} is after max_days {}",
+                    self.reengagement.min_days, self.reengagement.max_days
+                ),
+                "make min_days <= max_days",
+            ));
+        }
+        if self.stages.is_empty() {
+            return Err(bad("stages", "no stages".into(), "declare the pipeline with [[stages]] entries"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.stages.iter().enumerate() {
+            let key = format!("stages[{i}]");
+            if s.name.trim().is_empty() {
+                return Err(bad(&format!("{key}.name"), "empty stage name".into(), "give every stage a name"));
+            }
+            if !seen.insert(s.name.as_str()) {
+                return Err(bad(
+                    &format!("{key}.name"),
+                    format!("stage `{}` is declared twice", s.name),
+                    "give each stage a unique name",
+                ));
+            }
+            if !(0.0..=1.0).contains(&s.probability) {
+                return Err(bad(
+                    &format!("{key}.probability"),
+                    format!("{} for stage `{}` is outside 0-1", s.probability, s.name),
+                    "write probabilities as fractions, e.g. 0.25 for 25%",
+                ));
+            }
+        }
+        for (t, label) in [(Terminal::Won, "won"), (Terminal::Lost, "lost")] {
+            if !self.stages.iter().any(|s| s.terminal == Some(t)) {
+                return Err(bad(
+                    "stages",
+                    format!("no stage is terminal = \"{label}\""),
+                    "mark the stage that closes a deal with terminal = \"won\" (and one with \"lost\")",
+                ));
+            }
+        }
+        for (table, m) in &self.mapping {
+            let Some(def) = schema::table(table) else {
+                return Err(bad(
+                    &format!("mapping.{table}"),
+                    format!("`{table}` is not a canonical table"),
+                    &format!("use one of: {}", schema::table_names().join(", ")),
+                ));
+            };
+            for (from, to) in &m.columns {
+                if def.column(to).is_none_or(|c| c.derived) {
+                    return Err(bad(
+                        &format!("mapping.{table}.columns.\"{from}\""),
+                        format!("`{to}` is not a column of {table}"),
+                        &format!("map to one of: {}", input_column_names(def)),
+                    ));
+                }
+            }
+            for col in m.values.keys() {
+                if def.column(col).is_none_or(|c| c.derived) {
+                    return Err(bad(
+                        &format!("mapping.{table}.values.{col}"),
+                        format!("`{col}` is not a column of {table}"),
+                        &format!("use one of: {}", input_column_names(def)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.timezone.parse().expect("timezone checked at load")
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.stages.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    pub fn mapping(&self, table: &str) -> Option<&TableMapping> {
+        self.mapping.get(table)
+    }
+
+    /// A stable hash of the effective configuration (recorded in manifests and KPI outputs).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("config serializes");
+        let digest = Sha256::digest(json.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn input_column_names(def: &schema::TableDef) -> String {
+    def.input_columns().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+pub fn is_currency_code(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn documented_default_equals_built_in_defaults() {
+        let empty = parse("").unwrap();
+        assert_eq!(Config::default(), empty);
+        assert_eq!(empty.stage_names().len(), 6);
+        assert_eq!(empty.tz(), chrono_tz::UTC);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("timezon = \"UTC\"").unwrap_err().to_string();
+        assert!(e.contains("timezon"), "{e}");
+        assert!(e.contains("t.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_fix() {
+        let cases = [
+            ("timezone = \"Mars/Olympus\"", "timezone", "IANA"),
+            ("base_currency = \"usd\"", "base_currency", "upper-case"),
+            ("fiscal_year_start_month = 13", "fiscal_year_start_month", "1 (January)"),
+            ("deal_size_buckets = [5.0, 1.0]", "deal_size_buckets", "increasing"),
+            ("[reengagement]\nmin_days = 10\nmax_days = 5", "reengagement.min_days", "min_days <="),
+            ("[[stages]]\nname = \"a\"\nprobability = 50.0", "stages[0].probability", "fractions"),
+            ("[[stages]]\nname = \"a\"\nprobability = 0.5", "stages", "terminal"),
+            ("[mapping.deals.columns]\nx = \"y\"", "mapping.deals", "opportunities"),
+            ("[mapping.leads.columns]\n\"Lead\" = \"nope\"", "mapping.leads.columns.\"Lead\"", "lead_id"),
+        ];
+        for (text, key, fix) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+            assert!(e.contains(fix), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn hash_changes_with_content() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.timezone = "Europe/Paris".into();
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), Config::default().hash());
+    }
+}

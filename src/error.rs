@@ -1,0 +1,99 @@
+//! Typed errors, one enum per phase. Each `Display` says what went wrong, where (file, table,
+//! column, row when known) and what to do about it. Exit codes (SPEC §7): every error here
+//! is a usage, config or I/O problem and exits 2; data problems under `--strict` exit 1.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config {}: key `{key}`: {problem}; fix: {fix}", path.display())]
+    Invalid { path: PathBuf, key: String, problem: String, fix: String },
+}
+
+/// Problems reading an input file. Row-level problems are not errors: those rows go to
+/// quarantine with a reason.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot tell which table this is; name the file after a table ({tables}) or pass --table", path.display())]
+    UnknownTable { path: PathBuf, tables: String },
+    #[error("{}: unsupported file type; use .csv, .ndjson/.jsonl or .parquet", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("{}: the file is empty; export it again with a header row", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: unreadable {format}: {message}", path.display())]
+    Unreadable { path: PathBuf, format: &'static str, message: String },
+    #[error("{} (table {table}): missing required column{} {}; found columns: {found}{hint}", path.display(), if missing.len() > 1 { "s" } else { "" }, missing.join(", "))]
+    MissingColumns { path: PathBuf, table: String, missing: Vec<String>, found: String, hint: String },
+    #[error("{} (table {table}): column `{column}` has type {dtype}, which cannot hold {expected}", path.display())]
+    ColumnType { path: PathBuf, table: String, column: String, dtype: String, expected: String },
+    #[error("{} (table {table}): columns {} all map to `{column}`; keep one, or map the others elsewhere in [mapping.{table}.columns]", path.display(), inputs.join(", "))]
+    AmbiguousColumns { path: PathBuf, table: String, column: String, inputs: Vec<String> },
+    #[error("{}: line {line} is longer than {limit} bytes; is this really a CSV/NDJSON export?", path.display())]
+    LineTooLong { path: PathBuf, line: usize, limit: usize },
+}
+
+impl IngestError {
+    pub fn unreadable(path: &std::path::Path, format: &'static str, message: impl ToString) -> Self {
+        IngestError::Unreadable {
+            path: path.to_path_buf(),
+            format,
+            message: first_line(&message.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {}: {source} (while {action})", path.display())]
+    Io { path: PathBuf, action: String, source: std::io::Error },
+    #[error("store {} is locked by another writer ({holder}); wait for it to finish, or remove {}/.lock if no crm-kpi process is running", path.display(), path.display())]
+    Locked { path: PathBuf, holder: String },
+    #[error("store {}: no _manifest.json; is this a crm-kpi store? create one with `crm-kpi ingest --store {} FILES...`", path.display(), path.display())]
+    NotAStore { path: PathBuf },
+    #[error("store {}: _manifest.json is corrupt: {message}", path.display())]
+    BadManifest { path: PathBuf, message: String },
+    #[error("store {}: table {table}: {message}", path.display())]
+    BadTable { path: PathBuf, table: String, message: String },
+    #[error("store {}: manifest schema version {found} is newer than this crm-kpi ({supported}); upgrade crm-kpi", path.display())]
+    Version { path: PathBuf, found: u32, supported: u32 },
+    #[error("polars: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot write {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("polars: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+}
+
+/// Any library error, by phase.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error("{0}")]
+    Usage(String),
+    /// A polars failure outside the cases above: a bug or resource exhaustion, not bad input.
+    #[error("internal error (please report): {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}

@@ -1,0 +1,322 @@
+//! The Parquet store: one dataset per table (Hive-partitioned by local month where that
+//! helps pruning), quarantined rows per table, and `_manifest.json`.
+//!
+//! Layout:
+//! ```text
+//! STORE/_manifest.json
+//! STORE/.lock
+//! STORE/tables/<table>/g<generation>/[month=YYYY-MM/]part-0.parquet
+//! STORE/quarantine/<table>/batch=<generation>/part-0.parquet
+//! ```
+//!
+//! Atomic commit: a transaction writes new files into directories named after the next
+//! generation, which no manifest references yet, fsyncs them, then writes
+//! `_manifest.json.tmp`, fsyncs it and renames it over `_manifest.json`. A crash before the
+//! rename leaves the old manifest and old files untouched; the orphaned directories are
+//! removed by the next writer. Readers go through the manifest and never list directories.
+
+pub mod lock;
+pub mod manifest;
+pub mod quality;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use polars::polars_utils::compression::ZstdLevel;
+use polars::prelude::*;
+
+use crate::error::StoreError;
+use crate::schema::TableDef;
+use lock::WriterLock;
+pub use manifest::{Batch, BatchFile, FileEntry, Manifest, TableEntry, MANIFEST};
+
+/// A read-only view of a store, as of the manifest read at open.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    manifest: Manifest,
+}
+
+fn io_err(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    let action = action.to_string();
+    move |source| StoreError::Io { path, action, source }
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        match Manifest::load(root)? {
+            Some(manifest) => Ok(Store { root: root.to_path_buf(), manifest }),
+            None => Err(StoreError::NotAStore { path: root.to_path_buf() }),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn abs(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The stored table, or an empty frame with the canonical schema if it was never ingested.
+    pub fn read_table(&self, def: &TableDef) -> Result<DataFrame, StoreError> {
+        match self.manifest.tables.get(def.name) {
+            None => Ok(DataFrame::empty_with_schema(&def.polars_schema())),
+            Some(entry) => read_files(&self.root, def.name, &entry.files, Some(&def.polars_schema())),
+        }
+    }
+
+    /// A lazy scan of the stored table (the files the manifest names, in order).
+    pub fn scan_table(&self, def: &TableDef) -> Result<LazyFrame, StoreError> {
+        let files = match self.manifest.tables.get(def.name) {
+            None => return Ok(DataFrame::empty_with_schema(&def.polars_schema()).lazy()),
+            Some(entry) => &entry.files,
+        };
+        let scans = files
+            .iter()
+            .map(|f| {
+                let path = self.abs(&f.path);
+                LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), ScanArgsParquet::default())
+            })
+            .collect::<PolarsResult<Vec<_>>>()?;
+        Ok(concat(scans, UnionArgs::default())?)
+    }
+
+    /// All quarantined rows of a table (all batches), or None if there are none.
+    pub fn read_quarantine(&self, table: &str) -> Result<Option<DataFrame>, StoreError> {
+        match self.manifest.quarantine.get(table) {
+            None => Ok(None),
+            Some(files) if files.is_empty() => Ok(None),
+            Some(files) => read_files(&self.root, table, files, None).map(Some),
+        }
+    }
+}
+
+fn read_files(
+    root: &Path,
+    table: &str,
+    files: &[FileEntry],
+    schema: Option<&Schema>,
+) -> Result<DataFrame, StoreError> {
+    let mut frames = Vec::with_capacity(files.len());
+    for f in files {
+        let path = root.join(&f.path);
+        let file = File::open(&path).map_err(io_err(&path, "opening a table file"))?;
+        let df = ParquetReader::new(file).finish().map_err(|e| StoreError::BadTable {
+            path: root.to_path_buf(),
+            table: table.to_string(),
+            message: format!("{}: {}", f.path, crate::error::first_line(&e.to_string())),
+        })?;
+        frames.push(df);
+    }
+    let mut out = match frames.len() {
+        0 => match schema {
+            Some(s) => return Ok(DataFrame::empty_with_schema(s)),
+            None => return Ok(DataFrame::empty()),
+        },
+        1 => frames.pop().expect("one frame"),
+        _ => {
+            let lfs = frames.into_iter().map(|d| d.lazy()).collect::<Vec<_>>();
+            concat_lf_diagonal(lfs, UnionArgs::default())?.collect()?
+        }
+    };
+    if let Some(s) = schema {
+        let names: Vec<_> = s.iter_names().cloned().collect();
+        out = out.select(names).map_err(|e| StoreError::BadTable {
+            path: root.to_path_buf(),
+            table: table.to_string(),
+            message: crate::error::first_line(&e.to_string()),
+        })?;
+    }
+    Ok(out)
+}
+
+/// A write transaction: holds the writer lock, stages new files under the next generation,
+/// and publishes them all at once in `commit`.
+pub struct Transaction {
+    root: PathBuf,
+    _lock: WriterLock,
+    base: Manifest,
+    next: Manifest,
+}
+
+impl Transaction {
+    /// Locks the store (creating it if needed), reads its manifest and removes what a
+    /// crashed writer may have left behind.
+    pub fn begin(root: &Path) -> Result<Transaction, StoreError> {
+        std::fs::create_dir_all(root).map_err(io_err(root, "creating the store directory"))?;
+        let lock = WriterLock::acquire(root)?;
+        let base = Manifest::load(root)?.unwrap_or_else(Manifest::new);
+        let mut next = base.clone();
+        next.generation = base.generation + 1;
+        let tx = Transaction { root: root.to_path_buf(), _lock: lock, base, next };
+        tx.collect_garbage(&tx.base)?;
+        Ok(tx)
+    }
+
+    pub fn base(&self) -> &Manifest {
+        &self.base
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.next.generation
+    }
+
+    /// The store as committed before this transaction.
+    pub fn base_store(&self) -> Store {
+        Store { root: self.root.clone(), manifest: self.base.clone() }
+    }
+
+    /// Writes a new version of a table (sorted, partitioned by local month if declared).
+    pub fn write_table(&mut self, def: &TableDef, df: &DataFrame, tz: Tz) -> Result<(), StoreError> {
+        let dir = format!("tables/{}/g{:06}", def.name, self.next.generation);
+        let mut df = if def.sort_by.is_empty() || df.height() < 2 {
+            df.clone()
+        } else {
+            df.sort(def.sort_by.iter().copied(), SortMultipleOptions::default().with_maintain_order(true))?
+        };
+        let mut files = Vec::new();
+        match def.partition_by {
+            Some(ts_col) if df.height() > 0 => {
+                let micros = df.column(ts_col)?.cast(&DataType::Int64)?;
+                let micros = micros.i64()?;
+                let mut groups: BTreeMap<String, Vec<IdxSize>> = BTreeMap::new();
+                for (i, v) in micros.iter().enumerate() {
+                    let key = v.map_or_else(|| "null".to_string(), |us| crate::timefmt::month_key(us, tz));
+                    groups.entry(key).or_default().push(i as IdxSize);
+                }
+                for (month, idx) in groups {
+                    let mut part = df.take(&IdxCa::from_vec("idx".into(), idx))?;
+                    let rel = format!("{dir}/month={month}/part-0.parquet");
+                    let rows = write_parquet(&self.root.join(&rel), &mut part)?;
+                    files.push(FileEntry { path: rel, rows });
+                }
+            }
+            _ => {
+                let rel = format!("{dir}/part-0.parquet");
+                let rows = write_parquet(&self.root.join(&rel), &mut df)?;
+                files.push(FileEntry { path: rel, rows });
+            }
+        }
+        sync_dir_tree(&self.root.join(&dir))?;
+        let rows = files.iter().map(|f| f.rows).sum();
+        self.next.tables.insert(
+            def.name.to_string(),
+            TableEntry { dir, rows, partitioned_by: def.partition_by.map(str::to_string), files },
+        );
+        Ok(())
+    }
+
+    /// Adds a file of quarantined rows for a table.
+    pub fn write_quarantine(&mut self, table: &str, df: &mut DataFrame) -> Result<(), StoreError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        let dir = format!("quarantine/{table}/batch={:06}", self.next.generation);
+        let rel = format!("{dir}/part-0.parquet");
+        let rows = write_parquet(&self.root.join(&rel), df)?;
+        sync_dir_tree(&self.root.join(&dir))?;
+        self.next.quarantine.entry(table.to_string()).or_default().push(FileEntry { path: rel, rows });
+        Ok(())
+    }
+
+    pub fn add_batch(&mut self, batch: Batch) {
+        self.next.batches.push(batch);
+    }
+
+    /// Publishes everything written: the manifest swap is the commit point.
+    pub fn commit(self) -> Result<Manifest, StoreError> {
+        let tmp = self.root.join(format!("{MANIFEST}.tmp"));
+        let text = serde_json::to_string_pretty(&self.next).expect("manifest serializes");
+        {
+            use std::io::Write;
+            let mut f = File::create(&tmp).map_err(io_err(&tmp, "writing the new manifest"))?;
+            f.write_all(text.as_bytes()).map_err(io_err(&tmp, "writing the new manifest"))?;
+            f.sync_all().map_err(io_err(&tmp, "syncing the new manifest"))?;
+        }
+        let dst = self.root.join(MANIFEST);
+        std::fs::rename(&tmp, &dst).map_err(io_err(&dst, "swapping in the new manifest"))?;
+        sync_dir(&self.root)?;
+        // The old versions are unreferenced now; removing them is cleanup, not part of the commit.
+        if let Err(e) = self.collect_garbage(&self.next) {
+            tracing::warn!("could not remove old table versions: {e}");
+        }
+        Ok(self.next)
+    }
+
+    /// Removes table versions and quarantine batches the given manifest does not reference.
+    fn collect_garbage(&self, keep: &Manifest) -> Result<(), StoreError> {
+        let mut referenced: HashSet<PathBuf> = keep.tables.values().map(|t| self.root.join(&t.dir)).collect();
+        for files in keep.quarantine.values() {
+            for f in files {
+                if let Some(parent) = Path::new(&f.path).parent() {
+                    referenced.insert(self.root.join(parent));
+                }
+            }
+        }
+        for top in ["tables", "quarantine"] {
+            let top = self.root.join(top);
+            let Ok(tables) = std::fs::read_dir(&top) else { continue };
+            for table in tables.flatten() {
+                let Ok(versions) = std::fs::read_dir(table.path()) else { continue };
+                for v in versions.flatten() {
+                    let p = v.path();
+                    if !referenced.contains(&p) {
+                        std::fs::remove_dir_all(&p).map_err(io_err(&p, "removing an unreferenced version"))?;
+                    }
+                }
+            }
+        }
+        let tmp = self.root.join(format!("{MANIFEST}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(io_err(&tmp, "removing a stale temporary manifest"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a Parquet file (zstd, statistics) and fsyncs it. Returns its row count.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent, "creating a directory"))?;
+    }
+    let mut file = File::create(path).map_err(io_err(path, "creating a Parquet file"))?;
+    ParquetWriter::new(&mut file)
+        .with_compression(ParquetCompression::Zstd(Some(ZstdLevel::try_new(3)?)))
+        .with_statistics(StatisticsOptions::default())
+        .finish(df)?;
+    file.sync_all().map_err(io_err(path, "syncing a Parquet file"))?;
+    Ok(df.height() as u64)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "syncing a directory"))
+}
+
+/// Fsyncs a directory, its subdirectories and its parent chain up to the store root's
+/// children, so the new entries survive a power cut before the manifest points at them.
+fn sync_dir_tree(dir: &Path) -> Result<(), StoreError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                sync_dir_tree(&e.path())?;
+            }
+        }
+    }
+    sync_dir(dir)?;
+    let mut p = dir.parent();
+    for _ in 0..2 {
+        if let Some(parent) = p {
+            sync_dir(parent)?;
+            p = parent.parent();
+        }
+    }
+    Ok(())
+}
