@@ -161,6 +161,7 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
     }
     let mut inputs = Vec::new();
     for p in files {
+        std::fs::metadata(p).map_err(|source| IngestError::Io { path: p.clone(), source })?;
         let table = table_for(p, opts.table.as_deref())?;
         read::FileFormat::from_path(p)?;
         inputs.push(Input { path: p.clone(), table, sha256: sha256_file(p)? });
@@ -364,7 +365,7 @@ fn quarantine_rows(raw: &DataFrame, file: &str, rows: &[(usize, Rule, String)]) 
     }
     let k = rows.len();
     cols.push(Column::new("_rule".into(), rows.iter().map(|(_, r, _)| r.code()).collect::<Vec<_>>()));
-    cols.push(Column::new("_reason".into(), rows.iter().map(|(_, _, m)| m.as_str()).collect::<Vec<_>>()));
+    cols.push(Column::new("_reason".into(), rows.iter().map(|(_, r, m)| format!("{}: {m}", r.code())).collect::<Vec<_>>()));
     cols.push(Column::new("_file".into(), vec![file; k]));
     cols.push(Column::new("_row".into(), rows.iter().map(|(i, _, _)| *i as u64 + 1).collect::<Vec<_>>()));
     DataFrame::new(k, cols)

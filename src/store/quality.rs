@@ -92,7 +92,9 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
                 let nulls = df.column(c.name)?.null_count();
                 q.null_rates.insert(c.name.to_string(), nulls as f64 / q.rows as f64);
             }
-            let ts = def.partition_by.or_else(|| def.columns.iter().find(|c| c.kind == Kind::Timestamp).map(|c| c.name));
+            let ts = def
+                .partition_by
+                .or_else(|| def.columns.iter().find(|c| c.kind == Kind::Timestamp && c.required).map(|c| c.name));
             let date = def.columns.iter().find(|c| c.kind == Kind::Date).map(|c| c.name);
             if let Some(col) = ts.or(date) {
                 let s = df.column(col)?.as_materialized_series().clone();

@@ -1,0 +1,58 @@
+//! `--help` texts and user-facing error messages, as snapshots.
+
+use crate::common::*;
+
+fn filtered(text: &str, dir: &std::path::Path) -> String {
+    text.replace(s(dir), "[TMP]")
+}
+
+#[test]
+fn help_texts() {
+    for args in [
+        &["--help"][..],
+        &["generate", "--help"],
+        &["ingest", "--help"],
+        &["validate", "--help"],
+    ] {
+        let out = run(args);
+        assert_eq!(code(&out), 0, "{args:?}");
+        insta::assert_snapshot!(format!("help_{}", args[..args.len() - 1].join("_")), stdout(&out));
+    }
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = run(&["ingest"]);
+    assert_eq!(code(&out), 2);
+    insta::assert_snapshot!("usage_ingest_without_args", stderr(&out));
+}
+
+#[test]
+fn error_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    write(d, "leads.csv", "lead_id,source\nL1,web\n");
+    write(d, "notes.csv", "a,b\n1,2\n");
+    write(d, "spaces.csv", "lead_id created_at source\nL1 2024-01-01 web\n");
+    write(d, "opportunities.csv", "opportunity_id;amount\nO1;5\n");
+    write(d, "bad.toml", "timezone = \"Mars/Olympus\"\n");
+    write(d, "typo.toml", "base_curency = \"EUR\"\n");
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("missing_required_column", vec!["ingest".into(), "--store".into(), s(&store).into(), "leads.csv".into()]),
+        ("unknown_table", vec!["ingest".into(), "--store".into(), s(&store).into(), "notes.csv".into()]),
+        ("single_column_header_hint", vec!["ingest".into(), "--store".into(), s(&store).into(), "--table".into(), "leads".into(), "spaces.csv".into()]),
+        ("missing_columns_semicolon", vec!["ingest".into(), "--store".into(), s(&store).into(), "opportunities.csv".into()]),
+        ("bad_config_value", vec!["--config".into(), "bad.toml".into(), "validate".into(), "--store".into(), s(&store).into()]),
+        ("bad_config_key", vec!["--config".into(), "typo.toml".into(), "validate".into(), "--store".into(), s(&store).into()]),
+        ("not_a_store", vec!["validate".into(), "--store".into(), s(&store).into()]),
+        ("missing_file", vec!["ingest".into(), "--store".into(), s(&store).into(), "nope.csv".into()]),
+    ];
+    for (name, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_in(d, &args);
+        assert_eq!(code(&out), 2, "{name}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{name}");
+        insta::assert_snapshot!(format!("error_{name}"), filtered(&stderr(&out), d));
+    }
+}

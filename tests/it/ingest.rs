@@ -1,0 +1,273 @@
+//! Ingest end to end on fixtures small enough to check by hand: every validation rule,
+//! the three modes, idempotent re-ingest, currency and timezone handling, mappings, and the
+//! three input formats.
+
+use std::path::Path;
+
+use crm_kpi::schema;
+use crm_kpi::store::Store;
+use polars::prelude::*;
+
+use crate::common::*;
+
+const FX: &str = "currency,date,rate_to_base\nEUR,2024-01-01,1.10\nEUR,2024-02-01,1.20\n";
+
+const OPPS: &str = "\
+opportunity_id,account_id,created_at,owner_id,amount,currency,status,closed_at
+O1,A1,2024-01-05T10:00:00Z,R1,1000,EUR,won,2024-02-10T10:00:00Z
+O2,A1,2024-01-06,R1,500,,open,
+O3,A2,2024-01-07,R2,-5,USD,open,
+O4,A2,2024-01-07,R2,100,USD,won,
+O5,A2,2024-03-07,R2,100,USD,lost,2024-01-01
+O6,A2,yesterday,R2,100,USD,open,
+O7,A2,2024-03-07,R2,100,SEK,open,
+O8,A2,2024-03-07,R2,100,USD,pending,
+O9,,2024-03-07,R2,100,USD,open,
+O2,A1,2024-01-06,R1,600,,open,
+O10,A3,2024-02-15 09:00:00,R2,50,eur,lost,2024-03-01
+";
+
+const EVENTS: &str = "\
+opportunity_id,stage,entered_at
+O1,prospecting,2024-01-05T10:00:00Z
+O1,closed_won,2024-02-10T10:00:00Z
+O1,limbo,2024-02-10T10:00:00Z
+O404,prospecting,2024-02-10T10:00:00Z
+O2,prospecting,2024-01-01T10:00:00Z
+";
+
+const ORDERS: &str = "\
+order_id,account_id,ordered_at,amount,currency,opportunity_id,is_refund
+X1,A1,2024-02-11,1000,EUR,O1,
+X2,A1,2024-02-12,-100,EUR,O1,true
+X3,A1,2024-02-12,-100,EUR,O1,
+X4,A1,2024-02-13,10,USD,O404,
+";
+
+fn fixture(d: &Path) {
+    write(d, "fx_rates.csv", FX);
+    write(d, "opportunities.csv", OPPS);
+    write(d, "stage_events.csv", EVENTS);
+    write(d, "orders.csv", ORDERS);
+}
+
+fn ingest(d: &Path, store: &Path, extra: &[&str], files: &[&str]) -> std::process::Output {
+    let mut args = vec!["ingest", "--store", s(store)];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(files);
+    run_in(d, &args)
+}
+
+fn table(store: &Path, def: &schema::TableDef) -> DataFrame {
+    Store::open(store).unwrap().read_table(def).unwrap()
+}
+
+fn quarantine(store: &Path, t: &str) -> DataFrame {
+    Store::open(store).unwrap().read_quarantine(t).unwrap().unwrap_or_default()
+}
+
+fn strs(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c).unwrap().cast(&DataType::String).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("null").to_string()).collect()
+}
+
+fn manifest(store: &Path) -> String {
+    std::fs::read_to_string(store.join("_manifest.json")).unwrap()
+}
+
+#[test]
+fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+    let store = d.join("store");
+    let out = ingest(d, &store, &[], &["fx_rates.csv", "opportunities.csv", "stage_events.csv", "orders.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    insta::assert_snapshot!("ingest_every_rule_report", stdout(&out));
+
+    let opps = table(&store, &schema::OPPORTUNITIES);
+    assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2"]);
+    // O1: 1000 EUR at the 2024-01-01 rate 1.10; O2: the later duplicate (600) wins, base
+    // currency by default; O10: lower-case currency normalized, 2024-02-01 rate 1.20.
+    assert_eq!(opps.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(1100.0), Some(60.0), Some(600.0)]);
+    assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null"]);
+
+    let q = quarantine(&store, "opportunities");
+    let mut got: Vec<(String, String)> = strs(&q, "opportunity_id").into_iter().zip(strs(&q, "_rule")).collect();
+    got.sort();
+    let want = [
+        ("O2", "duplicate_key"),
+        ("O3", "negative_amount"),
+        ("O4", "closed_without_date"),
+        ("O5", "closed_before_created"),
+        ("O6", "unparseable"),
+        ("O7", "no_fx_rate"),
+        ("O8", "invalid_value"),
+        ("O9", "missing_required"),
+    ];
+    assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    // Original values are kept as text, with the file and 1-based row.
+    let o6 = q.filter(&q.column("opportunity_id").unwrap().str().unwrap().equal("O6")).unwrap();
+    assert_eq!(strs(&o6, "created_at"), ["yesterday"]);
+    assert_eq!(strs(&o6, "_row"), ["6"]);
+    assert!(strs(&o6, "_file")[0].ends_with("opportunities.csv"));
+    assert_eq!(strs(&o6, "_reason"), ["unparseable: unparseable timestamp in `created_at`: 'yesterday'"]);
+
+    let ev = quarantine(&store, "stage_events");
+    let mut rules = strs(&ev, "_rule");
+    rules.sort();
+    assert_eq!(rules, ["event_before_created", "unknown_deal", "unknown_stage"]);
+    assert_eq!(table(&store, &schema::STAGE_EVENTS).height(), 2);
+
+    let orders = table(&store, &schema::ORDERS);
+    assert_eq!(strs(&orders, "order_id"), ["X1", "X2"]);
+    assert_eq!(orders.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(1200.0), Some(-120.0)]);
+    let mut rules = strs(&quarantine(&store, "orders"), "_rule");
+    rules.sort();
+    assert_eq!(rules, ["negative_amount", "unknown_deal"]);
+
+    let v = run(&["validate", "--store", s(&store)]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert!(stdout(&v).contains("integrity OK"));
+}
+
+#[test]
+fn strict_exits_1_when_rows_were_rejected_but_commits_the_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+    let store = d.join("store");
+    let out = ingest(d, &store, &["--strict"], &["fx_rates.csv", "opportunities.csv"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("--strict"));
+    assert_eq!(table(&store, &schema::OPPORTUNITIES).height(), 3);
+    let clean = ingest(d, &store, &["--strict"], &["fx_rates.csv"]);
+    assert_eq!(code(&clean), 0, "already ingested: skipped, nothing rejected");
+}
+
+#[test]
+fn reingesting_the_same_files_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+    let store = d.join("store");
+    let files = ["fx_rates.csv", "opportunities.csv", "stage_events.csv", "orders.csv"];
+    assert_eq!(code(&ingest(d, &store, &[], &files)), 0);
+    let before = manifest(&store);
+    let again = ingest(d, &store, &[], &files);
+    assert_eq!(code(&again), 0);
+    assert!(stdout(&again).contains("nothing to commit"), "{}", stdout(&again));
+    assert_eq!(manifest(&store), before);
+    // The same rows under another file name: upserted onto themselves, counts unchanged.
+    std::fs::copy(d.join("opportunities.csv"), d.join("opportunities-copy.csv")).unwrap();
+    let copy = ingest(d, &store, &[], &["opportunities-copy.csv"]);
+    assert_eq!(code(&copy), 0);
+    let m: serde_json::Value = serde_json::from_str(&manifest(&store)).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&before).unwrap();
+    for t in ["fx_rates", "opportunities", "stage_events", "orders"] {
+        assert_eq!(m["tables"][t]["rows"], b["tables"][t]["rows"], "{t}");
+    }
+    assert_eq!(strs(&table(&store, &schema::OPPORTUNITIES), "amount"), ["1000.0", "50.0", "600.0"]);
+}
+
+#[test]
+fn modes_upsert_append_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    let head = "account_id,created_at,name,updated_at\n";
+    write(d, "accounts.csv", &format!("{head}A1,2024-01-01,Old,2024-01-01\nA2,2024-01-01,Two,\n"));
+    write(d, "accounts-2.csv", &format!("{head}A1,2024-01-01,New,2024-02-01\nA3,2024-01-01,Three,\n"));
+    write(d, "accounts-3.csv", &format!("{head}A1,2024-01-01,Stale,2023-12-01\n"));
+    let names = |store: &Path| strs(&table(store, &schema::ACCOUNTS), "name");
+
+    assert_eq!(code(&ingest(d, &store, &[], &["accounts.csv"])), 0);
+    assert_eq!(code(&ingest(d, &store, &[], &["accounts-2.csv"])), 0);
+    assert_eq!(names(&store), ["New", "Two", "Three"]);
+    // A row older (by updated_at) than the stored one loses, and is reported.
+    let stale = ingest(d, &store, &[], &["accounts-3.csv"]);
+    assert!(stdout(&stale).contains("duplicate_key"), "{}", stdout(&stale));
+    assert_eq!(names(&store), ["New", "Two", "Three"]);
+
+    let store2 = d.join("store2");
+    assert_eq!(code(&ingest(d, &store2, &[], &["accounts.csv"])), 0);
+    let out = ingest(d, &store2, &["--mode", "append"], &["accounts-2.csv"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(names(&store2), ["Old", "Two", "Three"]);
+    assert_eq!(strs(&quarantine(&store2, "accounts"), "_rule"), ["duplicate_key"]);
+
+    let out = ingest(d, &store2, &["--mode", "replace"], &["accounts-3.csv"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(names(&store2), ["Stale"]);
+}
+
+#[test]
+fn naive_timestamps_are_local_and_mappings_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "crm-kpi.toml",
+        r#"
+timezone = "Europe/Paris"
+base_currency = "EUR"
+
+[mapping.opportunities.columns]
+"Opportunity ID" = "opportunity_id"
+"Close Date" = "closed_at"
+"Stage" = "status"
+
+[mapping.opportunities.values.status]
+"Closed Won" = "won"
+"Open" = "open"
+"#,
+    );
+    write(
+        d,
+        "opportunities.csv",
+        "Opportunity ID,account_id,created_at,owner_id,amount,Stage,Close Date,Extra\n\
+         O1,A1,2024-07-01 10:00:00,R1,10,Closed Won,2024-07-02T10:00:00+02:00,x\n\
+         O2,A1,1719828000,R1,20,Open,,y\n",
+    );
+    let store = d.join("store");
+    let out = run_in(d, &["ingest", "--store", s(&store), "opportunities.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("Extra"), "ignored column is noted: {}", stdout(&out));
+    let o = table(&store, &schema::OPPORTUNITIES);
+    assert_eq!(strs(&o, "status"), ["won", "open"]);
+    let created = o.column("created_at").unwrap().cast(&DataType::Int64).unwrap();
+    // 10:00 in Paris (CEST, UTC+2) is 08:00 UTC; epoch 1719828000 is 2024-07-01T10:00:00Z.
+    assert_eq!(created.i64().unwrap().to_vec(), [Some(1_719_820_800_000_000), Some(1_719_828_000_000_000)]);
+    // Base currency EUR, no currency column: amounts are already in base.
+    assert_eq!(o.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(10.0), Some(20.0)]);
+}
+
+#[test]
+fn csv_ndjson_and_parquet_inputs_store_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "leads.csv", "lead_id,created_at,source,qualified_at\nL1,2024-01-05T10:00:00Z,web,\nL2,2024-02-05T10:00:00Z,ads,2024-02-06T00:00:00Z\n");
+    write(
+        d,
+        "leads.ndjson",
+        "{\"lead_id\":\"L1\",\"created_at\":\"2024-01-05T10:00:00Z\",\"source\":\"web\"}\n\
+         {\"lead_id\":\"L2\",\"created_at\":1707127200000,\"source\":\"ads\",\"qualified_at\":\"2024-02-06\"}\n",
+    );
+    let a = d.join("a");
+    let b = d.join("b");
+    let c = d.join("c");
+    assert_eq!(code(&ingest(d, &a, &[], &["leads.csv"])), 0);
+    assert_eq!(code(&ingest(d, &b, &[], &["leads.ndjson"])), 0);
+    let ta = table(&a, &schema::LEADS);
+    assert!(ta.equals_missing(&table(&b, &schema::LEADS)), "{ta}\n{}", table(&b, &schema::LEADS));
+    // Parquet, typed: write the stored table out and ingest it.
+    let mut typed = ta.clone();
+    let pq = d.join("leads.parquet");
+    ParquetWriter::new(std::fs::File::create(&pq).unwrap()).finish(&mut typed).unwrap();
+    assert_eq!(code(&ingest(d, &c, &[], &["leads.parquet"])), 0);
+    assert!(ta.equals_missing(&table(&c, &schema::LEADS)));
+    // leads are partitioned by local month of created_at.
+    let m: serde_json::Value = serde_json::from_str(&manifest(&a)).unwrap();
+    let files: Vec<String> =
+        m["tables"]["leads"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(files, ["tables/leads/g000001/month=2024-01/part-0.parquet", "tables/leads/g000001/month=2024-02/part-0.parquet"]);
+}
