@@ -63,7 +63,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let mut msg = format!("error: {e}");
             for cause in e.chain().skip(1) {
-                msg.push_str(&format!("\n  caused by: {cause}"));
+                let cause = cause.to_string();
+                if !msg.contains(&cause) {
+                    msg.push_str(&format!("\n  caused by: {cause}"));
+                }
             }
             let _ = writeln!(std::io::stderr(), "{msg}");
             ExitCode::from(2)
