@@ -68,7 +68,10 @@ pub struct Reengagement {
 
 impl Default for Reengagement {
     fn default() -> Self {
-        Reengagement { min_days: 90, max_days: 180 }
+        Reengagement {
+            min_days: 90,
+            max_days: 180,
+        }
     }
 }
 
@@ -115,7 +118,11 @@ fn default_stale_days() -> u32 {
     30
 }
 fn default_stages() -> Vec<Stage> {
-    let s = |name: &str, probability, terminal| Stage { name: name.into(), probability, terminal };
+    let s = |name: &str, probability, terminal| Stage {
+        name: name.into(),
+        probability,
+        terminal,
+    };
     vec![
         s("prospecting", 0.1, None),
         s("qualification", 0.2, None),
@@ -143,8 +150,10 @@ impl Config {
         match path {
             None => Ok(Config::default()),
             Some(p) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
                 Config::from_toml_str(&text, &p)
             }
         }
@@ -206,13 +215,21 @@ impl Config {
             ));
         }
         if self.stages.is_empty() {
-            return Err(bad("stages", "no stages".into(), "declare the pipeline with [[stages]] entries"));
+            return Err(bad(
+                "stages",
+                "no stages".into(),
+                "declare the pipeline with [[stages]] entries",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, s) in self.stages.iter().enumerate() {
             let key = format!("stages[{i}]");
             if s.name.trim().is_empty() {
-                return Err(bad(&format!("{key}.name"), "empty stage name".into(), "give every stage a name"));
+                return Err(bad(
+                    &format!("{key}.name"),
+                    "empty stage name".into(),
+                    "give every stage a name",
+                ));
             }
             if !seen.insert(s.name.as_str()) {
                 return Err(bad(
@@ -330,11 +347,23 @@ mod tests {
             ("base_currency = \"usd\"", "base_currency", "upper-case"),
             ("fiscal_year_start_month = 13", "fiscal_year_start_month", "1 (January)"),
             ("deal_size_buckets = [5.0, 1.0]", "deal_size_buckets", "increasing"),
-            ("[reengagement]\nmin_days = 10\nmax_days = 5", "reengagement.min_days", "min_days <="),
-            ("[[stages]]\nname = \"a\"\nprobability = 50.0", "stages[0].probability", "fractions"),
+            (
+                "[reengagement]\nmin_days = 10\nmax_days = 5",
+                "reengagement.min_days",
+                "min_days <=",
+            ),
+            (
+                "[[stages]]\nname = \"a\"\nprobability = 50.0",
+                "stages[0].probability",
+                "fractions",
+            ),
             ("[[stages]]\nname = \"a\"\nprobability = 0.5", "stages", "terminal"),
             ("[mapping.deals.columns]\nx = \"y\"", "mapping.deals", "opportunities"),
-            ("[mapping.leads.columns]\n\"Lead\" = \"nope\"", "mapping.leads.columns.\"Lead\"", "lead_id"),
+            (
+                "[mapping.leads.columns]\n\"Lead\" = \"nope\"",
+                "mapping.leads.columns.\"Lead\"",
+                "lead_id",
+            ),
         ];
         for (text, key, fix) in cases {
             let e = parse(text).unwrap_err().to_string();

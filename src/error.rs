@@ -11,7 +11,12 @@ pub enum ConfigError {
     #[error("config {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("config {}: key `{key}`: {problem}; fix: {fix}", path.display())]
-    Invalid { path: PathBuf, key: String, problem: String, fix: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+        fix: String,
+    },
 }
 
 /// Problems reading an input file. Row-level problems are not errors: those rows go to
@@ -27,13 +32,34 @@ pub enum IngestError {
     #[error("{}: the file is empty; export it again with a header row", path.display())]
     Empty { path: PathBuf },
     #[error("{}: unreadable {format}: {message}", path.display())]
-    Unreadable { path: PathBuf, format: &'static str, message: String },
+    Unreadable {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
     #[error("{} (table {table}): missing required column{} {}; found columns: {found}{hint}", path.display(), if missing.len() > 1 { "s" } else { "" }, missing.join(", "))]
-    MissingColumns { path: PathBuf, table: String, missing: Vec<String>, found: String, hint: String },
+    MissingColumns {
+        path: PathBuf,
+        table: String,
+        missing: Vec<String>,
+        found: String,
+        hint: String,
+    },
     #[error("{} (table {table}): column `{column}` has type {dtype}, which cannot hold {expected}", path.display())]
-    ColumnType { path: PathBuf, table: String, column: String, dtype: String, expected: String },
+    ColumnType {
+        path: PathBuf,
+        table: String,
+        column: String,
+        dtype: String,
+        expected: String,
+    },
     #[error("{} (table {table}): columns {} all map to `{column}`; keep one, or map the others elsewhere in [mapping.{table}.columns]", path.display(), inputs.join(", "))]
-    AmbiguousColumns { path: PathBuf, table: String, column: String, inputs: Vec<String> },
+    AmbiguousColumns {
+        path: PathBuf,
+        table: String,
+        column: String,
+        inputs: Vec<String>,
+    },
     #[error("{}: line {line} is longer than {limit} bytes; is this really a CSV/NDJSON export?", path.display())]
     LineTooLong { path: PathBuf, line: usize, limit: usize },
 }
@@ -51,7 +77,11 @@ impl IngestError {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {}: {source} (while {action})", path.display())]
-    Io { path: PathBuf, action: String, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        action: String,
+        source: std::io::Error,
+    },
     #[error("store {} is locked by another writer ({holder}); wait for it to finish, or remove {}/.lock if no crm-kpi process is running", path.display(), path.display())]
     Locked { path: PathBuf, holder: String },
     #[error("store {}: no _manifest.json; is this a crm-kpi store? create one with `crm-kpi ingest --store {} FILES...`", path.display(), path.display())]
@@ -59,7 +89,11 @@ pub enum StoreError {
     #[error("store {}: _manifest.json is corrupt: {message}", path.display())]
     BadManifest { path: PathBuf, message: String },
     #[error("store {}: table {table}: {message}", path.display())]
-    BadTable { path: PathBuf, table: String, message: String },
+    BadTable {
+        path: PathBuf,
+        table: String,
+        message: String,
+    },
     #[error("store {}: manifest schema version {found} is newer than this crm-kpi ({supported}); upgrade crm-kpi", path.display())]
     Version { path: PathBuf, found: u32, supported: u32 },
     #[error("polars: {0}")]

@@ -56,19 +56,49 @@ pub struct Column {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind, required: true, allowed: &[], derived: false }
+    Column {
+        name,
+        kind,
+        required: true,
+        allowed: &[],
+        derived: false,
+    }
 }
 const fn opt(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind, required: false, allowed: &[], derived: false }
+    Column {
+        name,
+        kind,
+        required: false,
+        allowed: &[],
+        derived: false,
+    }
 }
 const fn req_enum(name: &'static str, allowed: &'static [&'static str]) -> Column {
-    Column { name, kind: Kind::Str, required: true, allowed, derived: false }
+    Column {
+        name,
+        kind: Kind::Str,
+        required: true,
+        allowed,
+        derived: false,
+    }
 }
 const fn opt_enum(name: &'static str, allowed: &'static [&'static str]) -> Column {
-    Column { name, kind: Kind::Str, required: false, allowed, derived: false }
+    Column {
+        name,
+        kind: Kind::Str,
+        required: false,
+        allowed,
+        derived: false,
+    }
 }
 const fn derived(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind, required: false, allowed: &[], derived: true }
+    Column {
+        name,
+        kind,
+        required: false,
+        allowed: &[],
+        derived: true,
+    }
 }
 
 /// Money handling of a table: which column holds the amount, which the currency, which the
@@ -163,7 +193,12 @@ pub const OPPORTUNITIES: TableDef = TableDef {
     primary_key: &["opportunity_id"],
     partition_by: None,
     sort_by: &["opportunity_id"],
-    money: Some(Money { amount: "amount", currency: "currency", rate_date: "created_at", base: "amount_base" }),
+    money: Some(Money {
+        amount: "amount",
+        currency: "currency",
+        rate_date: "created_at",
+        base: "amount_base",
+    }),
 };
 
 pub const STAGE_EVENTS: TableDef = TableDef {
@@ -202,7 +237,12 @@ pub const ORDERS: TableDef = TableDef {
     primary_key: &["order_id"],
     partition_by: Some("ordered_at"),
     sort_by: &["ordered_at", "order_id"],
-    money: Some(Money { amount: "amount", currency: "currency", rate_date: "ordered_at", base: "amount_base" }),
+    money: Some(Money {
+        amount: "amount",
+        currency: "currency",
+        rate_date: "ordered_at",
+        base: "amount_base",
+    }),
 };
 
 pub const ACTIVITIES: TableDef = TableDef {
@@ -276,7 +316,12 @@ pub const FORECASTS: TableDef = TableDef {
     primary_key: &["owner_id", "period_start", "grain", "category", "submitted_at"],
     partition_by: None,
     sort_by: &["owner_id", "period_start", "submitted_at"],
-    money: Some(Money { amount: "amount", currency: "currency", rate_date: "submitted_at", base: "amount_base" }),
+    money: Some(Money {
+        amount: "amount",
+        currency: "currency",
+        rate_date: "submitted_at",
+        base: "amount_base",
+    }),
 };
 
 pub const CAMPAIGNS: TableDef = TableDef {
@@ -295,7 +340,12 @@ pub const CAMPAIGNS: TableDef = TableDef {
     primary_key: &["campaign_id"],
     partition_by: None,
     sort_by: &["campaign_id"],
-    money: Some(Money { amount: "spend", currency: "currency", rate_date: "started_at", base: "spend_base" }),
+    money: Some(Money {
+        amount: "spend",
+        currency: "currency",
+        rate_date: "started_at",
+        base: "spend_base",
+    }),
 };
 
 pub const FX_RATES: TableDef = TableDef {
@@ -346,13 +396,25 @@ const fn reference(
     target_column: &'static str,
     enforced: bool,
 ) -> Reference {
-    Reference { table, column, target, target_column, enforced }
+    Reference {
+        table,
+        column,
+        target,
+        target_column,
+        enforced,
+    }
 }
 
 /// References between tables. Deal references are enforced (SPEC §3 "reference to an unknown
 /// deal"); the others are reported by `validate`, since CRM exports often cut them.
 pub const REFERENCES: &[Reference] = &[
-    reference("stage_events", "opportunity_id", "opportunities", "opportunity_id", true),
+    reference(
+        "stage_events",
+        "opportunity_id",
+        "opportunities",
+        "opportunity_id",
+        true,
+    ),
     reference("orders", "opportunity_id", "opportunities", "opportunity_id", true),
     reference("activities", "opportunity_id", "opportunities", "opportunity_id", true),
     reference("opportunities", "account_id", "accounts", "account_id", false),

@@ -14,16 +14,26 @@ pub fn parse_timestamp_us(s: &str, tz: Tz) -> Option<i64> {
     if s.is_empty() {
         return None;
     }
-    if s.bytes().all(|b| b.is_ascii_digit()) || (s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit())) {
+    if s.bytes().all(|b| b.is_ascii_digit())
+        || (s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit()))
+    {
         let n: i64 = s.parse().ok()?;
-        let us = if n.abs() >= EPOCH_MS_THRESHOLD { n.checked_mul(1_000)? } else { n.checked_mul(1_000_000)? };
+        let us = if n.abs() >= EPOCH_MS_THRESHOLD {
+            n.checked_mul(1_000)?
+        } else {
+            n.checked_mul(1_000_000)?
+        };
         return Some(us);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_micros());
     }
     // RFC 3339 with a space instead of `T`, or an offset without colon.
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Some(dt.timestamp_micros());
         }
@@ -41,12 +51,19 @@ pub fn parse_timestamp_us(s: &str, tz: Tz) -> Option<i64> {
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
 }
 
 /// A local wall-clock time to UTC: an ambiguous time (DST fall-back) takes the earlier
@@ -125,7 +142,10 @@ mod tests {
     use super::*;
 
     fn us(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp_micros()
+        chrono::Utc
+            .with_ymd_and_hms(y, mo, d, h, mi, s)
+            .unwrap()
+            .timestamp_micros()
     }
 
     #[test]
@@ -153,18 +173,43 @@ mod tests {
     #[test]
     fn naive_values_are_local_to_the_configured_zone() {
         let paris: Tz = "Europe/Paris".parse().unwrap();
-        assert_eq!(parse_timestamp_us("2024-01-15 10:00:00", paris), Some(us(2024, 1, 15, 9, 0, 0)));
-        assert_eq!(parse_timestamp_us("2024-07-15 10:00:00", paris), Some(us(2024, 7, 15, 8, 0, 0)));
+        assert_eq!(
+            parse_timestamp_us("2024-01-15 10:00:00", paris),
+            Some(us(2024, 1, 15, 9, 0, 0))
+        );
+        assert_eq!(
+            parse_timestamp_us("2024-07-15 10:00:00", paris),
+            Some(us(2024, 7, 15, 8, 0, 0))
+        );
         // An explicit offset wins over the zone.
-        assert_eq!(parse_timestamp_us("2024-07-15T10:00:00Z", paris), Some(us(2024, 7, 15, 10, 0, 0)));
+        assert_eq!(
+            parse_timestamp_us("2024-07-15T10:00:00Z", paris),
+            Some(us(2024, 7, 15, 10, 0, 0))
+        );
         // Fall-back ambiguity takes the earlier instant; the spring-forward gap moves forward.
-        assert_eq!(parse_timestamp_us("2024-10-27 02:30:00", paris), Some(us(2024, 10, 27, 0, 30, 0)));
-        assert_eq!(parse_timestamp_us("2024-03-31 02:30:00", paris), Some(us(2024, 3, 31, 1, 30, 0)));
+        assert_eq!(
+            parse_timestamp_us("2024-10-27 02:30:00", paris),
+            Some(us(2024, 10, 27, 0, 30, 0))
+        );
+        assert_eq!(
+            parse_timestamp_us("2024-03-31 02:30:00", paris),
+            Some(us(2024, 3, 31, 1, 30, 0))
+        );
     }
 
     #[test]
     fn garbage_does_not_parse() {
-        for s in ["", "  ", "yesterday", "2024-13-01", "2024-02-30", "05/03/2024", "12abc", "-", "9".repeat(40).as_str()] {
+        for s in [
+            "",
+            "  ",
+            "yesterday",
+            "2024-13-01",
+            "2024-02-30",
+            "05/03/2024",
+            "12abc",
+            "-",
+            "9".repeat(40).as_str(),
+        ] {
             assert_eq!(parse_timestamp_us(s, chrono_tz::UTC), None, "{s}");
         }
     }
@@ -176,7 +221,10 @@ mod tests {
         assert_eq!(parse_date_days("2024-03-05", ny), Some(d(2024, 3, 5)));
         assert_eq!(parse_date_days("2024-03-05T02:00:00Z", ny), Some(d(2024, 3, 4)));
         assert_eq!(parse_date_days("nope", ny), None);
-        assert_eq!(date_from_days(d(2024, 3, 5)), NaiveDate::from_ymd_opt(2024, 3, 5).unwrap());
+        assert_eq!(
+            date_from_days(d(2024, 3, 5)),
+            NaiveDate::from_ymd_opt(2024, 3, 5).unwrap()
+        );
     }
 
     #[test]

@@ -26,11 +26,17 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let config = crate::cli::load_config(cli)?;
-    let opts = IngestOptions { mode: args.mode, table: args.table.clone() };
+    let opts = IngestOptions {
+        mode: args.mode,
+        table: args.table.clone(),
+    };
     let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config)?;
     print!("{}", report.render());
     if args.strict && report.rejected() > 0 {
-        eprintln!("error: {} rows were rejected (see quarantine/ in the store); exiting 1 under --strict", report.rejected());
+        eprintln!(
+            "error: {} rows were rejected (see quarantine/ in the store); exiting 1 under --strict",
+            report.rejected()
+        );
         return Ok(Outcome::DataProblems);
     }
     Ok(Outcome::Ok)

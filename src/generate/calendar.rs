@@ -43,7 +43,11 @@ impl Calendar {
             .collect();
         let start = month_start[0];
         let end = month_start[MONTHS] - 1;
-        Calendar { month_start, start, end }
+        Calendar {
+            month_start,
+            start,
+            end,
+        }
     }
 
     pub fn start_day(&self) -> i32 {
@@ -104,7 +108,11 @@ impl Calendar {
 
 /// Seconds into a day: mostly 08:00-18:00, sometimes any time.
 pub fn time_of_day(rng: &mut Rng) -> i64 {
-    if rng.chance(0.8) { rng.range_i64(8 * HOUR, 18 * HOUR - 1) } else { rng.range_i64(0, DAY - 1) }
+    if rng.chance(0.8) {
+        rng.range_i64(8 * HOUR, 18 * HOUR - 1)
+    } else {
+        rng.range_i64(0, DAY - 1)
+    }
 }
 
 /// 1970-01-01 was a Thursday: day % 7 == 2 is Saturday, 3 is Sunday.

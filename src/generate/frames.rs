@@ -79,19 +79,28 @@ fn ts<I: Iterator<Item = Option<i64>>>(name: &str, it: I) -> Column {
 }
 
 fn dates<I: Iterator<Item = Option<i32>>>(name: &str, it: I) -> Column {
-    Int32Chunked::from_iter_options(name.into(), it).into_date().into_series().into_column()
+    Int32Chunked::from_iter_options(name.into(), it)
+        .into_date()
+        .into_series()
+        .into_column()
 }
 
 fn f64s<I: Iterator<Item = Option<f64>>>(name: &str, it: I) -> Column {
-    Float64Chunked::from_iter_options(name.into(), it).into_series().into_column()
+    Float64Chunked::from_iter_options(name.into(), it)
+        .into_series()
+        .into_column()
 }
 
 fn i64s<I: Iterator<Item = Option<i64>>>(name: &str, it: I) -> Column {
-    Int64Chunked::from_iter_options(name.into(), it).into_series().into_column()
+    Int64Chunked::from_iter_options(name.into(), it)
+        .into_series()
+        .into_column()
 }
 
 fn bools<I: Iterator<Item = Option<bool>>>(name: &str, it: I) -> Column {
-    BooleanChunked::from_iter_options(name.into(), it).into_series().into_column()
+    BooleanChunked::from_iter_options(name.into(), it)
+        .into_series()
+        .into_column()
 }
 
 fn frame(height: usize, columns: Vec<Column>) -> PolarsResult<DataFrame> {
@@ -132,15 +141,39 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
     let leads = frame(
         n,
         vec![
-            ids("lead_id", LEAD, wd, pairs().flat_map(|(c, o)| (0..c.leads.len() as u32).map(|i| Some(local(o.lead, i)))), n),
+            ids(
+                "lead_id",
+                LEAD,
+                wd,
+                pairs().flat_map(|(c, o)| (0..c.leads.len() as u32).map(|i| Some(local(o.lead, i)))),
+                n,
+            ),
             ts("created_at", leads().map(|(l, _)| Some(l.created))),
             strs("source", leads().map(|(l, _)| Some(SOURCES[l.source as usize].name)), n),
-            ids("campaign_id", CAMPAIGN, cw, leads().map(|(l, _)| l.campaign.map(|c| c as u64 + 1)), n),
-            ids("owner_id", REP, rw, leads().map(|(l, _)| l.owner.map(|r| r as u64 + 1)), n),
+            ids(
+                "campaign_id",
+                CAMPAIGN,
+                cw,
+                leads().map(|(l, _)| l.campaign.map(|c| c as u64 + 1)),
+                n,
+            ),
+            ids(
+                "owner_id",
+                REP,
+                rw,
+                leads().map(|(l, _)| l.owner.map(|r| r as u64 + 1)),
+                n,
+            ),
             strs("region", leads().map(|(l, _)| Some(REGIONS[l.region as usize])), n),
             ts("qualified_at", leads().map(|(l, _)| l.qualified)),
             ts("converted_at", leads().map(|(l, _)| l.converted)),
-            ids("account_id", ACCOUNT, wd, leads().map(|(l, o)| l.account.map(|a| local(o.account, a))), n),
+            ids(
+                "account_id",
+                ACCOUNT,
+                wd,
+                leads().map(|(l, o)| l.account.map(|a| local(o.account, a))),
+                n,
+            ),
             ts("disqualified_at", leads().map(|(l, _)| l.disqualified)),
         ],
     )?;
@@ -150,12 +183,22 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
     let accounts = frame(
         n,
         vec![
-            ids("account_id", ACCOUNT, wd, accs().map(|(i, _, o)| Some(local(o.account, i))), n),
+            ids(
+                "account_id",
+                ACCOUNT,
+                wd,
+                accs().map(|(i, _, o)| Some(local(o.account, i))),
+                n,
+            ),
             ts("created_at", accs().map(|(_, a, _)| Some(a.created))),
             strs("name", accs().map(|(_, a, _)| Some(a.name.as_str())), n),
             strs("region", accs().map(|(_, a, _)| Some(REGIONS[a.region as usize])), n),
             strs("segment", accs().map(|(_, a, _)| Some(SEGMENTS[a.segment as usize])), n),
-            strs("industry", accs().map(|(_, a, _)| Some(INDUSTRIES[a.industry as usize])), n),
+            strs(
+                "industry",
+                accs().map(|(_, a, _)| Some(INDUSTRIES[a.industry as usize])),
+                n,
+            ),
         ],
     )?;
 
@@ -164,21 +207,61 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
     let opportunities = frame(
         n,
         vec![
-            ids("opportunity_id", OPP, wd, opps().map(|(i, _, o)| Some(local(o.opp, i))), n),
-            ids("account_id", ACCOUNT, wd, opps().map(|(_, x, o)| Some(local(o.account, x.account))), n),
+            ids(
+                "opportunity_id",
+                OPP,
+                wd,
+                opps().map(|(i, _, o)| Some(local(o.opp, i))),
+                n,
+            ),
+            ids(
+                "account_id",
+                ACCOUNT,
+                wd,
+                opps().map(|(_, x, o)| Some(local(o.account, x.account))),
+                n,
+            ),
             ts("created_at", opps().map(|(_, x, _)| Some(x.created))),
             ids("owner_id", REP, rw, opps().map(|(_, x, _)| Some(x.owner as u64 + 1)), n),
             f64s("amount", opps().map(|(_, x, _)| Some(x.amount))),
-            strs("currency", opps().map(|(_, x, _)| Some(fx.codes[x.currency as usize].as_str())), n),
+            strs(
+                "currency",
+                opps().map(|(_, x, _)| Some(fx.codes[x.currency as usize].as_str())),
+                n,
+            ),
             strs("status", opps().map(|(_, x, _)| Some(x.status.as_str())), n),
             ts("closed_at", opps().map(|(_, x, _)| x.closed)),
             dates("expected_close_date", opps().map(|(_, x, _)| Some(x.expected_close))),
-            ids("lead_id", LEAD, wd, opps().map(|(_, x, o)| x.lead.map(|l| local(o.lead, l))), n),
-            ids("campaign_id", CAMPAIGN, cw, opps().map(|(_, x, _)| x.campaign.map(|c| c as u64 + 1)), n),
-            strs("loss_reason", opps().map(|(_, x, _)| x.loss_reason.map(|r| LOSS_REASONS[r as usize])), n),
-            strs("product", opps().map(|(_, x, _)| Some(PRODUCTS[x.product as usize].0)), n),
+            ids(
+                "lead_id",
+                LEAD,
+                wd,
+                opps().map(|(_, x, o)| x.lead.map(|l| local(o.lead, l))),
+                n,
+            ),
+            ids(
+                "campaign_id",
+                CAMPAIGN,
+                cw,
+                opps().map(|(_, x, _)| x.campaign.map(|c| c as u64 + 1)),
+                n,
+            ),
+            strs(
+                "loss_reason",
+                opps().map(|(_, x, _)| x.loss_reason.map(|r| LOSS_REASONS[r as usize])),
+                n,
+            ),
+            strs(
+                "product",
+                opps().map(|(_, x, _)| Some(PRODUCTS[x.product as usize].0)),
+                n,
+            ),
             strs("region", opps().map(|(_, x, _)| Some(REGIONS[x.region as usize])), n),
-            strs("forecast_category", opps().map(|(_, x, _)| Some(FORECAST_CATEGORIES[x.forecast as usize])), n),
+            strs(
+                "forecast_category",
+                opps().map(|(_, x, _)| Some(FORECAST_CATEGORIES[x.forecast as usize])),
+                n,
+            ),
         ],
     )?;
 
@@ -198,16 +281,42 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
     let orders = frame(
         n,
         vec![
-            ids("order_id", ORDER, wd, ords().map(|(i, _, o)| Some(local(o.order, i))), n),
-            ids("account_id", ACCOUNT, wd, ords().map(|(_, x, o)| Some(local(o.account, x.account))), n),
+            ids(
+                "order_id",
+                ORDER,
+                wd,
+                ords().map(|(i, _, o)| Some(local(o.order, i))),
+                n,
+            ),
+            ids(
+                "account_id",
+                ACCOUNT,
+                wd,
+                ords().map(|(_, x, o)| Some(local(o.account, x.account))),
+                n,
+            ),
             ts("ordered_at", ords().map(|(_, x, _)| Some(x.ordered))),
             f64s("amount", ords().map(|(_, x, _)| Some(x.amount))),
-            strs("currency", ords().map(|(_, x, _)| Some(fx.codes[x.currency as usize].as_str())), n),
-            ids("opportunity_id", OPP, wd, ords().map(|(_, x, o)| x.opp.map(|p| local(o.opp, p))), n),
+            strs(
+                "currency",
+                ords().map(|(_, x, _)| Some(fx.codes[x.currency as usize].as_str())),
+                n,
+            ),
+            ids(
+                "opportunity_id",
+                OPP,
+                wd,
+                ords().map(|(_, x, o)| x.opp.map(|p| local(o.opp, p))),
+                n,
+            ),
             ts("paid_at", ords().map(|(_, x, _)| x.paid)),
             ts("due_at", ords().map(|(_, x, _)| x.due)),
             strs("region", ords().map(|(_, x, _)| Some(REGIONS[x.region as usize])), n),
-            strs("channel", ords().map(|(_, x, _)| Some(ORDER_CHANNELS[x.channel as usize])), n),
+            strs(
+                "channel",
+                ords().map(|(_, x, _)| Some(ORDER_CHANNELS[x.channel as usize])),
+                n,
+            ),
             bools("is_refund", ords().map(|(_, x, _)| Some(x.refund))),
         ],
     )?;
@@ -217,19 +326,54 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
     let activities = frame(
         n,
         vec![
-            ids("activity_id", ACTIVITY, wd, acts().map(|(i, _, o)| Some(local(o.activity, i))), n),
+            ids(
+                "activity_id",
+                ACTIVITY,
+                wd,
+                acts().map(|(i, _, o)| Some(local(o.activity, i))),
+                n,
+            ),
             ids("owner_id", REP, rw, acts().map(|(_, x, _)| Some(x.owner as u64 + 1)), n),
             strs("kind", acts().map(|(_, x, _)| Some(ACTIVITY_KINDS[x.kind as usize])), n),
             ts("occurred_at", acts().map(|(_, x, _)| Some(x.occurred))),
-            strs("outcome", acts().map(|(_, x, _)| x.outcome.map(|k| OUTCOMES[k as usize])), n),
+            strs(
+                "outcome",
+                acts().map(|(_, x, _)| x.outcome.map(|k| OUTCOMES[k as usize])),
+                n,
+            ),
             i64s("duration_s", acts().map(|(_, x, _)| x.duration)),
-            ids("lead_id", LEAD, wd, acts().map(|(_, x, o)| x.lead.map(|l| local(o.lead, l))), n),
-            ids("opportunity_id", OPP, wd, acts().map(|(_, x, o)| x.opp.map(|p| local(o.opp, p))), n),
-            ids("account_id", ACCOUNT, wd, acts().map(|(_, x, o)| x.account.map(|a| local(o.account, a))), n),
+            ids(
+                "lead_id",
+                LEAD,
+                wd,
+                acts().map(|(_, x, o)| x.lead.map(|l| local(o.lead, l))),
+                n,
+            ),
+            ids(
+                "opportunity_id",
+                OPP,
+                wd,
+                acts().map(|(_, x, o)| x.opp.map(|p| local(o.opp, p))),
+                n,
+            ),
+            ids(
+                "account_id",
+                ACCOUNT,
+                wd,
+                acts().map(|(_, x, o)| x.account.map(|a| local(o.account, a))),
+                n,
+            ),
         ],
     )?;
 
-    Ok(ChunkFrames { leads, accounts, opportunities, stage_events, orders, activities })
+    Ok(ChunkFrames {
+        leads,
+        accounts,
+        opportunities,
+        stage_events,
+        orders,
+        activities,
+    })
 }
 
 pub fn reps_frame(w: &World) -> PolarsResult<DataFrame> {
@@ -352,9 +496,17 @@ pub fn targets_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
             for k in 0..4 {
                 let own = months.iter().map(|&x| metric(stats, r, x, k)).sum::<f64>() / months.len() as f64;
                 let base = if own > 0.0 { own } else { overall[k] };
-                let season = if overall[k] > 0.0 { per_month[m][k] / overall[k] } else { 1.0 };
+                let season = if overall[k] > 0.0 {
+                    per_month[m][k] / overall[k]
+                } else {
+                    1.0
+                };
                 let raw = base * season.max(0.2) * 1.08 * rng.lognormal(0.0, 0.1);
-                let v = if k == 0 { ((raw / 100.0).round() * 100.0).max(100.0) } else { raw.round().max(1.0) };
+                let v = if k == 0 {
+                    ((raw / 100.0).round() * 100.0).max(100.0)
+                } else {
+                    raw.round().max(1.0)
+                };
                 if k == 0 {
                     if let Some(t) = w.reps[r].team {
                         team_rev[t][m / 3] += v;

@@ -90,7 +90,15 @@ pub struct Order {
 }
 
 pub const ACTIVITY_KINDS: [&str; 5] = ["call", "email", "meeting", "visit", "task"];
-pub const OUTCOMES: [&str; 7] = ["connected", "no_answer", "voicemail", "sent", "completed", "no_show", "open"];
+pub const OUTCOMES: [&str; 7] = [
+    "connected",
+    "no_answer",
+    "voicemail",
+    "sent",
+    "completed",
+    "no_show",
+    "open",
+];
 
 #[derive(Debug, Clone)]
 pub struct Activity {
@@ -122,7 +130,10 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(reps: usize, campaigns: usize) -> Stats {
-        Stats { rep_month: vec![RepMonth::default(); reps * MONTHS], campaign_leads: vec![0; campaigns] }
+        Stats {
+            rep_month: vec![RepMonth::default(); reps * MONTHS],
+            campaign_leads: vec![0; campaigns],
+        }
     }
 
     /// Adds `other` (in a fixed order, so float sums are reproducible).
@@ -205,7 +216,11 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
         let source = rng.weighted(&source_weights(month));
         let src = &SOURCES[source];
         let owner = (!rng.chance(0.03)).then(|| w.pick_rep(&mut rng, region, created) as u32);
-        let campaign = if rng.chance(src.campaign) { w.campaign_for(&mut rng, source, region, created) } else { None };
+        let campaign = if rng.chance(src.campaign) {
+            w.campaign_for(&mut rng, source, region, created)
+        } else {
+            None
+        };
         if let Some(c) = campaign {
             stats.campaign_leads[c as usize] += 1;
         }
@@ -242,8 +257,11 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
     }
 
     // Opportunity seeds: converted leads, plus a few direct new-logo deals, in time order.
-    let mut conversions: Vec<(i64, Option<u32>)> =
-        leads.iter().enumerate().filter_map(|(i, l)| l.converted.map(|t| (t, Some(i as u32)))).collect();
+    let mut conversions: Vec<(i64, Option<u32>)> = leads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.converted.map(|t| (t, Some(i as u32))))
+        .collect();
     let direct = rng.poisson(n as f64 * 0.02);
     for _ in 0..direct {
         let m = rng.from_cdf(&w.month_cdf);
@@ -258,7 +276,9 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
         let (region, source, owner, campaign) = match lead {
             Some(l) => {
                 let l = &leads[l as usize];
-                let owner = l.owner.unwrap_or_else(|| w.pick_rep(&mut rng, l.region as usize, t) as u32);
+                let owner = l
+                    .owner
+                    .unwrap_or_else(|| w.pick_rep(&mut rng, l.region as usize, t) as u32);
                 (l.region as usize, l.source, owner, l.campaign)
             }
             None => {
@@ -294,7 +314,15 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
         if let Some(l) = lead {
             leads[l as usize].account = Some(account);
         }
-        seeds.push(OppSeed { created: t, account, owner, lead, campaign, source, expansion: false });
+        seeds.push(OppSeed {
+            created: t,
+            account,
+            owner,
+            lead,
+            campaign,
+            source,
+            expansion: false,
+        });
     }
 
     // Simulate deals; won deals may spawn expansion deals on the same account later.
@@ -310,7 +338,10 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
                 let t = closed + days(rng.lognormal(150f64.ln(), 0.5));
                 if t <= end {
                     let acc = &accounts[seed.account as usize];
-                    let owner = if w.reps[seed.owner as usize].active_to.is_none_or(|d| (d as i64) * DAY > t) {
+                    let owner = if w.reps[seed.owner as usize]
+                        .active_to
+                        .is_none_or(|d| (d as i64) * DAY > t)
+                    {
                         seed.owner
                     } else {
                         w.pick_rep(&mut rng, acc.region as usize, t) as u32
@@ -337,7 +368,14 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
 
     let orders = simulate_orders(w, &mut rng, &accounts, &opps, &leads);
     let activities = simulate_activities(w, &mut rng, &leads, &accounts, &opps, &orders, &mut stats);
-    ChunkData { leads, accounts, opps, orders, activities, stats }
+    ChunkData {
+        leads,
+        accounts,
+        opps,
+        orders,
+        activities,
+        stats,
+    }
 }
 
 fn pick_product(rng: &mut Rng, segment: u8, expansion: bool) -> usize {
@@ -363,7 +401,11 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
     let rep = &w.reps[seed.owner as usize];
     let seg = acc.segment as usize;
     let product = pick_product(rng, acc.segment, seed.expansion);
-    let src_size = if seed.source == NO_SOURCE { 1.0 } else { SOURCES[seed.source as usize].size };
+    let src_size = if seed.source == NO_SOURCE {
+        1.0
+    } else {
+        SOURCES[seed.source as usize].size
+    };
     let exp_size = if seed.expansion { 0.5 } else { 1.0 };
     let usd = SEGMENT_DEAL_USD[seg] * src_size * exp_size * PRODUCTS[product].1 * rng.lognormal(0.0, 0.55);
     let currency = acc.currency as usize;
@@ -395,7 +437,11 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
         // A pipeline with only terminal stages: the deal closes straight away.
         t += days(10.0 * cycle * rng.lognormal(-0.18, 0.6)).max(900);
         if t <= end {
-            let (stage, st) = if win { (w.stages.won, Status::Won) } else { (w.stages.lost, Status::Lost) };
+            let (stage, st) = if win {
+                (w.stages.won, Status::Won)
+            } else {
+                (w.stages.lost, Status::Lost)
+            };
             events.push((stage as u8, t));
             status = st;
             closed = Some(t);
@@ -522,7 +568,9 @@ fn simulate_orders(w: &World, rng: &mut Rng, accounts: &[Account], opps: &[Opp],
             continue;
         }
         let acc = &accounts[o.account as usize];
-        let via_partner = o.lead.is_some_and(|l| SOURCES[leads[l as usize].source as usize].name == "partner");
+        let via_partner = o
+            .lead
+            .is_some_and(|l| SOURCES[leads[l as usize].source as usize].name == "partner");
         let (paid, due) = payment(rng, t, acc.segment, end);
         orders.push(Order {
             account: o.account,
@@ -589,7 +637,14 @@ fn simulate_orders(w: &World, rng: &mut Rng, accounts: &[Account], opps: &[Opp],
         }
         let share = if rng.chance(0.6) { 1.0 } else { 0.5 };
         let amount = -w.fx.round_amount(o.amount * share, o.currency as usize);
-        orders.push(Order { ordered: t, amount, paid: Some(t), due: None, refund: true, ..o.clone() });
+        orders.push(Order {
+            ordered: t,
+            amount,
+            paid: Some(t),
+            due: None,
+            refund: true,
+            ..o.clone()
+        });
     }
     debug_assert_eq!(ORDER_CHANNELS.len(), 3);
     orders.sort_by_key(|o| o.ordered);
@@ -663,7 +718,10 @@ fn simulate_activities(
         let hustle = w.reps[owner as usize].hustle;
         let n = rng.poisson(1.4 * hustle) + u32::from(l.qualified.is_some());
         let mut stop = l.created + 21 * DAY;
-        for t in [l.converted, l.disqualified, l.qualified.map(|q| q + 10 * DAY)].into_iter().flatten() {
+        for t in [l.converted, l.disqualified, l.qualified.map(|q| q + 10 * DAY)]
+            .into_iter()
+            .flatten()
+        {
             stop = stop.min(t);
         }
         let stop = stop.min(end).max(l.created);

@@ -286,7 +286,14 @@ pub const PRODUCTS: [(&str, f64); 5] = [
     ("Premium Support", 0.4),
 ];
 
-pub const LOSS_REASONS: [&str; 6] = ["price", "competitor", "no_budget", "timing", "no_decision", "product_fit"];
+pub const LOSS_REASONS: [&str; 6] = [
+    "price",
+    "competitor",
+    "no_budget",
+    "timing",
+    "no_decision",
+    "product_fit",
+];
 
 /// Loss reasons weighted by how far the deal got (0 = first open stage, 1 = last).
 pub fn loss_weights(progress: f64) -> [f64; 6] {
@@ -308,15 +315,17 @@ const FIRST_NAMES: [&str; 32] = [
     "Maya", "Leo", "Zoe", "Ivan", "Lea", "Ben",
 ];
 const LAST_NAMES: [&str; 32] = [
-    "Martin", "Smith", "Garcia", "Muller", "Rossi", "Tanaka", "Kim", "Nguyen", "Silva", "Dubois", "Jensen",
-    "Novak", "Cohen", "Patel", "Khan", "Lopez", "Berg", "Sato", "Moreau", "Costa", "Weber", "Larsen", "Suzuki",
-    "Fischer", "Brown", "Wilson", "Santos", "Ito", "Meyer", "Lind", "Hughes", "Ortiz",
+    "Martin", "Smith", "Garcia", "Muller", "Rossi", "Tanaka", "Kim", "Nguyen", "Silva", "Dubois", "Jensen", "Novak",
+    "Cohen", "Patel", "Khan", "Lopez", "Berg", "Sato", "Moreau", "Costa", "Weber", "Larsen", "Suzuki", "Fischer",
+    "Brown", "Wilson", "Santos", "Ito", "Meyer", "Lind", "Hughes", "Ortiz",
 ];
 const NAME_ROOTS: [&str; 24] = [
     "Nor", "Vex", "Alta", "Brio", "Cora", "Dyna", "Equi", "Flux", "Gala", "Hexa", "Iona", "Juno", "Kora", "Luma",
     "Mira", "Nexa", "Orbi", "Pola", "Quan", "Rivo", "Sola", "Tera", "Vela", "Zeni",
 ];
-const NAME_ENDS: [&str; 12] = ["tek", "gen", "via", "lytics", "core", "forge", "wave", "line", "works", "sys", "net", "labs"];
+const NAME_ENDS: [&str; 12] = [
+    "tek", "gen", "via", "lytics", "core", "forge", "wave", "line", "works", "sys", "net", "labs",
+];
 const NAME_SUFFIXES: [&str; 8] = ["Inc", "Ltd", "GmbH", "AB", "KK", "SA", "LLC", "Group"];
 
 /// A company name; deterministic in `rng`.
@@ -374,9 +383,15 @@ pub struct Stages {
 impl Stages {
     pub fn from_config(config: &Config) -> Stages {
         let names: Vec<String> = config.stages.iter().map(|s| s.name.clone()).collect();
-        let open = (0..names.len()).filter(|i| config.stages[*i].terminal.is_none()).collect();
+        let open = (0..names.len())
+            .filter(|i| config.stages[*i].terminal.is_none())
+            .collect();
         let find = |t: Terminal| {
-            config.stages.iter().position(|s| s.terminal == Some(t)).expect("config has terminal stages")
+            config
+                .stages
+                .iter()
+                .position(|s| s.terminal == Some(t))
+                .expect("config has terminal stages")
         };
         Stages {
             names,
@@ -435,7 +450,13 @@ impl Fx {
         let rate = (0..codes.len())
             .map(|c| (0..n).map(|d| round_sig(usd[c][d] / usd[base][d], 6)).collect())
             .collect();
-        Fx { codes, base, day0, usd, rate }
+        Fx {
+            codes,
+            base,
+            day0,
+            usd,
+            rate,
+        }
     }
 
     pub fn days(&self) -> usize {
@@ -455,7 +476,11 @@ impl Fx {
     /// Converts an amount in currency `c` to the base currency at instant `t`, with the
     /// rate as written to fx_rates.
     pub fn to_base(&self, amount: f64, c: usize, t: i64) -> f64 {
-        if c == self.base { amount } else { amount * self.rate[c][self.day_index(t)] }
+        if c == self.base {
+            amount
+        } else {
+            amount * self.rate[c][self.day_index(t)]
+        }
     }
 
     pub fn rate_on(&self, c: usize, day_index: usize) -> f64 {
@@ -464,7 +489,11 @@ impl Fx {
 
     /// Rounds an amount the way the currency is quoted (JPY has no minor unit).
     pub fn round_amount(&self, amount: f64, c: usize) -> f64 {
-        if self.codes[c] == "JPY" { amount.round() } else { (amount * 100.0).round() / 100.0 }
+        if self.codes[c] == "JPY" {
+            amount.round()
+        } else {
+            (amount * 100.0).round() / 100.0
+        }
     }
 
     /// Rounds a deal amount to a "quoted" figure (tens, or thousands of yen).
@@ -556,8 +585,11 @@ impl World {
         let mut rng = Rng::new(self.seed, &[TAG_CAMPAIGNS]);
         let mut index = vec![Vec::new(); SOURCES.len() * REGIONS.len() * MONTHS];
         let periods = MONTHS.div_ceil(p.campaign_months);
-        let region_sets: Vec<Option<usize>> =
-            if p.campaign_by_region { (0..REGIONS.len()).map(Some).collect() } else { vec![None] };
+        let region_sets: Vec<Option<usize>> = if p.campaign_by_region {
+            (0..REGIONS.len()).map(Some).collect()
+        } else {
+            vec![None]
+        };
         for period in 0..periods {
             let m0 = period * p.campaign_months;
             let m1 = ((period + 1) * p.campaign_months).min(MONTHS);
@@ -566,7 +598,11 @@ impl World {
             } else if p.campaign_months == 3 {
                 quarter_label(m0)
             } else {
-                format!("{} H{}", super::calendar::START_YEAR + (m0 / 12) as i32, (m0 % 12) / 6 + 1)
+                format!(
+                    "{} H{}",
+                    super::calendar::START_YEAR + (m0 / 12) as i32,
+                    (m0 % 12) / 6 + 1
+                )
             };
             for (s, src) in SOURCES.iter().enumerate() {
                 if src.campaign <= 0.0 {
@@ -599,7 +635,14 @@ impl World {
                             name.push_str(&format!(" #{}", v + 1));
                         }
                         let id = self.campaigns.len() as u32;
-                        self.campaigns.push(Campaign { name, channel, source: s, currency, started_at, ended_at });
+                        self.campaigns.push(Campaign {
+                            name,
+                            channel,
+                            source: s,
+                            currency,
+                            started_at,
+                            ended_at,
+                        });
                         let regions: Vec<usize> = match region {
                             Some(r) => vec![*r],
                             None => (0..REGIONS.len()).collect(),
@@ -676,14 +719,20 @@ fn apportion(n: usize, weights: &[f64]) -> Vec<usize> {
     let raw: Vec<f64> = weights.iter().map(|w| w / total * n as f64).collect();
     let mut out: Vec<usize> = raw.iter().map(|x| (x.floor() as usize).max(1)).collect();
     let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by(|a, b| (raw[*b] - raw[*b].floor()).total_cmp(&(raw[*a] - raw[*a].floor())).then(a.cmp(b)));
+    order.sort_by(|a, b| {
+        (raw[*b] - raw[*b].floor())
+            .total_cmp(&(raw[*a] - raw[*a].floor()))
+            .then(a.cmp(b))
+    });
     let mut k = 0;
     while out.iter().sum::<usize>() < n {
         out[order[k % order.len()]] += 1;
         k += 1;
     }
     while out.iter().sum::<usize>() > n {
-        let i = (0..out.len()).max_by_key(|i| (out[*i], usize::MAX - *i)).expect("non-empty");
+        let i = (0..out.len())
+            .max_by_key(|i| (out[*i], usize::MAX - *i))
+            .expect("non-empty");
         out[i] -= 1;
     }
     out
@@ -698,7 +747,11 @@ fn build_reps(seed: u64, p: &ScaleParams, cal: &Calendar) -> (Vec<Rep>, Vec<Team
             FIRST_NAMES[rng.index(FIRST_NAMES.len())],
             LAST_NAMES[rng.index(LAST_NAMES.len())]
         );
-        let n = if used.contains(&n) { format!("{n} {}", (b'A' + rng.below(26) as u8) as char) } else { n };
+        let n = if used.contains(&n) {
+            format!("{n} {}", (b'A' + rng.below(26) as u8) as char)
+        } else {
+            n
+        };
         if used.insert(n.clone()) {
             return n;
         }
@@ -772,7 +825,11 @@ fn build_reps(seed: u64, p: &ScaleParams, cal: &Calendar) -> (Vec<Rep>, Vec<Team
                     hustle,
                 });
             }
-            teams.push(Team { name: format!("{}-{}", REGIONS[r], t + 1), region: r, members });
+            teams.push(Team {
+                name: format!("{}-{}", REGIONS[r], t + 1),
+                region: r,
+                members,
+            });
         }
     }
     (reps, teams)

@@ -5,7 +5,7 @@ use chrono_tz::Tz;
 use polars::prelude::*;
 
 use crate::config::TableMapping;
-use crate::ingest::mapping::{map_value, ColumnMap};
+use crate::ingest::mapping::{ColumnMap, map_value};
 use crate::schema::{Column as ColumnDef, Kind, Rule, TableDef};
 use crate::timefmt;
 
@@ -30,7 +30,11 @@ impl Reasons {
     }
 
     pub fn ok_mask(&self) -> BooleanChunked {
-        self.0.iter().map(|r| r.is_none()).collect::<BooleanChunked>().with_name("ok".into())
+        self.0
+            .iter()
+            .map(|r| r.is_none())
+            .collect::<BooleanChunked>()
+            .with_name("ok".into())
     }
 
     pub fn len(&self) -> usize {
@@ -85,7 +89,11 @@ fn convert_column(
     reasons: &mut Reasons,
 ) -> PolarsResult<Series> {
     let name: PlSmallStr = def.name.into();
-    let where_ = if input_name == def.name { format!("`{}`", def.name) } else { format!("`{}` (input column `{input_name}`)", def.name) };
+    let where_ = if input_name == def.name {
+        format!("`{}`", def.name)
+    } else {
+        format!("`{}` (input column `{input_name}`)", def.name)
+    };
     let dtype = input.dtype().clone();
     // Fast paths for typed (Parquet) input; everything else goes through text.
     let typed: Option<Series> = if values.is_some() {
@@ -96,14 +104,22 @@ fn convert_column(
                 let s = input.as_materialized_series().cast(&DataType::Float64)?;
                 for (i, v) in s.f64()?.iter().enumerate() {
                     if v.is_some_and(|x| !x.is_finite()) {
-                        reasons.set(i, Rule::Unparseable, format!("{} is not a finite number in {where_}", v.unwrap_or_default()));
+                        reasons.set(
+                            i,
+                            Rule::Unparseable,
+                            format!("{} is not a finite number in {where_}", v.unwrap_or_default()),
+                        );
                     }
                 }
                 Some(s.f64()?.apply(|v| v.filter(|x| x.is_finite())).into_series())
             }
             (Kind::Int, d) if d.is_integer() => Some(input.as_materialized_series().cast(&DataType::Int64)?),
-            (Kind::Timestamp, DataType::Datetime(_, Some(_))) => Some(input.as_materialized_series().cast(&def.kind.dtype())?),
-            (Kind::Date, DataType::Date) | (Kind::Bool, DataType::Boolean) => Some(input.as_materialized_series().clone()),
+            (Kind::Timestamp, DataType::Datetime(_, Some(_))) => {
+                Some(input.as_materialized_series().cast(&def.kind.dtype())?)
+            }
+            (Kind::Date, DataType::Date) | (Kind::Bool, DataType::Boolean) => {
+                Some(input.as_materialized_series().clone())
+            }
             _ => None,
         }
     };
@@ -139,7 +155,11 @@ fn parse_text(
         (!v.is_empty()).then(|| v.to_string())
     };
     let mut fail = |i: usize, v: &str| {
-        reasons.set(i, Rule::Unparseable, format!("unparseable {} in {where_}: {}", def.kind.name(), shown(v)));
+        reasons.set(
+            i,
+            Rule::Unparseable,
+            format!("unparseable {} in {where_}: {}", def.kind.name(), shown(v)),
+        );
     };
     let s = match def.kind {
         Kind::Str => {
@@ -155,13 +175,24 @@ fn parse_text(
                             reasons.set(
                                 i,
                                 Rule::InvalidValue,
-                                format!("invalid value in {where_}: {} (expected one of {})", shown(&v), def.allowed.join(", ")),
+                                format!(
+                                    "invalid value in {where_}: {} (expected one of {})",
+                                    shown(&v),
+                                    def.allowed.join(", ")
+                                ),
                             );
                         }
                     } else if is_currency {
                         v = v.to_ascii_uppercase();
                         if !crate::config::is_currency_code(&v) {
-                            reasons.set(i, Rule::InvalidValue, format!("invalid currency in {where_}: {} (expected an ISO 4217 code like USD)", shown(&v)));
+                            reasons.set(
+                                i,
+                                Rule::InvalidValue,
+                                format!(
+                                    "invalid currency in {where_}: {} (expected an ISO 4217 code like USD)",
+                                    shown(&v)
+                                ),
+                            );
                         }
                     }
                     Some(v)

@@ -10,7 +10,13 @@ use crate::schema::TableDef;
 fn normalize(name: &str) -> String {
     name.trim()
         .chars()
-        .map(|c| if c == ' ' || c == '-' || c == '.' { '_' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == ' ' || c == '-' || c == '.' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -53,7 +59,10 @@ pub fn map_value<'a>(values: Option<&'a BTreeMap<String, String>>, v: &'a str) -
         return to;
     }
     let t = v.trim();
-    values.iter().find(|(from, _)| from.trim().eq_ignore_ascii_case(t)).map_or(v, |(_, to)| to.as_str())
+    values
+        .iter()
+        .find(|(from, _)| from.trim().eq_ignore_ascii_case(t))
+        .map_or(v, |(_, to)| to.as_str())
 }
 
 #[cfg(test)]
@@ -66,8 +75,16 @@ mod tests {
         let mut m = TableMapping::default();
         m.columns.insert("Opportunity ID".into(), "opportunity_id".into());
         m.columns.insert("Close Date".into(), "closed_at".into());
-        let input: Vec<String> =
-            ["opportunity id", "Account-ID", "CLOSE DATE", "Amount", "Secret", "amount"].map(String::from).into();
+        let input: Vec<String> = [
+            "opportunity id",
+            "Account-ID",
+            "CLOSE DATE",
+            "Amount",
+            "Secret",
+            "amount",
+        ]
+        .map(String::from)
+        .into();
         let cm = map_columns(&OPPORTUNITIES, &input, Some(&m));
         assert_eq!(cm.columns["opportunity_id"], "opportunity id");
         assert_eq!(cm.columns["account_id"], "Account-ID");

@@ -84,7 +84,10 @@ impl IngestReport {
     pub fn render(&self) -> String {
         let mut s = String::new();
         for (p, t, g) in &self.skipped {
-            s.push_str(&format!("skipped {} ({t}): same content already ingested in batch {g}\n", p.display()));
+            s.push_str(&format!(
+                "skipped {} ({t}): same content already ingested in batch {g}\n",
+                p.display()
+            ));
         }
         for n in &self.notes {
             s.push_str(&format!("note: {n}\n"));
@@ -103,7 +106,11 @@ impl IngestReport {
             let rules: Vec<String> = self
                 .tables
                 .iter()
-                .flat_map(|t| t.by_rule.iter().map(move |(r, n)| format!("  {:<14} {r:<22} {n:>8}", t.table)))
+                .flat_map(|t| {
+                    t.by_rule
+                        .iter()
+                        .map(move |(r, n)| format!("  {:<14} {r:<22} {n:>8}", t.table))
+                })
                 .collect();
             if !rules.is_empty() {
                 s.push_str("quarantined rows by rule:\n");
@@ -121,26 +128,44 @@ impl IngestReport {
 
 /// Which table a file holds: `--table`, else the file name (`leads.csv`, `leads-2024.csv`).
 pub fn table_for(path: &Path, forced: Option<&str>) -> Result<&'static TableDef, IngestError> {
-    let unknown = || IngestError::UnknownTable { path: path.to_path_buf(), tables: schema::table_names().join(", ") };
+    let unknown = || IngestError::UnknownTable {
+        path: path.to_path_buf(),
+        tables: schema::table_names().join(", "),
+    };
     if let Some(t) = forced {
         return schema::table(t).ok_or_else(unknown);
     }
-    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let stem = stem.split('.').next().unwrap_or("");
     let mut candidates: Vec<&'static TableDef> = schema::TABLES
         .iter()
-        .filter(|t| stem == t.name || stem.strip_prefix(t.name).is_some_and(|rest| rest.starts_with(['-', '_'])))
+        .filter(|t| {
+            stem == t.name
+                || stem
+                    .strip_prefix(t.name)
+                    .is_some_and(|rest| rest.starts_with(['-', '_']))
+        })
         .collect();
     candidates.sort_by_key(|t| std::cmp::Reverse(t.name.len()));
     candidates.first().copied().ok_or_else(unknown)
 }
 
 fn sha256_file(path: &Path) -> Result<String, IngestError> {
-    let mut f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+    let mut f = std::fs::File::open(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+        let n = f.read(&mut buf).map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if n == 0 {
             break;
         }
@@ -157,14 +182,23 @@ struct Input {
 
 pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Config) -> Result<IngestReport, Error> {
     if files.is_empty() {
-        return Err(Error::Usage("no input files; pass CSV, NDJSON or Parquet exports".into()));
+        return Err(Error::Usage(
+            "no input files; pass CSV, NDJSON or Parquet exports".into(),
+        ));
     }
     let mut inputs = Vec::new();
     for p in files {
-        std::fs::metadata(p).map_err(|source| IngestError::Io { path: p.clone(), source })?;
+        std::fs::metadata(p).map_err(|source| IngestError::Io {
+            path: p.clone(),
+            source,
+        })?;
         let table = table_for(p, opts.table.as_deref())?;
         read::FileFormat::from_path(p)?;
-        inputs.push(Input { path: p.clone(), table, sha256: sha256_file(p)? });
+        inputs.push(Input {
+            path: p.clone(),
+            table,
+            sha256: sha256_file(p)?,
+        });
     }
     let mut tx = Transaction::begin(store)?;
     let mut report = IngestReport::default();
@@ -204,7 +238,12 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
             Some(_) => rules::Fx::from_table(&config.base_currency, &lookup("fx_rates", &merged)?)?,
             None => rules::Fx::default(),
         };
-        let ctx = rules::Context { config, tz, deals: &deals, fx: &fx };
+        let ctx = rules::Context {
+            config,
+            tz,
+            deals: &deals,
+            fx: &fx,
+        };
         let mut out = TableOutcome::default();
         for input in &mine {
             let raw = read::read_file(&input.path)?;
@@ -231,7 +270,10 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
         }
         tx.write_table(def, &table_df, tz)?;
         merged.insert(def.name, table_df);
-        report.tables.push(TableCounts { files: mine.len(), ..counts });
+        report.tables.push(TableCounts {
+            files: mine.len(),
+            ..counts
+        });
     }
     let generation = tx.generation();
     tx.add_batch(Batch {
@@ -285,8 +327,20 @@ fn check_file(
     let cmap = mapping::map_columns(def, &names, mapping);
     if let Some((input, column)) = cmap.conflicts.first() {
         let mut inputs = vec![cmap.columns[column].clone(), input.clone()];
-        inputs.extend(cmap.conflicts.iter().skip(1).filter(|(_, c)| c == column).map(|(i, _)| i.clone()));
-        return Err(IngestError::AmbiguousColumns { path, table: def.name.into(), column: column.to_string(), inputs }.into());
+        inputs.extend(
+            cmap.conflicts
+                .iter()
+                .skip(1)
+                .filter(|(_, c)| c == column)
+                .map(|(i, _)| i.clone()),
+        );
+        return Err(IngestError::AmbiguousColumns {
+            path,
+            table: def.name.into(),
+            column: column.to_string(),
+            inputs,
+        }
+        .into());
     }
     let missing: Vec<String> = def
         .input_columns()
@@ -297,7 +351,10 @@ fn check_file(
         let hint = if names.len() == 1 {
             "; the header has a single column: is the file delimited by , ; TAB or |?".to_string()
         } else {
-            format!("; rename them in the file or map them in crm-kpi.toml under [mapping.{}.columns]", def.name)
+            format!(
+                "; rename them in the file or map them in crm-kpi.toml under [mapping.{}.columns]",
+                def.name
+            )
         };
         return Err(IngestError::MissingColumns {
             path,
@@ -333,11 +390,18 @@ fn check_file(
     let file_name = path.display().to_string();
     let ok = reasons.ok_mask();
     let mut accepted = typed.filter(&ok)?;
-    let rows: Vec<u32> = (0..n as u32).filter(|i| reasons.is_ok(*i as usize)).map(|i| i + 1).collect();
+    let rows: Vec<u32> = (0..n as u32)
+        .filter(|i| reasons.is_ok(*i as usize))
+        .map(|i| i + 1)
+        .collect();
     accepted.with_column(Column::new(FILE_IDX.into(), vec![file_idx; rows.len()]))?;
     accepted.with_column(Column::new(ROW_NO.into(), rows))?;
-    let bad: Vec<(usize, Rule, String)> =
-        reasons.0.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|(rule, m)| (i, *rule, m.clone()))).collect();
+    let bad: Vec<(usize, Rule, String)> = reasons
+        .0
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|(rule, m)| (i, *rule, m.clone())))
+        .collect();
     for (_, rule, _) in &bad {
         *out.by_rule.entry(rule.code().to_string()).or_default() += 1;
     }
@@ -364,19 +428,37 @@ fn quarantine_rows(raw: &DataFrame, file: &str, rows: &[(usize, Rule, String)]) 
         cols.push(c.cast(&DataType::String)?);
     }
     let k = rows.len();
-    cols.push(Column::new("_rule".into(), rows.iter().map(|(_, r, _)| r.code()).collect::<Vec<_>>()));
-    cols.push(Column::new("_reason".into(), rows.iter().map(|(_, r, m)| format!("{}: {m}", r.code())).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "_rule".into(),
+        rows.iter().map(|(_, r, _)| r.code()).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "_reason".into(),
+        rows.iter()
+            .map(|(_, r, m)| format!("{}: {m}", r.code()))
+            .collect::<Vec<_>>(),
+    ));
     cols.push(Column::new("_file".into(), vec![file; k]));
-    cols.push(Column::new("_row".into(), rows.iter().map(|(i, _, _)| *i as u64 + 1).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "_row".into(),
+        rows.iter().map(|(i, _, _)| *i as u64 + 1).collect::<Vec<_>>(),
+    ));
     DataFrame::new(k, cols)
 }
 
 /// Primary-key text of every row (columns joined by U+001F; null as U+0000).
 fn keys(df: &DataFrame, pk: &[&str]) -> PolarsResult<Vec<String>> {
-    let cols: Vec<StringChunked> =
-        pk.iter().map(|c| Ok(df.column(c)?.cast(&DataType::String)?.str()?.clone())).collect::<PolarsResult<_>>()?;
+    let cols: Vec<StringChunked> = pk
+        .iter()
+        .map(|c| Ok(df.column(c)?.cast(&DataType::String)?.str()?.clone()))
+        .collect::<PolarsResult<_>>()?;
     Ok((0..df.height())
-        .map(|i| cols.iter().map(|c| c.get(i).unwrap_or("\u{0}")).collect::<Vec<_>>().join("\u{1f}"))
+        .map(|i| {
+            cols.iter()
+                .map(|c| c.get(i).unwrap_or("\u{0}"))
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
+        })
         .collect())
 }
 
@@ -403,7 +485,14 @@ fn merge(
     tx: &mut Transaction,
 ) -> Result<(DataFrame, TableCounts, Vec<(u64, u64)>), Error> {
     let lfs: Vec<LazyFrame> = out.accepted.drain(..).map(|d| d.lazy()).collect();
-    let batch = concat(lfs, UnionArgs { rechunk: true, ..Default::default() })?.collect()?;
+    let batch = concat(
+        lfs,
+        UnionArgs {
+            rechunk: true,
+            ..Default::default()
+        },
+    )?
+    .collect()?;
     let bkeys = keys(&batch, def.primary_key)?;
     let bupd = updated(&batch)?;
     let files = batch.column(FILE_IDX)?.u32()?.clone();
@@ -416,17 +505,31 @@ fn merge(
         let (f, r) = origin(i);
         format!("row {r} of {}", out.raws[f as usize].0)
     };
-    let pk_text = |k: &str| format!("({}) = ({})", def.primary_key.join(", "), k.replace('\u{1f}', ", ").replace('\u{0}', "null"));
+    let pk_text = |k: &str| {
+        format!(
+            "({}) = ({})",
+            def.primary_key.join(", "),
+            k.replace('\u{1f}', ", ").replace('\u{0}', "null")
+        )
+    };
     for (i, k) in bkeys.iter().enumerate() {
         match winner.get(k.as_str()).copied() {
             None => {
                 winner.insert(k, i);
             }
             Some(w) => {
-                let (lose, win) = if newer(bupd.get(i), bupd.get(w)) { (w, i) } else { (i, w) };
+                let (lose, win) = if newer(bupd.get(i), bupd.get(w)) {
+                    (w, i)
+                } else {
+                    (i, w)
+                };
                 winner.insert(k, win);
                 let (f, r) = origin(lose);
-                losers.push((f, r, format!("duplicate primary key {}; {} wins", pk_text(k), describe(win, &out))));
+                losers.push((
+                    f,
+                    r,
+                    format!("duplicate primary key {}; {} wins", pk_text(k), describe(win, &out)),
+                ));
             }
         }
     }
@@ -449,12 +552,26 @@ fn merge(
                 let (f, r) = origin(i);
                 if mode == Mode::Append {
                     keep[i] = false;
-                    losers.push((f, r, format!("duplicate primary key {}: already stored (append mode keeps the stored row)", pk_text(k))));
+                    losers.push((
+                        f,
+                        r,
+                        format!(
+                            "duplicate primary key {}: already stored (append mode keeps the stored row)",
+                            pk_text(k)
+                        ),
+                    ));
                 } else if newer(bupd.get(i), eupd.get(e)) {
                     replaced[e] = true;
                 } else {
                     keep[i] = false;
-                    losers.push((f, r, format!("duplicate primary key {}: the stored row has a later updated_at", pk_text(k))));
+                    losers.push((
+                        f,
+                        r,
+                        format!(
+                            "duplicate primary key {}: the stored row has a later updated_at",
+                            pk_text(k)
+                        ),
+                    ));
                 }
             }
             let still: BooleanChunked = replaced.iter().map(|r| !r).collect();

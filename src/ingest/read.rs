@@ -26,12 +26,18 @@ pub enum FileFormat {
 
 impl FileFormat {
     pub fn from_path(path: &Path) -> Result<FileFormat, IngestError> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match ext.as_str() {
             "csv" | "tsv" | "txt" => Ok(FileFormat::Csv),
             "ndjson" | "jsonl" | "json" => Ok(FileFormat::Ndjson),
             "parquet" | "pq" => Ok(FileFormat::Parquet),
-            _ => Err(IngestError::UnknownFormat { path: path.to_path_buf() }),
+            _ => Err(IngestError::UnknownFormat {
+                path: path.to_path_buf(),
+            }),
         }
     }
 
@@ -54,23 +60,35 @@ pub struct RawFile {
 
 pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
     let format = FileFormat::from_path(path)?;
-    let meta = std::fs::metadata(path).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if meta.is_dir() {
         return Err(IngestError::unreadable(path, format.name(), "is a directory"));
     }
     if meta.len() == 0 {
-        return Err(IngestError::Empty { path: path.to_path_buf() });
+        return Err(IngestError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let df = match format {
         FileFormat::Csv => read_csv(path)?,
         FileFormat::Ndjson => read_ndjson(path)?,
         FileFormat::Parquet => read_parquet(path)?,
     };
-    Ok(RawFile { path: path.to_path_buf(), format, df })
+    Ok(RawFile {
+        path: path.to_path_buf(),
+        format,
+        df,
+    })
 }
 
 fn open(path: &Path) -> Result<File, IngestError> {
-    File::open(path).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })
+    File::open(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Checks that no line exceeds the limit, without holding the file in memory.
@@ -79,7 +97,10 @@ fn check_line_lengths(path: &Path) -> Result<(), IngestError> {
     let mut buf = vec![0u8; 1 << 20];
     let (mut line, mut len) = (1usize, 0usize);
     loop {
-        let n = reader.read(&mut buf).map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+        let n = reader.read(&mut buf).map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if n == 0 {
             return Ok(());
         }
@@ -90,7 +111,11 @@ fn check_line_lengths(path: &Path) -> Result<(), IngestError> {
             } else {
                 len += 1;
                 if len > MAX_LINE_BYTES {
-                    return Err(IngestError::LineTooLong { path: path.to_path_buf(), line, limit: MAX_LINE_BYTES });
+                    return Err(IngestError::LineTooLong {
+                        path: path.to_path_buf(),
+                        line,
+                        limit: MAX_LINE_BYTES,
+                    });
                 }
             }
         }
@@ -102,7 +127,10 @@ fn head(path: &Path, n: usize) -> Result<Vec<u8>, IngestError> {
     open(path)?
         .take(n as u64)
         .read_to_end(&mut buf)
-        .map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+        .map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(buf)
 }
 
@@ -122,10 +150,16 @@ pub fn sniff_delimiter(header: &[u8]) -> u8 {
 fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
     let start = head(path, 64 * 1024)?;
     if start.contains(&0) {
-        return Err(IngestError::unreadable(path, "CSV", "binary data (NUL bytes); this is not a text export"));
+        return Err(IngestError::unreadable(
+            path,
+            "CSV",
+            "binary data (NUL bytes); this is not a text export",
+        ));
     }
     if start.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(IngestError::Empty { path: path.to_path_buf() });
+        return Err(IngestError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     check_line_lengths(path)?;
     let delimiter = sniff_delimiter(&start);
@@ -143,16 +177,26 @@ fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
 fn read_parquet(path: &Path) -> Result<DataFrame, IngestError> {
     let start = head(path, 4)?;
     if start != b"PAR1" {
-        return Err(IngestError::unreadable(path, "Parquet", "no PAR1 magic bytes; this is not a Parquet file"));
+        return Err(IngestError::unreadable(
+            path,
+            "Parquet",
+            "no PAR1 magic bytes; this is not a Parquet file",
+        ));
     }
-    ParquetReader::new(open(path)?).finish().map_err(|e| IngestError::unreadable(path, "Parquet", e))
+    ParquetReader::new(open(path)?)
+        .finish()
+        .map_err(|e| IngestError::unreadable(path, "Parquet", e))
 }
 
 /// NDJSON: one JSON object per line. A line that is not an object becomes a row with a
 /// read error, so it is quarantined with its text instead of failing the file.
 fn read_ndjson(path: &Path) -> Result<DataFrame, IngestError> {
     if head(path, 64 * 1024)?.contains(&0) {
-        return Err(IngestError::unreadable(path, "NDJSON", "binary data (NUL bytes); this is not a text export"));
+        return Err(IngestError::unreadable(
+            path,
+            "NDJSON",
+            "binary data (NUL bytes); this is not a text export",
+        ));
     }
     let mut reader = BufReader::with_capacity(1 << 20, open(path)?);
     let mut names: Vec<String> = Vec::new();
@@ -167,13 +211,20 @@ fn read_ndjson(path: &Path) -> Result<DataFrame, IngestError> {
         let n = (&mut reader)
             .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut buf)
-            .map_err(|source| IngestError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| IngestError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
         line_no += 1;
         if buf.len() > MAX_LINE_BYTES {
-            return Err(IngestError::LineTooLong { path: path.to_path_buf(), line: line_no, limit: MAX_LINE_BYTES });
+            return Err(IngestError::LineTooLong {
+                path: path.to_path_buf(),
+                line: line_no,
+                limit: MAX_LINE_BYTES,
+            });
         }
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim();
@@ -211,7 +262,9 @@ fn read_ndjson(path: &Path) -> Result<DataFrame, IngestError> {
         }
     }
     if errors.is_empty() {
-        return Err(IngestError::Empty { path: path.to_path_buf() });
+        return Err(IngestError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let mut columns: Vec<Column> = names
         .iter()
@@ -264,12 +317,23 @@ mod tests {
     fn ndjson_bad_lines_become_rows_with_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("leads.ndjson");
-        std::fs::write(&p, "{\"lead_id\":\"L1\",\"n\":5}\n\nnot json\n[1]\n{\"lead_id\":\"L2\",\"x\":true}\n").unwrap();
+        std::fs::write(
+            &p,
+            "{\"lead_id\":\"L1\",\"n\":5}\n\nnot json\n[1]\n{\"lead_id\":\"L2\",\"x\":true}\n",
+        )
+        .unwrap();
         let df = read_file(&p).unwrap().df;
         assert_eq!(df.height(), 4);
         let ids: Vec<_> = df.column("lead_id").unwrap().str().unwrap().iter().collect();
         assert_eq!(ids, [Some("L1"), None, None, Some("L2")]);
-        let errs: Vec<_> = df.column(READ_ERROR).unwrap().str().unwrap().iter().map(|e| e.is_some()).collect();
+        let errs: Vec<_> = df
+            .column(READ_ERROR)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|e| e.is_some())
+            .collect();
         assert_eq!(errs, [false, true, true, false]);
         let n: Vec<_> = df.column("n").unwrap().str().unwrap().iter().collect();
         assert_eq!(n, [Some("5"), None, None, None]);
@@ -285,10 +349,25 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
             p
         };
-        assert!(matches!(read_file(&w("leads.csv", b"")), Err(IngestError::Empty { .. })));
-        assert!(matches!(read_file(&w("leads.csv", b"\x00\x01\x02garbage")), Err(IngestError::Unreadable { .. })));
-        assert!(matches!(read_file(&w("leads.parquet", b"PAR1 nope")), Err(IngestError::Unreadable { .. })));
-        assert!(matches!(read_file(&w("leads.parquet", b"hello")), Err(IngestError::Unreadable { .. })));
-        assert!(matches!(read_file(&w("leads.xlsx", b"x")), Err(IngestError::UnknownFormat { .. })));
+        assert!(matches!(
+            read_file(&w("leads.csv", b"")),
+            Err(IngestError::Empty { .. })
+        ));
+        assert!(matches!(
+            read_file(&w("leads.csv", b"\x00\x01\x02garbage")),
+            Err(IngestError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            read_file(&w("leads.parquet", b"PAR1 nope")),
+            Err(IngestError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            read_file(&w("leads.parquet", b"hello")),
+            Err(IngestError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            read_file(&w("leads.xlsx", b"x")),
+            Err(IngestError::UnknownFormat { .. })
+        ));
     }
 }

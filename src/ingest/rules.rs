@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use polars::prelude::*;
 
 use crate::config::Config;
-use crate::ingest::convert::{shown, Reasons};
+use crate::ingest::convert::{Reasons, shown};
 use crate::schema::{Rule, TableDef};
 use crate::timefmt;
 
@@ -33,7 +33,10 @@ impl Fx {
         for v in rates.values_mut() {
             v.sort_by_key(|(d, _)| *d);
         }
-        Ok(Fx { base: base.to_string(), rates })
+        Ok(Fx {
+            base: base.to_string(),
+            rates,
+        })
     }
 
     /// Value in base currency of one unit of `currency` on local day `day` (the latest rate
@@ -78,7 +81,8 @@ fn micros(df: &DataFrame, name: &str) -> PolarsResult<Int64Chunked> {
 }
 
 fn fmt_us(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us).map_or_else(|| us.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    chrono::DateTime::from_timestamp_micros(us)
+        .map_or_else(|| us.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// Applies the table's rules to the typed frame; returns the derived base-currency column
@@ -94,12 +98,20 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
                 let s = status.get(i);
                 let (c, cl) = (created.get(i), closed.get(i));
                 if matches!(s, Some("won" | "lost")) && cl.is_none() {
-                    reasons.set(i, Rule::ClosedWithoutDate, format!("status {} without closed_at", s.unwrap_or_default()));
+                    reasons.set(
+                        i,
+                        Rule::ClosedWithoutDate,
+                        format!("status {} without closed_at", s.unwrap_or_default()),
+                    );
                 }
                 if let (Some(c), Some(cl)) = (c, cl)
                     && cl < c
                 {
-                    reasons.set(i, Rule::ClosedBeforeCreated, format!("closed_at {} is before created_at {}", fmt_us(cl), fmt_us(c)));
+                    reasons.set(
+                        i,
+                        Rule::ClosedBeforeCreated,
+                        format!("closed_at {} is before created_at {}", fmt_us(cl), fmt_us(c)),
+                    );
                 }
             }
         }
@@ -112,11 +124,23 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
                 if let Some(s) = stage.get(i)
                     && !names.contains(&s)
                 {
-                    reasons.set(i, Rule::UnknownStage, format!("unknown stage {} in `stage` (configured stages: {})", shown(s), names.join(", ")));
+                    reasons.set(
+                        i,
+                        Rule::UnknownStage,
+                        format!(
+                            "unknown stage {} in `stage` (configured stages: {})",
+                            shown(s),
+                            names.join(", ")
+                        ),
+                    );
                 }
                 let Some(d) = deal.get(i) else { continue };
                 match ctx.deals.get(d) {
-                    None => reasons.set(i, Rule::UnknownDeal, format!("reference to an unknown deal: opportunity_id {}", shown(d))),
+                    None => reasons.set(
+                        i,
+                        Rule::UnknownDeal,
+                        format!("reference to an unknown deal: opportunity_id {}", shown(d)),
+                    ),
                     Some(&created) => {
                         if let Some(e) = entered.get(i)
                             && e < created
@@ -124,7 +148,12 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
                             reasons.set(
                                 i,
                                 Rule::EventBeforeCreated,
-                                format!("stage event at {} is before its deal {} was created ({})", fmt_us(e), shown(d), fmt_us(created)),
+                                format!(
+                                    "stage event at {} is before its deal {} was created ({})",
+                                    fmt_us(e),
+                                    shown(d),
+                                    fmt_us(created)
+                                ),
                             );
                         }
                     }
@@ -137,7 +166,11 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
                 if let Some(d) = d
                     && !ctx.deals.contains_key(d)
                 {
-                    reasons.set(i, Rule::UnknownDeal, format!("reference to an unknown deal: opportunity_id {}", shown(d)));
+                    reasons.set(
+                        i,
+                        Rule::UnknownDeal,
+                        format!("reference to an unknown deal: opportunity_id {}", shown(d)),
+                    );
                 }
             }
         }
@@ -151,7 +184,11 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
         "fx_rates" => {
             for (i, v) in df.column("rate_to_base")?.f64()?.iter().enumerate() {
                 if let Some(v) = v.filter(|v| *v <= 0.0) {
-                    reasons.set(i, Rule::InvalidValue, format!("invalid value in `rate_to_base`: {v} (a rate must be positive)"));
+                    reasons.set(
+                        i,
+                        Rule::InvalidValue,
+                        format!("invalid value in `rate_to_base`: {v} (a rate must be positive)"),
+                    );
                 }
             }
         }
@@ -160,7 +197,11 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
     let Some(money) = def.money else { return Ok(None) };
     let amount = df.column(money.amount)?.f64()?.clone();
     let currency = df.column(money.currency)?.str()?.clone();
-    let refund = if def.name == "orders" { Some(df.column("is_refund")?.bool()?.clone()) } else { None };
+    let refund = if def.name == "orders" {
+        Some(df.column("is_refund")?.bool()?.clone())
+    } else {
+        None
+    };
     let rate_day = df.column(money.rate_date)?;
     let rate_day: Int32Chunked = match rate_day.dtype() {
         DataType::Date => rate_day.cast(&DataType::Int32)?.i32()?.clone(),
@@ -173,19 +214,32 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
         .map(|i| {
             let a = amount.get(i)?;
             if a < 0.0 && !refund.as_ref().is_some_and(|r| r.get(i) == Some(true)) {
-                let hint = if refund.is_some() { " (orders may be negative only with is_refund = true)" } else { "" };
-                reasons.set(i, Rule::NegativeAmount, format!("negative amount {a} in `{}`{hint}", money.amount));
+                let hint = if refund.is_some() {
+                    " (orders may be negative only with is_refund = true)"
+                } else {
+                    ""
+                };
+                reasons.set(
+                    i,
+                    Rule::NegativeAmount,
+                    format!("negative amount {a} in `{}`{hint}", money.amount),
+                );
             }
             let cur = currency.get(i).unwrap_or(ctx.config.base_currency.as_str());
             match ctx.fx.rate(cur, rate_day.get(i)) {
                 Some(r) => Some(a * r),
                 None => {
                     if reasons.is_ok(i) {
-                        let on = rate_day.get(i).map_or_else(String::new, |d| format!(" on or before {}", timefmt::date_from_days(d)));
+                        let on = rate_day
+                            .get(i)
+                            .map_or_else(String::new, |d| format!(" on or before {}", timefmt::date_from_days(d)));
                         reasons.set(
                             i,
                             Rule::NoFxRate,
-                            format!("no fx rate for {cur} to {}{on}; add it to fx_rates", ctx.config.base_currency),
+                            format!(
+                                "no fx rate for {cur} to {}{on}; add it to fx_rates",
+                                ctx.config.base_currency
+                            ),
                         );
                     }
                     None
@@ -209,7 +263,8 @@ mod tests {
         )
         .unwrap();
         let mut df = df;
-        df.with_column(df.column("date").unwrap().cast(&DataType::Date).unwrap()).unwrap();
+        df.with_column(df.column("date").unwrap().cast(&DataType::Date).unwrap())
+            .unwrap();
         let fx = Fx::from_table("USD", &df).unwrap();
         assert_eq!(fx.rate("USD", Some(0)), Some(1.0));
         assert_eq!(fx.rate("EUR", Some(9)), None);

@@ -35,8 +35,15 @@ impl WriterLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "unknown process".to_string() } else { holder.to_string() };
-                return Err(StoreError::Locked { path: store.to_path_buf(), holder });
+                let holder = if holder.is_empty() {
+                    "unknown process".to_string()
+                } else {
+                    holder.to_string()
+                };
+                return Err(StoreError::Locked {
+                    path: store.to_path_buf(),
+                    holder,
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
         }

@@ -63,7 +63,10 @@ pub struct BatchFile {
 
 impl Manifest {
     pub fn new() -> Manifest {
-        Manifest { schema_version: SCHEMA_VERSION, ..Default::default() }
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            ..Default::default()
+        }
     }
 
     pub fn load(store: &Path) -> Result<Option<Manifest>, StoreError> {
@@ -72,11 +75,17 @@ impl Manifest {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(StoreError::Io { path, action: "reading the manifest".into(), source });
+                return Err(StoreError::Io {
+                    path,
+                    action: "reading the manifest".into(),
+                    source,
+                });
             }
         };
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| StoreError::BadManifest { path: store.to_path_buf(), message: e.to_string() })?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| StoreError::BadManifest {
+            path: store.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if m.schema_version > SCHEMA_VERSION {
             return Err(StoreError::Version {
                 path: store.to_path_buf(),

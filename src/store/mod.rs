@@ -30,7 +30,7 @@ use polars::prelude::*;
 use crate::error::StoreError;
 use crate::schema::TableDef;
 use lock::WriterLock;
-pub use manifest::{Batch, BatchFile, FileEntry, Manifest, TableEntry, MANIFEST};
+pub use manifest::{Batch, BatchFile, FileEntry, MANIFEST, Manifest, TableEntry};
 
 /// A read-only view of a store, as of the manifest read at open.
 #[derive(Debug, Clone)]
@@ -48,8 +48,13 @@ fn io_err(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreErro
 impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         match Manifest::load(root)? {
-            Some(manifest) => Ok(Store { root: root.to_path_buf(), manifest }),
-            None => Err(StoreError::NotAStore { path: root.to_path_buf() }),
+            Some(manifest) => Ok(Store {
+                root: root.to_path_buf(),
+                manifest,
+            }),
+            None => Err(StoreError::NotAStore {
+                path: root.to_path_buf(),
+            }),
         }
     }
 
@@ -83,7 +88,10 @@ impl Store {
             .iter()
             .map(|f| {
                 let path = self.abs(&f.path);
-                LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), ScanArgsParquet::default())
+                LazyFrame::scan_parquet(
+                    PlRefPath::new(path.to_string_lossy().as_ref()),
+                    ScanArgsParquet::default(),
+                )
             })
             .collect::<PolarsResult<Vec<_>>>()?;
         Ok(concat(scans, UnionArgs::default())?)
@@ -99,12 +107,7 @@ impl Store {
     }
 }
 
-fn read_files(
-    root: &Path,
-    table: &str,
-    files: &[FileEntry],
-    schema: Option<&Schema>,
-) -> Result<DataFrame, StoreError> {
+fn read_files(root: &Path, table: &str, files: &[FileEntry], schema: Option<&Schema>) -> Result<DataFrame, StoreError> {
     let mut frames = Vec::with_capacity(files.len());
     for f in files {
         let path = root.join(&f.path);
@@ -156,7 +159,12 @@ impl Transaction {
         let base = Manifest::load(root)?.unwrap_or_else(Manifest::new);
         let mut next = base.clone();
         next.generation = base.generation + 1;
-        let tx = Transaction { root: root.to_path_buf(), _lock: lock, base, next };
+        let tx = Transaction {
+            root: root.to_path_buf(),
+            _lock: lock,
+            base,
+            next,
+        };
         tx.collect_garbage(&tx.base)?;
         Ok(tx)
     }
@@ -171,7 +179,10 @@ impl Transaction {
 
     /// The store as committed before this transaction.
     pub fn base_store(&self) -> Store {
-        Store { root: self.root.clone(), manifest: self.base.clone() }
+        Store {
+            root: self.root.clone(),
+            manifest: self.base.clone(),
+        }
     }
 
     /// Writes a new version of a table (sorted, partitioned by local month if declared).
@@ -180,7 +191,10 @@ impl Transaction {
         let mut df = if def.sort_by.is_empty() || df.height() < 2 {
             df.clone()
         } else {
-            df.sort(def.sort_by.iter().copied(), SortMultipleOptions::default().with_maintain_order(true))?
+            df.sort(
+                def.sort_by.iter().copied(),
+                SortMultipleOptions::default().with_maintain_order(true),
+            )?
         };
         let mut files = Vec::new();
         match def.partition_by {
@@ -209,7 +223,12 @@ impl Transaction {
         let rows = files.iter().map(|f| f.rows).sum();
         self.next.tables.insert(
             def.name.to_string(),
-            TableEntry { dir, rows, partitioned_by: def.partition_by.map(str::to_string), files },
+            TableEntry {
+                dir,
+                rows,
+                partitioned_by: def.partition_by.map(str::to_string),
+                files,
+            },
         );
         Ok(())
     }
@@ -223,7 +242,11 @@ impl Transaction {
         let rel = format!("{dir}/part-0.parquet");
         let rows = write_parquet(&self.root.join(&rel), df)?;
         sync_dir_tree(&self.root.join(&dir))?;
-        self.next.quarantine.entry(table.to_string()).or_default().push(FileEntry { path: rel, rows });
+        self.next
+            .quarantine
+            .entry(table.to_string())
+            .or_default()
+            .push(FileEntry { path: rel, rows });
         Ok(())
     }
 
@@ -238,7 +261,8 @@ impl Transaction {
         {
             use std::io::Write;
             let mut f = File::create(&tmp).map_err(io_err(&tmp, "writing the new manifest"))?;
-            f.write_all(text.as_bytes()).map_err(io_err(&tmp, "writing the new manifest"))?;
+            f.write_all(text.as_bytes())
+                .map_err(io_err(&tmp, "writing the new manifest"))?;
             f.sync_all().map_err(io_err(&tmp, "syncing the new manifest"))?;
         }
         let dst = self.root.join(MANIFEST);
@@ -265,7 +289,9 @@ impl Transaction {
             let top = self.root.join(top);
             let Ok(tables) = std::fs::read_dir(&top) else { continue };
             for table in tables.flatten() {
-                let Ok(versions) = std::fs::read_dir(table.path()) else { continue };
+                let Ok(versions) = std::fs::read_dir(table.path()) else {
+                    continue;
+                };
                 for v in versions.flatten() {
                     let p = v.path();
                     if !referenced.contains(&p) {
@@ -297,7 +323,9 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, StoreError>
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "syncing a directory"))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "syncing a directory"))
 }
 
 /// Fsyncs a directory, its subdirectories and its parent chain up to the store root's

@@ -43,40 +43,68 @@ pub struct QualityReport {
 }
 
 fn bad(store: &Path, table: &str, message: String) -> StoreError {
-    StoreError::BadTable { path: store.to_path_buf(), table: table.to_string(), message }
+    StoreError::BadTable {
+        path: store.to_path_buf(),
+        table: table.to_string(),
+        message,
+    }
 }
 
 pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError> {
     let store = Store::open(root)?;
     let m = store.manifest();
     let tz = config.tz();
-    let mut out = QualityReport { generation: m.generation, ..Default::default() };
+    let mut out = QualityReport {
+        generation: m.generation,
+        ..Default::default()
+    };
     let mut frames: BTreeMap<&str, DataFrame> = BTreeMap::new();
     for def in schema::TABLES {
-        let mut q = TableQuality { table: def.name.to_string(), ..Default::default() };
+        let mut q = TableQuality {
+            table: def.name.to_string(),
+            ..Default::default()
+        };
         if let Some(entry) = m.tables.get(def.name) {
             for f in &entry.files {
                 let path = root.join(&f.path);
                 let file = File::open(&path).map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
                 let mut reader = ParquetReader::new(file);
-                let n = reader.num_rows().map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
+                let n = reader
+                    .num_rows()
+                    .map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
                 if n as u64 != f.rows {
-                    return Err(bad(root, def.name, format!("{} has {n} rows, the manifest says {}", f.path, f.rows)));
+                    return Err(bad(
+                        root,
+                        def.name,
+                        format!("{} has {n} rows, the manifest says {}", f.path, f.rows),
+                    ));
                 }
-                let schema = reader.schema().map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
+                let schema = reader
+                    .schema()
+                    .map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
                 for c in def.columns {
                     let found = schema.get(c.name).map(|f| DataType::from_arrow_field(f));
                     if found.as_ref() != Some(&c.kind.dtype()) {
                         return Err(bad(
                             root,
                             def.name,
-                            format!("{}: column {} is {:?}, expected {:?}", f.path, c.name, found, c.kind.dtype()),
+                            format!(
+                                "{}: column {} is {:?}, expected {:?}",
+                                f.path,
+                                c.name,
+                                found,
+                                c.kind.dtype()
+                            ),
                         ));
                     }
                 }
             }
             if entry.files.iter().map(|f| f.rows).sum::<u64>() != entry.rows {
-                return Err(bad(root, def.name, "file row counts do not add up to the table's".into()));
+                return Err(bad(
+                    root,
+                    def.name,
+                    "file row counts do not add up to the table's".into(),
+                ));
             }
             q.files = entry.files.len();
         }
@@ -85,16 +113,23 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         let keys = df.select(def.primary_key.iter().copied())?;
         let dup = keys.height() - keys.unique_stable(None, UniqueKeepStrategy::First, None)?.height();
         if dup > 0 {
-            return Err(bad(root, def.name, format!("{dup} rows repeat a primary key ({})", def.primary_key.join(", "))));
+            return Err(bad(
+                root,
+                def.name,
+                format!("{dup} rows repeat a primary key ({})", def.primary_key.join(", ")),
+            ));
         }
         if q.rows > 0 {
             for c in def.columns.iter().filter(|c| !c.required) {
                 let nulls = df.column(c.name)?.null_count();
                 q.null_rates.insert(c.name.to_string(), nulls as f64 / q.rows as f64);
             }
-            let ts = def
-                .partition_by
-                .or_else(|| def.columns.iter().find(|c| c.kind == Kind::Timestamp && c.required).map(|c| c.name));
+            let ts = def.partition_by.or_else(|| {
+                def.columns
+                    .iter()
+                    .find(|c| c.kind == Kind::Timestamp && c.required)
+                    .map(|c| c.name)
+            });
             let date = def.columns.iter().find(|c| c.kind == Kind::Date).map(|c| c.name);
             if let Some(col) = ts.or(date) {
                 let s = df.column(col)?.as_materialized_series().clone();
@@ -128,7 +163,10 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         }
         let values = src.select([r.column])?.lazy().filter(col(r.column).is_not_null());
         let targets = dst.select([r.target_column])?.lazy();
-        let n = values.anti_join(targets, col(r.column), col(r.target_column)).collect()?.height();
+        let n = values
+            .anti_join(targets, col(r.column), col(r.target_column))
+            .collect()?
+            .height();
         out.orphans.push(Orphans {
             table: r.table.into(),
             column: r.column.into(),
@@ -142,10 +180,19 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
 
 impl QualityReport {
     pub fn render(&self) -> String {
-        let mut s = format!("store generation {}: integrity OK (files, row counts, schemas, unique keys)\n\n", self.generation);
-        s.push_str(&format!("{:<14} {:>10} {:>5}  {}\n", "table", "rows", "files", "time range"));
+        let mut s = format!(
+            "store generation {}: integrity OK (files, row counts, schemas, unique keys)\n\n",
+            self.generation
+        );
+        s.push_str(&format!(
+            "{:<14} {:>10} {:>5}  {}\n",
+            "table", "rows", "files", "time range"
+        ));
         for t in &self.tables {
-            let range = t.time_range.as_ref().map_or("-".into(), |(c, a, b)| format!("{c}: {a} .. {b}"));
+            let range = t
+                .time_range
+                .as_ref()
+                .map_or("-".into(), |(c, a, b)| format!("{c}: {a} .. {b}"));
             s.push_str(&format!("{:<14} {:>10} {:>5}  {range}\n", t.table, t.rows, t.files));
         }
         s.push_str("\nnull rates of optional columns (non-zero):\n");
@@ -163,12 +210,19 @@ impl QualityReport {
         s.push_str("\norphan references (values with no matching row):\n");
         for o in &self.orphans {
             let note = if o.enforced { " (enforced at ingest)" } else { "" };
-            s.push_str(&format!("  {}.{} -> {}: {}{note}\n", o.table, o.column, o.target, o.count));
+            s.push_str(&format!(
+                "  {}.{} -> {}: {}{note}\n",
+                o.table, o.column, o.target, o.count
+            ));
         }
         let q: Vec<String> = self
             .tables
             .iter()
-            .flat_map(|t| t.quarantined.iter().map(move |(r, n)| format!("  {:<14} {r:<22} {n:>8}", t.table)))
+            .flat_map(|t| {
+                t.quarantined
+                    .iter()
+                    .map(move |(r, n)| format!("  {:<14} {r:<22} {n:>8}", t.table))
+            })
             .collect();
         s.push_str("\nquarantined rows by rule:\n");
         if q.is_empty() {

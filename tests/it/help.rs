@@ -39,14 +39,62 @@ fn error_messages() {
     write(d, "bad.toml", "timezone = \"Mars/Olympus\"\n");
     write(d, "typo.toml", "base_curency = \"EUR\"\n");
     let cases: Vec<(&str, Vec<String>)> = vec![
-        ("missing_required_column", vec!["ingest".into(), "--store".into(), s(&store).into(), "leads.csv".into()]),
-        ("unknown_table", vec!["ingest".into(), "--store".into(), s(&store).into(), "notes.csv".into()]),
-        ("single_column_header_hint", vec!["ingest".into(), "--store".into(), s(&store).into(), "--table".into(), "leads".into(), "spaces.csv".into()]),
-        ("missing_columns_semicolon", vec!["ingest".into(), "--store".into(), s(&store).into(), "opportunities.csv".into()]),
-        ("bad_config_value", vec!["--config".into(), "bad.toml".into(), "validate".into(), "--store".into(), s(&store).into()]),
-        ("bad_config_key", vec!["--config".into(), "typo.toml".into(), "validate".into(), "--store".into(), s(&store).into()]),
-        ("not_a_store", vec!["validate".into(), "--store".into(), s(&store).into()]),
-        ("missing_file", vec!["ingest".into(), "--store".into(), s(&store).into(), "nope.csv".into()]),
+        (
+            "missing_required_column",
+            vec!["ingest".into(), "--store".into(), s(&store).into(), "leads.csv".into()],
+        ),
+        (
+            "unknown_table",
+            vec!["ingest".into(), "--store".into(), s(&store).into(), "notes.csv".into()],
+        ),
+        (
+            "single_column_header_hint",
+            vec![
+                "ingest".into(),
+                "--store".into(),
+                s(&store).into(),
+                "--table".into(),
+                "leads".into(),
+                "spaces.csv".into(),
+            ],
+        ),
+        (
+            "missing_columns_semicolon",
+            vec![
+                "ingest".into(),
+                "--store".into(),
+                s(&store).into(),
+                "opportunities.csv".into(),
+            ],
+        ),
+        (
+            "bad_config_value",
+            vec![
+                "--config".into(),
+                "bad.toml".into(),
+                "validate".into(),
+                "--store".into(),
+                s(&store).into(),
+            ],
+        ),
+        (
+            "bad_config_key",
+            vec![
+                "--config".into(),
+                "typo.toml".into(),
+                "validate".into(),
+                "--store".into(),
+                s(&store).into(),
+            ],
+        ),
+        (
+            "not_a_store",
+            vec!["validate".into(), "--store".into(), s(&store).into()],
+        ),
+        (
+            "missing_file",
+            vec!["ingest".into(), "--store".into(), s(&store).into(), "nope.csv".into()],
+        ),
     ];
     for (name, args) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -63,11 +63,23 @@ fn table(store: &Path, def: &schema::TableDef) -> DataFrame {
 }
 
 fn quarantine(store: &Path, t: &str) -> DataFrame {
-    Store::open(store).unwrap().read_quarantine(t).unwrap().unwrap_or_default()
+    Store::open(store)
+        .unwrap()
+        .read_quarantine(t)
+        .unwrap()
+        .unwrap_or_default()
 }
 
 fn strs(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c).unwrap().cast(&DataType::String).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("null").to_string()).collect()
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("null").to_string())
+        .collect()
 }
 
 fn manifest(store: &Path) -> String {
@@ -80,7 +92,12 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
     let d = dir.path();
     fixture(d);
     let store = d.join("store");
-    let out = ingest(d, &store, &[], &["fx_rates.csv", "opportunities.csv", "stage_events.csv", "orders.csv"]);
+    let out = ingest(
+        d,
+        &store,
+        &[],
+        &["fx_rates.csv", "opportunities.csv", "stage_events.csv", "orders.csv"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     insta::assert_snapshot!("ingest_every_rule_report", stdout(&out));
 
@@ -88,7 +105,10 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
     assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2"]);
     // O1: 1000 EUR at the 2024-01-01 rate 1.10; O2: the later duplicate (600) wins, base
     // currency by default; O10: lower-case currency normalized, 2024-02-01 rate 1.20.
-    assert_eq!(opps.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(1100.0), Some(60.0), Some(600.0)]);
+    assert_eq!(
+        opps.column("amount_base").unwrap().f64().unwrap().to_vec(),
+        [Some(1100.0), Some(60.0), Some(600.0)]
+    );
     assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null"]);
 
     let q = quarantine(&store, "opportunities");
@@ -106,11 +126,16 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
     ];
     assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
     // Original values are kept as text, with the file and 1-based row.
-    let o6 = q.filter(&q.column("opportunity_id").unwrap().str().unwrap().equal("O6")).unwrap();
+    let o6 = q
+        .filter(&q.column("opportunity_id").unwrap().str().unwrap().equal("O6"))
+        .unwrap();
     assert_eq!(strs(&o6, "created_at"), ["yesterday"]);
     assert_eq!(strs(&o6, "_row"), ["6"]);
     assert!(strs(&o6, "_file")[0].ends_with("opportunities.csv"));
-    assert_eq!(strs(&o6, "_reason"), ["unparseable: unparseable timestamp in `created_at`: 'yesterday'"]);
+    assert_eq!(
+        strs(&o6, "_reason"),
+        ["unparseable: unparseable timestamp in `created_at`: 'yesterday'"]
+    );
 
     let ev = quarantine(&store, "stage_events");
     let mut rules = strs(&ev, "_rule");
@@ -120,7 +145,10 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
 
     let orders = table(&store, &schema::ORDERS);
     assert_eq!(strs(&orders, "order_id"), ["X1", "X2"]);
-    assert_eq!(orders.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(1200.0), Some(-120.0)]);
+    assert_eq!(
+        orders.column("amount_base").unwrap().f64().unwrap().to_vec(),
+        [Some(1200.0), Some(-120.0)]
+    );
     let mut rules = strs(&quarantine(&store, "orders"), "_rule");
     rules.sort();
     assert_eq!(rules, ["negative_amount", "unknown_deal"]);
@@ -166,7 +194,10 @@ fn reingesting_the_same_files_changes_nothing() {
     for t in ["fx_rates", "opportunities", "stage_events", "orders"] {
         assert_eq!(m["tables"][t]["rows"], b["tables"][t]["rows"], "{t}");
     }
-    assert_eq!(strs(&table(&store, &schema::OPPORTUNITIES), "amount"), ["1000.0", "50.0", "600.0"]);
+    assert_eq!(
+        strs(&table(&store, &schema::OPPORTUNITIES), "amount"),
+        ["1000.0", "50.0", "600.0"]
+    );
 }
 
 #[test]
@@ -175,8 +206,16 @@ fn modes_upsert_append_replace() {
     let d = dir.path();
     let store = d.join("store");
     let head = "account_id,created_at,name,updated_at\n";
-    write(d, "accounts.csv", &format!("{head}A1,2024-01-01,Old,2024-01-01\nA2,2024-01-01,Two,\n"));
-    write(d, "accounts-2.csv", &format!("{head}A1,2024-01-01,New,2024-02-01\nA3,2024-01-01,Three,\n"));
+    write(
+        d,
+        "accounts.csv",
+        &format!("{head}A1,2024-01-01,Old,2024-01-01\nA2,2024-01-01,Two,\n"),
+    );
+    write(
+        d,
+        "accounts-2.csv",
+        &format!("{head}A1,2024-01-01,New,2024-02-01\nA3,2024-01-01,Three,\n"),
+    );
     write(d, "accounts-3.csv", &format!("{head}A1,2024-01-01,Stale,2023-12-01\n"));
     let names = |store: &Path| strs(&table(store, &schema::ACCOUNTS), "name");
 
@@ -231,21 +270,35 @@ base_currency = "EUR"
     let store = d.join("store");
     let out = run_in(d, &["ingest", "--store", s(&store), "opportunities.csv"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("Extra"), "ignored column is noted: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Extra"),
+        "ignored column is noted: {}",
+        stdout(&out)
+    );
     let o = table(&store, &schema::OPPORTUNITIES);
     assert_eq!(strs(&o, "status"), ["won", "open"]);
     let created = o.column("created_at").unwrap().cast(&DataType::Int64).unwrap();
     // 10:00 in Paris (CEST, UTC+2) is 08:00 UTC; epoch 1719828000 is 2024-07-01T10:00:00Z.
-    assert_eq!(created.i64().unwrap().to_vec(), [Some(1_719_820_800_000_000), Some(1_719_828_000_000_000)]);
+    assert_eq!(
+        created.i64().unwrap().to_vec(),
+        [Some(1_719_820_800_000_000), Some(1_719_828_000_000_000)]
+    );
     // Base currency EUR, no currency column: amounts are already in base.
-    assert_eq!(o.column("amount_base").unwrap().f64().unwrap().to_vec(), [Some(10.0), Some(20.0)]);
+    assert_eq!(
+        o.column("amount_base").unwrap().f64().unwrap().to_vec(),
+        [Some(10.0), Some(20.0)]
+    );
 }
 
 #[test]
 fn csv_ndjson_and_parquet_inputs_store_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "leads.csv", "lead_id,created_at,source,qualified_at\nL1,2024-01-05T10:00:00Z,web,\nL2,2024-02-05T10:00:00Z,ads,2024-02-06T00:00:00Z\n");
+    write(
+        d,
+        "leads.csv",
+        "lead_id,created_at,source,qualified_at\nL1,2024-01-05T10:00:00Z,web,\nL2,2024-02-05T10:00:00Z,ads,2024-02-06T00:00:00Z\n",
+    );
     write(
         d,
         "leads.ndjson",
@@ -258,16 +311,32 @@ fn csv_ndjson_and_parquet_inputs_store_the_same_rows() {
     assert_eq!(code(&ingest(d, &a, &[], &["leads.csv"])), 0);
     assert_eq!(code(&ingest(d, &b, &[], &["leads.ndjson"])), 0);
     let ta = table(&a, &schema::LEADS);
-    assert!(ta.equals_missing(&table(&b, &schema::LEADS)), "{ta}\n{}", table(&b, &schema::LEADS));
+    assert!(
+        ta.equals_missing(&table(&b, &schema::LEADS)),
+        "{ta}\n{}",
+        table(&b, &schema::LEADS)
+    );
     // Parquet, typed: write the stored table out and ingest it.
     let mut typed = ta.clone();
     let pq = d.join("leads.parquet");
-    ParquetWriter::new(std::fs::File::create(&pq).unwrap()).finish(&mut typed).unwrap();
+    ParquetWriter::new(std::fs::File::create(&pq).unwrap())
+        .finish(&mut typed)
+        .unwrap();
     assert_eq!(code(&ingest(d, &c, &[], &["leads.parquet"])), 0);
     assert!(ta.equals_missing(&table(&c, &schema::LEADS)));
     // leads are partitioned by local month of created_at.
     let m: serde_json::Value = serde_json::from_str(&manifest(&a)).unwrap();
-    let files: Vec<String> =
-        m["tables"]["leads"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
-    assert_eq!(files, ["tables/leads/g000001/month=2024-01/part-0.parquet", "tables/leads/g000001/month=2024-02/part-0.parquet"]);
+    let files: Vec<String> = m["tables"]["leads"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "tables/leads/g000001/month=2024-01/part-0.parquet",
+            "tables/leads/g000001/month=2024-02/part-0.parquet"
+        ]
+    );
 }
