@@ -1,6 +1,7 @@
 //! The one integration-test binary (every extra binary links polars again).
 
 mod common;
+mod generate;
 mod help;
 mod ingest;
 mod kill;
