@@ -30,7 +30,22 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         mode: args.mode,
         table: args.table.clone(),
     };
-    let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config)?;
+    // A spinner on a terminal; nothing otherwise (logs stay quiet for cron and Airflow).
+    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!(
+            "ingesting {} files into {}",
+            args.files.len(),
+            args.store.display()
+        ));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config);
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+    let report = report?;
     print!("{}", report.render());
     if args.strict && report.rejected() > 0 {
         eprintln!(

@@ -253,6 +253,190 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::{convert, mapping};
+    use crate::schema;
+
+    /// Rule code per row after conversion and the table rules, for rows given as text.
+    fn rules_of(
+        def: &TableDef,
+        header: &[&str],
+        rows: &[&[&str]],
+        deals: &Deals,
+        fx: &Fx,
+    ) -> Vec<Option<&'static str>> {
+        let cols: Vec<Column> = header
+            .iter()
+            .enumerate()
+            .map(|(j, h)| {
+                let v: Vec<Option<&str>> = rows.iter().map(|r| Some(r[j]).filter(|x| !x.is_empty())).collect();
+                Column::new((*h).into(), v)
+            })
+            .collect();
+        let raw = DataFrame::new(rows.len(), cols).unwrap();
+        let names: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+        let cmap = mapping::map_columns(def, &names, None);
+        let mut reasons = Reasons::new(rows.len());
+        let config = Config::default();
+        let typed = convert::convert(def, &raw, &cmap, None, chrono_tz::UTC, &mut reasons).unwrap();
+        let ctx = Context {
+            config: &config,
+            tz: chrono_tz::UTC,
+            deals,
+            fx,
+        };
+        apply(def, &typed, &mut reasons, &ctx).unwrap();
+        reasons
+            .0
+            .iter()
+            .map(|r| r.as_ref().map(|(rule, _)| rule.code()))
+            .collect()
+    }
+
+    fn usd_only() -> Fx {
+        Fx {
+            base: "USD".into(),
+            rates: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn opportunity_rules() {
+        let h = [
+            "opportunity_id",
+            "account_id",
+            "created_at",
+            "owner_id",
+            "amount",
+            "currency",
+            "status",
+            "closed_at",
+        ];
+        let rows: &[&[&str]] = &[
+            &["O1", "A", "2024-01-02", "R", "10", "", "won", "2024-01-03"],
+            &["O2", "A", "2024-01-02", "R", "10", "", "open", ""],
+            &["O3", "", "2024-01-02", "R", "10", "", "open", ""],
+            &["O4", "A", "2024-01-02", "R", "ten", "", "open", ""],
+            &["O5", "A", "2024-01-02", "R", "10", "", "Pending", ""],
+            &["O6", "A", "2024-01-02", "R", "-1", "", "open", ""],
+            &["O7", "A", "2024-01-02", "R", "10", "", "lost", ""],
+            &["O8", "A", "2024-01-02", "R", "10", "", "won", "2024-01-01"],
+            &["O9", "A", "2024-01-02", "R", "10", "GBP", "open", ""],
+            &["O10", "A", "2024-01-02", "R", "10", "usd", "WON", "2024-01-02"],
+            &["O11", "A", "2024-01-02", "R", "10", "US", "open", ""],
+        ];
+        let got = rules_of(&schema::OPPORTUNITIES, &h, rows, &Deals::new(), &usd_only());
+        assert_eq!(
+            got,
+            [
+                None,
+                None,
+                Some("missing_required"),
+                Some("unparseable"),
+                Some("invalid_value"),
+                Some("negative_amount"),
+                Some("closed_without_date"),
+                Some("closed_before_created"),
+                Some("no_fx_rate"),
+                None,
+                Some("invalid_value"),
+            ]
+        );
+    }
+
+    #[test]
+    fn stage_event_rules() {
+        let deals: Deals = [("O1".to_string(), 1_704_153_600_000_000)].into(); // 2024-01-02T00:00Z
+        let h = ["opportunity_id", "stage", "entered_at"];
+        let rows: &[&[&str]] = &[
+            &["O1", "prospecting", "2024-01-02"],
+            &["O1", "limbo", "2024-01-03"],
+            &["O2", "prospecting", "2024-01-03"],
+            &["O1", "proposal", "2024-01-01T23:59:59Z"],
+            &["O1", "proposal", "soon"],
+        ];
+        let got = rules_of(&schema::STAGE_EVENTS, &h, rows, &deals, &usd_only());
+        assert_eq!(
+            got,
+            [
+                None,
+                Some("unknown_stage"),
+                Some("unknown_deal"),
+                Some("event_before_created"),
+                Some("unparseable")
+            ]
+        );
+    }
+
+    #[test]
+    fn order_and_activity_rules() {
+        let deals: Deals = [("O1".to_string(), 0)].into();
+        let h = [
+            "order_id",
+            "account_id",
+            "ordered_at",
+            "amount",
+            "opportunity_id",
+            "is_refund",
+        ];
+        let rows: &[&[&str]] = &[
+            &["X1", "A", "2024-01-02", "5", "O1", ""],
+            &["X2", "A", "2024-01-02", "-5", "", "yes"],
+            &["X3", "A", "2024-01-02", "-5", "", "no"],
+            &["X4", "A", "2024-01-02", "5", "O2", ""],
+            &["X5", "A", "2024-01-02", "5", "", "maybe"],
+        ];
+        let got = rules_of(&schema::ORDERS, &h, rows, &deals, &usd_only());
+        assert_eq!(
+            got,
+            [
+                None,
+                None,
+                Some("negative_amount"),
+                Some("unknown_deal"),
+                Some("unparseable")
+            ]
+        );
+
+        let h = [
+            "activity_id",
+            "owner_id",
+            "kind",
+            "occurred_at",
+            "opportunity_id",
+            "duration_s",
+        ];
+        let rows: &[&[&str]] = &[
+            &["C1", "R", "Call", "2024-01-02", "O1", "30"],
+            &["C2", "R", "fax", "2024-01-02", "", ""],
+            &["C3", "R", "email", "2024-01-02", "O9", ""],
+            &["C4", "R", "email", "2024-01-02", "", "1.5"],
+        ];
+        let got = rules_of(&schema::ACTIVITIES, &h, rows, &deals, &usd_only());
+        assert_eq!(
+            got,
+            [None, Some("invalid_value"), Some("unknown_deal"), Some("unparseable")]
+        );
+    }
+
+    #[test]
+    fn target_and_fx_rules() {
+        let h = ["scope", "scope_kind", "period_start", "grain", "metric", "value"];
+        let rows: &[&[&str]] = &[
+            &["R1", "rep", "2024-01-01", "month", "revenue", "100"],
+            &["R1", "rep", "2024-01-01", "fortnight", "revenue", "100"],
+            &["R1", "rep", "2024-01-01", "month", "revenue", "-1"],
+        ];
+        let got = rules_of(&schema::TARGETS, &h, rows, &Deals::new(), &usd_only());
+        assert_eq!(got, [None, Some("invalid_value"), Some("negative_amount")]);
+        let h = ["currency", "date", "rate_to_base"];
+        let rows: &[&[&str]] = &[
+            &["EUR", "2024-01-01", "1.1"],
+            &["EUR", "2024-01-02", "0"],
+            &["EUR", "", "1.1"],
+        ];
+        let got = rules_of(&schema::FX_RATES, &h, rows, &Deals::new(), &usd_only());
+        assert_eq!(got, [None, Some("invalid_value"), Some("missing_required")]);
+    }
 
     #[test]
     fn fx_takes_latest_rate_on_or_before_the_day() {
