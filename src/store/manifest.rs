@@ -96,12 +96,20 @@ impl Manifest {
         Ok(Some(m))
     }
 
-    /// The batch file that already brought in content with this hash for this table.
+    /// The batch file that already brought in content with this hash for this table, since
+    /// the table was last replaced (a replace forgets what came before it).
     pub fn ingested(&self, table: &str, sha256: &str) -> Option<(u64, &BatchFile)> {
-        self.batches
-            .iter()
-            .flat_map(|b| b.files.iter().map(move |f| (b.generation, f)))
-            .find(|(_, f)| f.table == table && f.sha256 == sha256)
+        for b in self.batches.iter().rev() {
+            let mut files = b.files.iter().filter(|f| f.table == table).peekable();
+            let touched = files.peek().is_some();
+            if let Some(f) = files.find(|f| f.sha256 == sha256) {
+                return Some((b.generation, f));
+            }
+            if touched && b.mode == "replace" {
+                return None;
+            }
+        }
+        None
     }
 
     pub fn rows(&self, table: &str) -> u64 {

@@ -165,7 +165,7 @@ impl Transaction {
             base,
             next,
         };
-        tx.collect_garbage(&tx.base)?;
+        tx.collect_garbage(&[&tx.base])?;
         Ok(tx)
     }
 
@@ -268,20 +268,24 @@ impl Transaction {
         let dst = self.root.join(MANIFEST);
         std::fs::rename(&tmp, &dst).map_err(io_err(&dst, "swapping in the new manifest"))?;
         sync_dir(&self.root)?;
-        // The old versions are unreferenced now; removing them is cleanup, not part of the commit.
-        if let Err(e) = self.collect_garbage(&self.next) {
+        // Versions neither manifest references are removed; the previous generation stays
+        // until the next write, so a reader that opened the old manifest can finish.
+        if let Err(e) = self.collect_garbage(&[&self.base, &self.next]) {
             tracing::warn!("could not remove old table versions: {e}");
         }
         Ok(self.next)
     }
 
     /// Removes table versions and quarantine batches the given manifest does not reference.
-    fn collect_garbage(&self, keep: &Manifest) -> Result<(), StoreError> {
-        let mut referenced: HashSet<PathBuf> = keep.tables.values().map(|t| self.root.join(&t.dir)).collect();
-        for files in keep.quarantine.values() {
-            for f in files {
-                if let Some(parent) = Path::new(&f.path).parent() {
-                    referenced.insert(self.root.join(parent));
+    fn collect_garbage(&self, keep: &[&Manifest]) -> Result<(), StoreError> {
+        let mut referenced: HashSet<PathBuf> = HashSet::new();
+        for m in keep {
+            referenced.extend(m.tables.values().map(|t| self.root.join(&t.dir)));
+            for files in m.quarantine.values() {
+                for f in files {
+                    if let Some(parent) = Path::new(&f.path).parent() {
+                        referenced.insert(self.root.join(parent));
+                    }
                 }
             }
         }

@@ -340,3 +340,35 @@ fn csv_ndjson_and_parquet_inputs_store_the_same_rows() {
         ]
     );
 }
+
+#[test]
+fn a_file_ingested_before_a_replace_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    write(d, "reps.csv", "rep_id,name\nR1,Ann\nR2,Bob\n");
+    write(d, "reps-new.csv", "rep_id,name\nR3,Cid\n");
+    assert_eq!(code(&ingest(d, &store, &[], &["reps.csv"])), 0);
+    assert_eq!(code(&ingest(d, &store, &["--mode", "replace"], &["reps-new.csv"])), 0);
+    assert_eq!(strs(&table(&store, &schema::REPS), "rep_id"), ["R3"]);
+    let again = ingest(d, &store, &[], &["reps.csv"]);
+    assert!(!stdout(&again).contains("skipped"), "{}", stdout(&again));
+    assert_eq!(strs(&table(&store, &schema::REPS), "rep_id"), ["R1", "R2", "R3"]);
+}
+
+#[test]
+fn the_previous_generation_stays_readable_until_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    write(d, "reps.csv", "rep_id,name\nR1,Ann\n");
+    write(d, "reps-2.csv", "rep_id,name\nR2,Bob\n");
+    write(d, "reps-3.csv", "rep_id,name\nR3,Cid\n");
+    assert_eq!(code(&ingest(d, &store, &[], &["reps.csv"])), 0);
+    let old = Store::open(&store).unwrap();
+    assert_eq!(code(&ingest(d, &store, &[], &["reps-2.csv"])), 0);
+    assert_eq!(strs(&old.read_table(&schema::REPS).unwrap(), "rep_id"), ["R1"]);
+    assert_eq!(code(&ingest(d, &store, &[], &["reps-3.csv"])), 0);
+    assert!(!store.join("tables/reps/g000001").exists(), "two generations back is removed");
+    assert!(store.join("tables/reps/g000002").exists());
+}
