@@ -64,11 +64,6 @@ impl Calendar {
         i.saturating_sub(1).min(MONTHS - 1)
     }
 
-    /// Month of year (1-12) of month index `m`.
-    pub fn month_of_year(m: usize) -> usize {
-        m % 12 + 1
-    }
-
     pub fn month_start_day(&self, m: usize) -> i32 {
         (self.month_start[m] / DAY) as i32
     }
@@ -122,11 +117,6 @@ pub fn is_weekend(day: i64) -> bool {
 
 pub fn days_of(d: NaiveDate) -> i32 {
     crate::timefmt::days_since_epoch(d)
-}
-
-/// Quarter index (0-based from the window start) of month index `m`.
-pub fn quarter_of_month(m: usize) -> usize {
-    m / 3
 }
 
 /// Label like `2024-Q3` for a month index.

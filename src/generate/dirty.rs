@@ -129,7 +129,7 @@ pub fn bad_rows(w: &World, c0: &ChunkData) -> BadRows {
             serial += 1;
             let k = serial;
             let tag = format!("BAD-{k:03}");
-            let mut r: Cells = Vec::new();
+            let mut r: Cells;
             match table {
                 "leads" => {
                     let t = lead_t(k);

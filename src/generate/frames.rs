@@ -409,7 +409,7 @@ pub fn campaigns_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
             } else {
                 300.0 * rng.lognormal(0.0, 0.5)
             };
-            w.fx.round_amount(w.fx.from_usd(usd, c.currency, c.started_at), c.currency)
+            w.fx.round_amount(w.fx.usd_to(usd, c.currency, c.started_at), c.currency)
         })
         .collect();
     let c = || w.campaigns.iter();
@@ -470,12 +470,12 @@ pub fn targets_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
     let mut per_month = vec![[0.0f64; 4]; MONTHS];
     let mut overall = [0.0f64; 4];
     let mut active_months = 0usize;
-    for m in 0..MONTHS {
+    for (m, pm) in per_month.iter_mut().enumerate() {
         let act: Vec<usize> = sellers.iter().copied().filter(|&r| active_in(w, r, m)).collect();
-        for k in 0..4 {
+        for (k, (slot, all)) in pm.iter_mut().zip(overall.iter_mut()).enumerate() {
             let total: f64 = act.iter().map(|&r| metric(stats, r, m, k)).sum();
-            per_month[m][k] = total / act.len().max(1) as f64;
-            overall[k] += total;
+            *slot = total / act.len().max(1) as f64;
+            *all += total;
         }
         active_months += act.len();
     }
@@ -507,10 +507,8 @@ pub fn targets_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
                 } else {
                     raw.round().max(1.0)
                 };
-                if k == 0 {
-                    if let Some(t) = w.reps[r].team {
-                        team_rev[t][m / 3] += v;
-                    }
+                if let (0, Some(t)) = (k, w.reps[r].team) {
+                    team_rev[t][m / 3] += v;
                 }
                 scope.push(id(REP, r as u64 + 1, w.rep_width()));
                 kind.push("rep");
@@ -521,9 +519,9 @@ pub fn targets_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
             }
         }
     }
-    for (t, team) in w.teams.iter().enumerate() {
-        for q in 0..MONTHS / 3 {
-            let v = (team_rev[t][q] / 1000.0).round() * 1000.0;
+    for (team, revenue) in w.teams.iter().zip(&team_rev) {
+        for (q, rev) in revenue.iter().enumerate() {
+            let v = (rev / 1000.0).round() * 1000.0;
             if v <= 0.0 {
                 continue;
             }

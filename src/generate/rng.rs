@@ -162,7 +162,7 @@ impl Rng {
     }
 
     /// Index from a cumulative distribution (increasing, last = total).
-    pub fn from_cdf(&mut self, cdf: &[f64]) -> usize {
+    pub fn pick_cdf(&mut self, cdf: &[f64]) -> usize {
         let total = *cdf.last().expect("non-empty cdf");
         let x = self.f64() * total;
         cdf.partition_point(|c| *c <= x).min(cdf.len() - 1)
@@ -232,6 +232,6 @@ mod tests {
             let x = r.range_i64(-3, 3);
             assert!((-3..=3).contains(&x));
         }
-        assert_eq!(r.from_cdf(&[0.0, 0.0, 1.0]), 2);
+        assert_eq!(r.pick_cdf(&[0.0, 0.0, 1.0]), 2);
     }
 }

@@ -6,8 +6,8 @@
 use super::calendar::{DAY, HOUR, MONTHS};
 use super::rng::Rng;
 use super::world::{
-    LOSS_REASONS, ORDER_CHANNELS, PRODUCTS, REGION_WEIGHTS, SEGMENT_CYCLE, SEGMENT_DEAL_USD, SEGMENT_ORDER_USD,
-    SEGMENT_WIN, SOURCES, TAG_CHUNK, World, company_name, loss_weights, region_currencies, source_weights,
+    PRODUCTS, REGION_WEIGHTS, SEGMENT_CYCLE, SEGMENT_DEAL_USD, SEGMENT_ORDER_USD, SEGMENT_WIN, SOURCES, TAG_CHUNK,
+    World, company_name, loss_weights, region_currencies, source_weights,
 };
 
 pub const NO_SOURCE: u8 = u8::MAX;
@@ -67,9 +67,11 @@ pub struct Opp {
     pub expected_close: i32,
     pub lead: Option<u32>,
     pub campaign: Option<u32>,
+    /// Index into `world::LOSS_REASONS`.
     pub loss_reason: Option<u8>,
     pub product: u8,
     pub region: u8,
+    /// Index into `FORECAST_CATEGORIES`.
     pub forecast: u8,
     /// (stage index into config stages, entered_at), in time order.
     pub events: Vec<(u8, i64)>,
@@ -85,6 +87,7 @@ pub struct Order {
     pub paid: Option<i64>,
     pub due: Option<i64>,
     pub region: u8,
+    /// Index into `world::ORDER_CHANNELS`.
     pub channel: u8,
     pub refund: bool,
 }
@@ -103,8 +106,10 @@ pub const OUTCOMES: [&str; 7] = [
 #[derive(Debug, Clone)]
 pub struct Activity {
     pub owner: u32,
+    /// Index into `ACTIVITY_KINDS`.
     pub kind: u8,
     pub occurred: i64,
+    /// Index into `OUTCOMES`.
     pub outcome: Option<u8>,
     pub duration: Option<i64>,
     pub lead: Option<u32>,
@@ -204,7 +209,7 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
     let n = w.params.leads_in_chunk(chunk);
     let mut times: Vec<i64> = (0..n)
         .map(|_| {
-            let m = rng.from_cdf(&w.month_cdf);
+            let m = rng.pick_cdf(&w.month_cdf);
             w.cal.instant_in_month(&mut rng, m)
         })
         .collect();
@@ -262,9 +267,9 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
         .enumerate()
         .filter_map(|(i, l)| l.converted.map(|t| (t, Some(i as u32))))
         .collect();
-    let direct = rng.poisson(n as f64 * 0.02);
+    let direct = rng.poisson(n as f64 * 0.04);
     for _ in 0..direct {
-        let m = rng.from_cdf(&w.month_cdf);
+        let m = rng.pick_cdf(&w.month_cdf);
         conversions.push((w.cal.instant_in_month(&mut rng, m), None));
     }
     conversions.sort_by_key(|(t, l)| (*t, l.map_or(u64::MAX, u64::from)));
@@ -334,7 +339,7 @@ pub fn simulate_chunk(w: &World, chunk: usize) -> ChunkData {
         let opp = simulate_deal(w, &mut rng, &seed, &accounts[seed.account as usize]);
         if opp.status == Status::Won {
             let closed = opp.closed.expect("won deals are closed");
-            if rng.chance(0.35) {
+            if rng.chance(0.45) {
                 let t = closed + days(rng.lognormal(150f64.ln(), 0.5));
                 if t <= end {
                     let acc = &accounts[seed.account as usize];
@@ -393,7 +398,7 @@ fn pick_product(rng: &mut Rng, segment: u8, expansion: bool) -> usize {
 
 /// Mean days a deal spends in open stage position `pos` before moving.
 fn stage_days(pos: usize) -> f64 {
-    6.0 + 3.0 * pos as f64
+    9.0 + 5.0 * pos as f64
 }
 
 fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp {
@@ -409,7 +414,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
     let exp_size = if seed.expansion { 0.5 } else { 1.0 };
     let usd = SEGMENT_DEAL_USD[seg] * src_size * exp_size * PRODUCTS[product].1 * rng.lognormal(0.0, 0.55);
     let currency = acc.currency as usize;
-    let amount = w.fx.round_deal(w.fx.from_usd(usd, currency, seed.created), currency);
+    let amount = w.fx.round_deal(w.fx.usd_to(usd, currency, seed.created), currency);
 
     let p0 = if seed.expansion {
         0.6
@@ -454,13 +459,15 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
         let mut win = win;
         // Losers drop out at a stage drawn towards the early ones.
         let exit = |rng: &mut Rng, from: usize| {
-            let ws: Vec<f64> = (from..k).map(|i| (k - i) as f64 + 0.5).collect();
+            let ws: Vec<f64> = (from..k).map(|i| (k - i) as f64 + 3.0).collect();
             from + rng.weighted(&ws)
         };
         let mut target = if win { k } else { exit(rng, 0) };
         let mut reopened = false;
         for _ in 0..64 {
-            t += days(stage_days(pos) * cycle * rng.lognormal(-0.18, 0.6)).max(900);
+            // Now and then a deal stalls in a stage for months.
+            let stall = if rng.chance(0.03) { 6.0 } else { 1.0 };
+            t += days(stage_days(pos) * cycle * stall * rng.lognormal(-0.18, 0.6)).max(900);
             if t > end {
                 break;
             }
@@ -488,7 +495,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
             if win && pos == k - 1 && !(pos > 0 && rng.chance(0.06)) {
                 // Quarter-end push: deals about to close often slip to the last days.
                 let q_end = w.cal.month_start[(w.cal.month_of(t) / 3 + 1) * 3];
-                if q_end - t < 20 * DAY && rng.chance(0.5) {
+                if q_end - t < 30 * DAY && rng.chance(0.6) {
                     t = t.max(q_end - rng.range_i64(HOUR, 3 * DAY));
                 }
                 events.push((w.stages.won as u8, t));
@@ -497,7 +504,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
                 break;
             }
             let limit = if win { k - 1 } else { target };
-            if pos > 0 && rng.chance(0.13) {
+            if pos > 0 && rng.chance(0.25) {
                 pos -= 1;
             } else if pos + 2 <= limit && rng.chance(0.1) {
                 pos += 2;
@@ -592,8 +599,8 @@ fn simulate_orders(w: &World, rng: &mut Rng, accounts: &[Account], opps: &[Opp],
     for (a, first) in first_purchase.iter().enumerate() {
         let Some(first) = *first else { continue };
         let acc = &accounts[a];
-        let rate = rng.gamma(0.8, 0.45); // purchases per month
-        let drop = rng.beta(1.0, 5.0);
+        let rate = rng.gamma(1.2, 0.8); // purchases per month
+        let drop = rng.beta(1.2, 12.0);
         let mean_usd = SEGMENT_ORDER_USD[acc.segment as usize] * rng.gamma(4.0, 0.25);
         let channel_w = [0.5, 0.3, 0.2];
         let mut t = first;
@@ -604,7 +611,7 @@ fn simulate_orders(w: &World, rng: &mut Rng, accounts: &[Account], opps: &[Opp],
             }
             let usd = rng.gamma(6.0, mean_usd / 6.0);
             let currency = acc.currency as usize;
-            let amount = w.fx.round_amount(w.fx.from_usd(usd, currency, t), currency).max(1.0);
+            let amount = w.fx.round_amount(w.fx.usd_to(usd, currency, t), currency).max(1.0);
             let (paid, due) = payment(rng, t, acc.segment, end);
             orders.push(Order {
                 account: a as u32,
@@ -646,7 +653,6 @@ fn simulate_orders(w: &World, rng: &mut Rng, accounts: &[Account], opps: &[Opp],
             ..o.clone()
         });
     }
-    debug_assert_eq!(ORDER_CHANNELS.len(), 3);
     orders.sort_by_key(|o| o.ordered);
     orders
 }
@@ -716,7 +722,7 @@ fn simulate_activities(
     for (i, l) in leads.iter().enumerate() {
         let Some(owner) = l.owner else { continue };
         let hustle = w.reps[owner as usize].hustle;
-        let n = rng.poisson(1.4 * hustle) + u32::from(l.qualified.is_some());
+        let n = rng.poisson(1.1 * hustle) + u32::from(l.qualified.is_some());
         let mut stop = l.created + 21 * DAY;
         for t in [l.converted, l.disqualified, l.qualified.map(|q| q + 10 * DAY)]
             .into_iter()
@@ -738,7 +744,7 @@ fn simulate_activities(
         let hustle = w.reps[o.owner as usize].hustle;
         let stop = o.closed.unwrap_or(end);
         let span_days = (stop - o.created) as f64 / DAY as f64;
-        let n = 1 + rng.poisson((span_days / 6.0).min(40.0) * hustle);
+        let n = 1 + rng.poisson((span_days / 8.0).min(40.0) * hustle);
         for _ in 0..n {
             let t = w.cal.instant_between(rng, o.created, stop);
             let kind = rng.weighted(&[0.32, 0.33, 0.17, 0.06, 0.12]);
@@ -773,6 +779,5 @@ fn simulate_activities(
             stats.at(a.owner, w.cal.month_of(a.occurred)).calls += 1;
         }
     }
-    debug_assert!(LOSS_REASONS.len() == 6 && OUTCOMES.len() == 7 && FORECAST_CATEGORIES.len() == 5);
     out
 }

@@ -14,7 +14,6 @@ pub const TAG_CHUNK: u64 = 4;
 pub const TAG_TARGETS: u64 = 5;
 pub const TAG_FORECASTS: u64 = 6;
 pub const TAG_SPEND: u64 = 7;
-pub const TAG_DIRTY: u64 = 8;
 
 /// Size parameters of a scale.
 #[derive(Debug, Clone, Copy)]
@@ -469,7 +468,7 @@ impl Fx {
     }
 
     /// Converts a USD value to currency `c` at instant `t`.
-    pub fn from_usd(&self, usd: f64, c: usize, t: i64) -> f64 {
+    pub fn usd_to(&self, usd: f64, c: usize, t: i64) -> f64 {
         usd / self.usd[c][self.day_index(t)]
     }
 
@@ -701,6 +700,9 @@ pub fn digits(n: usize) -> usize {
 }
 
 fn title_case(s: &str) -> String {
+    if matches!(s, "seo" | "abm") {
+        return s.to_ascii_uppercase();
+    }
     s.split('_')
         .map(|w| {
             let mut c = w.chars();

@@ -28,7 +28,7 @@ pub fn output_columns(def: &TableDef) -> Vec<(&'static str, Kind)> {
 
 enum Sink {
     Csv(CsvBatched<File>),
-    Parquet(ParquetBatched<File>),
+    Parquet(Box<ParquetBatched<File>>),
 }
 
 pub struct TableWriter {
@@ -91,12 +91,12 @@ impl TableWriter {
                     .with_date_format(Some("%Y-%m-%d".into()))
                     .batched(&schema)?,
             ),
-            Format::Parquet => Sink::Parquet(
+            Format::Parquet => Sink::Parquet(Box::new(
                 ParquetWriter::new(file)
                     .with_compression(ParquetCompression::Zstd(None))
                     .with_statistics(StatisticsOptions::default())
                     .batched(&schema)?,
-            ),
+            )),
         };
         Ok(TableWriter {
             table: def.name,

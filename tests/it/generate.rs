@@ -11,12 +11,20 @@ use crm_kpi::{Config, schema};
 use crate::common::*;
 
 fn gen_opts(out: &std::path::Path, format: Format, dirty: bool) -> GenerateOptions {
-    GenerateOptions { scale: Scale::Tiny, seed: 7, out: out.to_path_buf(), format, dirty }
+    GenerateOptions {
+        scale: Scale::Tiny,
+        seed: 7,
+        out: out.to_path_buf(),
+        format,
+        dirty,
+    }
 }
 
 fn files(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -28,7 +36,17 @@ fn same_seed_same_bytes_and_all_eleven_tables() {
         let a = dir.path().join(format!("a-{format}"));
         let b = dir.path().join(format!("b-{format}"));
         for out in [&a, &b] {
-            let o = run(&["generate", "--scale", "tiny", "--seed", "7", "--format", format, "--out", s(out)]);
+            let o = run(&[
+                "generate",
+                "--scale",
+                "tiny",
+                "--seed",
+                "7",
+                "--format",
+                format,
+                "--out",
+                s(out),
+            ]);
             assert_eq!(code(&o), 0, "{}", stderr(&o));
         }
         let fa = files(&a);
@@ -37,7 +55,12 @@ fn same_seed_same_bytes_and_all_eleven_tables() {
             let p = a.join(format!("{}.{format}", t.name));
             assert!(p.exists(), "{}", p.display());
             let q = b.join(format!("{}.{format}", t.name));
-            assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap(), "{}", p.display());
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                std::fs::read(&q).unwrap(),
+                "{}",
+                p.display()
+            );
         }
     }
 }
@@ -77,23 +100,37 @@ fn check_dirty(format: Format) {
     for t in schema::TABLES {
         if let Some(q) = st.read_quarantine(t.name).unwrap() {
             for r in q.column("_rule").unwrap().str().unwrap().iter() {
-                *quarantined.entry((t.name.to_string(), r.unwrap().to_string())).or_default() += 1;
+                *quarantined
+                    .entry((t.name.to_string(), r.unwrap().to_string()))
+                    .or_default() += 1;
             }
             for reason in q.column("_reason").unwrap().str().unwrap().iter() {
                 let reason = reason.unwrap();
-                assert!(schema::Rule::ALL.iter().any(|r| reason.starts_with(&format!("{}: ", r.code()))), "{reason}");
+                assert!(
+                    schema::Rule::ALL
+                        .iter()
+                        .any(|r| reason.starts_with(&format!("{}: ", r.code()))),
+                    "{reason}"
+                );
             }
         }
         // Good rows all arrive: everything written minus the bad rows.
         let written = report.rows[t.name] as u64;
-        assert_eq!(st.manifest().rows(t.name), written - injected.get(t.name).copied().unwrap_or(0), "{}", t.name);
+        assert_eq!(
+            st.manifest().rows(t.name),
+            written - injected.get(t.name).copied().unwrap_or(0),
+            "{}",
+            t.name
+        );
     }
     assert_eq!(quarantined, report.dirty);
     // The printed counts match too.
     let printed = stdout(&o);
     for ((t, r), n) in &report.dirty {
         assert!(
-            printed.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [t.as_str(), r.as_str(), &n.to_string()]),
+            printed
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [t.as_str(), r.as_str(), &n.to_string()]),
             "{t} {r} {n} not printed:\n{printed}"
         );
     }
