@@ -82,7 +82,7 @@ pub enum StoreError {
         action: String,
         source: std::io::Error,
     },
-    #[error("store {} is locked by another writer ({holder}); wait for it to finish, or remove {}/.lock if no crm-kpi process is running", path.display(), path.display())]
+    #[error("store {} is locked by another writer ({holder}); wait for it to finish: the lock is released as soon as that process exits", path.display())]
     Locked { path: PathBuf, holder: String },
     #[error("store {}: no _manifest.json; is this a crm-kpi store? create one with `crm-kpi ingest --store {} FILES...`", path.display(), path.display())]
     NotAStore { path: PathBuf },
