@@ -5,11 +5,16 @@
 //! validated tables as Parquet with an atomically swapped manifest; `generate` makes
 //! synthetic histories to test and benchmark with.
 
+// Errors carry the file, table, column and hint a user needs; they are built once, on the
+// way out, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod panic_guard;
 pub mod schema;
 pub mod store;
 pub mod timefmt;

@@ -51,10 +51,17 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let result = match &cli.command {
+    let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Generate(a) => generate::run(&cli, a),
         Command::Ingest(a) => ingest::run(&cli, a),
         Command::Validate(a) => validate::run(&cli, a),
+    });
+    let Ok(result) = result else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: internal error (please report the message above); exiting 2"
+        );
+        return ExitCode::from(2);
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

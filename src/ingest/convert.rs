@@ -56,7 +56,8 @@ pub fn shown(v: &str) -> String {
 }
 
 /// Converts every input column of `def` present in the file; absent optional columns are
-/// all null. Returns the typed frame (canonical input columns, schema order).
+/// all null. Returns the typed frame (canonical input columns, schema order), or the input
+/// column whose type cannot be converted at all (a list, a struct, binary non-UTF-8...).
 pub fn convert(
     def: &TableDef,
     raw: &DataFrame,
@@ -64,7 +65,7 @@ pub fn convert(
     mapping: Option<&TableMapping>,
     tz: Tz,
     reasons: &mut Reasons,
-) -> PolarsResult<DataFrame> {
+) -> Result<DataFrame, (String, PolarsError)> {
     let n = raw.height();
     let mut out = Vec::new();
     for c in def.input_columns() {
@@ -72,12 +73,13 @@ pub fn convert(
             None => Series::full_null(c.name.into(), n, &c.kind.dtype()),
             Some(input) => {
                 let values = mapping.and_then(|m| m.values.get(c.name));
-                convert_column(raw.column(input)?, c, input, values, tz, reasons)?
+                let column = raw.column(input).map_err(|e| (input.clone(), e))?;
+                convert_column(column, c, input, values, tz, reasons).map_err(|e| (input.clone(), e))?
             }
         };
         out.push(series.into_column());
     }
-    DataFrame::new(n, out)
+    DataFrame::new(n, out).map_err(|e| (String::new(), e))
 }
 
 fn convert_column(

@@ -315,6 +315,7 @@ fn check_file(
     notes: &mut Vec<String>,
 ) -> Result<(u64, u64), Error> {
     let path = raw.path.clone();
+    let format = raw.format;
     let df = raw.df;
     let n = df.height();
     let names: Vec<String> = df
@@ -348,7 +349,7 @@ fn check_file(
         .map(|c| c.name.to_string())
         .collect();
     if !missing.is_empty() {
-        let hint = if names.len() == 1 {
+        let hint = if names.len() == 1 && format == read::FileFormat::Csv {
             "; the header has a single column: is the file delimited by , ; TAB or |?".to_string()
         } else {
             format!(
@@ -381,7 +382,24 @@ fn check_file(
             }
         }
     }
-    let typed = convert::convert(def, &df, &cmap, mapping, ctx.tz, &mut reasons)?;
+    let typed = convert::convert(def, &df, &cmap, mapping, ctx.tz, &mut reasons).map_err(|(column, e)| {
+        let canonical = cmap
+            .columns
+            .iter()
+            .find(|(_, i)| **i == column)
+            .and_then(|(c, _)| def.column(c));
+        IngestError::ColumnType {
+            path: path.clone(),
+            table: def.name.into(),
+            dtype: df.column(&column).map(|c| c.dtype().to_string()).unwrap_or_default(),
+            column,
+            expected: format!(
+                "{} values ({})",
+                canonical.map_or("text", |c| c.kind.name()),
+                crate::error::first_line(&e.to_string())
+            ),
+        }
+    })?;
     let mut typed = typed;
     if let Some(base) = rules::apply(def, &typed, &mut reasons, ctx)? {
         typed.with_column(base)?;
@@ -503,7 +521,7 @@ fn merge(
     let mut losers: Vec<(usize, usize, String)> = Vec::new(); // (file, row, reason)
     let describe = |i: usize, out: &TableOutcome| {
         let (f, r) = origin(i);
-        format!("row {r} of {}", out.raws[f as usize].0)
+        format!("row {r} of {}", out.raws[f].0)
     };
     let pk_text = |k: &str| {
         format!(

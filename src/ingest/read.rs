@@ -161,6 +161,13 @@ fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
             path: path.to_path_buf(),
         });
     }
+    if start.contains(&b'\r') && !start.contains(&b'\n') && start.iter().filter(|&&b| b == b'\r').count() > 1 {
+        return Err(IngestError::unreadable(
+            path,
+            "CSV",
+            "lines end with a bare carriage return (classic Mac); convert the file to LF or CRLF line endings",
+        ));
+    }
     check_line_lengths(path)?;
     let delimiter = sniff_delimiter(&start);
     let df = CsvReadOptions::default()
@@ -170,7 +177,20 @@ fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
         .map_parse_options(|p| p.with_separator(delimiter).with_missing_is_null(true))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|r| r.finish())
-        .map_err(|e| IngestError::unreadable(path, "CSV", e))?;
+        .map_err(|e| IngestError::Unreadable {
+            path: path.to_path_buf(),
+            format: "CSV",
+            message: one_line(&e.to_string()),
+        })?;
+    // polars renames a repeated header to `<name>_duplicated_<n>`: two columns claim one name.
+    if let Some(dup) = df.get_column_names().iter().find(|n| n.contains("_duplicated_")) {
+        let base = dup.split("_duplicated_").next().unwrap_or(dup).to_string();
+        return Err(IngestError::unreadable(
+            path,
+            "CSV",
+            format!("the header names column `{base}` more than once"),
+        ));
+    }
     Ok(df)
 }
 
@@ -183,9 +203,40 @@ fn read_parquet(path: &Path) -> Result<DataFrame, IngestError> {
             "no PAR1 magic bytes; this is not a Parquet file",
         ));
     }
-    ParquetReader::new(open(path)?)
-        .finish()
-        .map_err(|e| IngestError::unreadable(path, "Parquet", e))
+    let file = open(path)?;
+    // A corrupt file can trip assertions inside the decoder: those panics become errors.
+    let read = crate::panic_guard::guard(|| -> Result<DataFrame, IngestError> {
+        let mut reader = ParquetReader::new(file);
+        let schema = reader
+            .schema()
+            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?;
+        for (name, field) in schema.iter() {
+            let dtype = format!("{:?}", field.dtype);
+            if dtype.starts_with("Decimal") {
+                let msg = format!("column `{name}` is {dtype}, which crm-kpi does not read; export it as a double");
+                return Err(IngestError::unreadable(path, "Parquet", msg));
+            }
+        }
+        reader.finish().map_err(|e| IngestError::unreadable(path, "Parquet", e))
+    });
+    match read {
+        Ok(r) => r,
+        Err(panic) => Err(IngestError::unreadable(
+            path,
+            "Parquet",
+            format!("corrupt file ({panic})"),
+        )),
+    }
+}
+
+/// A multi-line message (polars quotes the offending field, which may span lines) as one line.
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 400 {
+        format!("{}…", s.chars().take(400).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// NDJSON: one JSON object per line. A line that is not an object becomes a row with a
@@ -265,6 +316,14 @@ fn read_ndjson(path: &Path) -> Result<DataFrame, IngestError> {
         return Err(IngestError::Empty {
             path: path.to_path_buf(),
         });
+    }
+    if names.is_empty() {
+        let first = errors.iter().flatten().next().cloned().unwrap_or_default();
+        return Err(IngestError::unreadable(
+            path,
+            "NDJSON",
+            format!("no line is a JSON object ({first})"),
+        ));
     }
     let mut columns: Vec<Column> = names
         .iter()

@@ -213,7 +213,7 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
     let base: Float64Chunked = (0..n)
         .map(|i| {
             let a = amount.get(i)?;
-            if a < 0.0 && !refund.as_ref().is_some_and(|r| r.get(i) == Some(true)) {
+            if a < 0.0 && refund.as_ref().is_none_or(|r| r.get(i) != Some(true)) {
                 let hint = if refund.is_some() {
                     " (orders may be negative only with is_refund = true)"
                 } else {
@@ -277,7 +277,9 @@ mod tests {
         let cmap = mapping::map_columns(def, &names, None);
         let mut reasons = Reasons::new(rows.len());
         let config = Config::default();
-        let typed = convert::convert(def, &raw, &cmap, None, chrono_tz::UTC, &mut reasons).unwrap();
+        let typed = convert::convert(def, &raw, &cmap, None, chrono_tz::UTC, &mut reasons)
+            .map_err(|(_, e)| e)
+            .unwrap();
         let ctx = Context {
             config: &config,
             tz: chrono_tz::UTC,

@@ -28,8 +28,15 @@ impl WriterLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(store.join(LOCK_FILE)).unwrap_or_default();
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process".to_string() } else { holder.to_string() };
-                return Err(StoreError::Locked { path: store.to_path_buf(), holder });
+                let holder = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                };
+                return Err(StoreError::Locked {
+                    path: store.to_path_buf(),
+                    holder,
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the store")(e)),
         }

@@ -83,7 +83,7 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
                     .schema()
                     .map_err(|e| bad(root, def.name, format!("{}: {e}", f.path)))?;
                 for c in def.columns {
-                    let found = schema.get(c.name).map(|f| DataType::from_arrow_field(f));
+                    let found = schema.get(c.name).map(DataType::from_arrow_field);
                     if found.as_ref() != Some(&c.kind.dtype()) {
                         return Err(bad(
                             root,

@@ -369,6 +369,9 @@ fn the_previous_generation_stays_readable_until_the_next_write() {
     assert_eq!(code(&ingest(d, &store, &[], &["reps-2.csv"])), 0);
     assert_eq!(strs(&old.read_table(&schema::REPS).unwrap(), "rep_id"), ["R1"]);
     assert_eq!(code(&ingest(d, &store, &[], &["reps-3.csv"])), 0);
-    assert!(!store.join("tables/reps/g000001").exists(), "two generations back is removed");
+    assert!(
+        !store.join("tables/reps/g000001").exists(),
+        "two generations back is removed"
+    );
     assert!(store.join("tables/reps/g000002").exists());
 }
