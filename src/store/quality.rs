@@ -130,6 +130,10 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
                     .find(|c| c.kind == Kind::Timestamp && c.required)
                     .map(|c| c.name)
             });
+            let ts = ts.or_else(|| {
+                let optional = |c: &&schema::Column| c.kind == Kind::Timestamp && c.name != schema::UPDATED_AT;
+                def.columns.iter().find(optional).map(|c| c.name)
+            });
             let date = def.columns.iter().find(|c| c.kind == Kind::Date).map(|c| c.name);
             if let Some(col) = ts.or(date) {
                 let s = df.column(col)?.as_materialized_series().clone();
