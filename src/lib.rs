@@ -14,8 +14,11 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod kpi;
+pub mod output;
 pub mod panic_guard;
 pub mod schema;
+pub mod stats;
 pub mod store;
 pub mod timefmt;
 

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 pub mod generate;
 pub mod ingest;
+pub mod list;
+pub mod run;
+pub mod show;
 pub mod validate;
 
 /// crm-kpi: sales KPIs you can trust, from CRM exports.
@@ -32,6 +35,12 @@ pub enum Command {
     Ingest(ingest::Args),
     /// Print a data-quality report of a store.
     Validate(validate::Args),
+    /// Compute the KPI catalog as of a date and write it as Parquet (the nightly job).
+    Run(run::Args),
+    /// Print one KPI as a table, CSV or JSON.
+    Show(show::Args),
+    /// List the KPI catalog.
+    List(list::Args),
 }
 
 /// What a subcommand reports back: success, or data problems found under `--strict`.
@@ -55,6 +64,9 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(&cli, a),
         Command::Ingest(a) => ingest::run(&cli, a),
         Command::Validate(a) => validate::run(&cli, a),
+        Command::Run(a) => run::run(&cli, a),
+        Command::Show(a) => show::run(&cli, a),
+        Command::List(a) => list::run(&cli, a),
     });
     let Ok(result) = result else {
         let _ = writeln!(

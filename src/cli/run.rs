@@ -1,0 +1,138 @@
+//! `crm-kpi run`: the nightly batch. Computes the selected KPIs (default: all) as of a date
+//! and writes `OUT/<kpi>/as_of=<date>/part-0.parquet` plus `OUT/_runs/<run id>.json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Outcome};
+use crate::kpi::inputs::Tables;
+use crate::kpi::{Grain, Params, parse_as_of};
+use crate::output::{RunKpi, RunManifest};
+use crate::store::Store;
+
+/// The sample store the README's main-job command runs on.
+pub const SAMPLE_STORE: &str = "data/store";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Store directory (default: the sample store in data/store).
+    #[arg(long, value_name = "DIR", default_value = SAMPLE_STORE)]
+    pub store: PathBuf,
+    /// Output directory (default: ./out).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// Compute as of this date (end of that day in the configured timezone) or RFC 3339 instant (default: now).
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// Only these KPIs (comma-separated; see `crm-kpi list`).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub kpi: Vec<String>,
+    /// Period grain.
+    #[arg(long, value_enum, default_value = "month")]
+    pub grain: Grain,
+    /// Use polars' streaming engine (bounded memory on large stores).
+    #[arg(long)]
+    pub streaming: bool,
+}
+
+pub fn resolve_as_of(as_of: Option<&str>, config: &crate::Config) -> anyhow::Result<i64> {
+    match as_of {
+        None => Ok(crate::kpi::now_us()),
+        Some(s) => parse_as_of(s, config.tz()).ok_or_else(|| {
+            crate::Error::Usage(format!(
+                "--as-of `{s}`: expected a date YYYY-MM-DD or an RFC 3339 instant"
+            ))
+            .into()
+        }),
+    }
+}
+
+pub fn select_kpis(names: &[String]) -> anyhow::Result<Vec<crate::kpi::Kpi>> {
+    if names.is_empty() {
+        return Ok(crate::kpi::registry());
+    }
+    names
+        .iter()
+        .map(|n| {
+            crate::kpi::find(n).ok_or_else(|| {
+                let all: Vec<_> = crate::kpi::registry().iter().map(|k| k.name).collect();
+                crate::Error::Usage(format!("unknown KPI `{n}`; known: {}", all.join(", "))).into()
+            })
+        })
+        .collect()
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let config = crate::cli::load_config(cli)?;
+    let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
+    let kpis = select_kpis(&args.kpi)?;
+    let store = Store::open(&args.store)?;
+    let params = Params::new(as_of_us, args.grain, config.clone());
+    let as_of = params.as_of_date().to_string();
+    let tables = Tables::from_store(&store)?;
+    let engine = if args.streaming {
+        polars::prelude::Engine::Streaming
+    } else {
+        polars::prelude::Engine::InMemory
+    };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!("computing {} KPIs as of {as_of}", kpis.len()));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let (computed, collect_ms) =
+        crate::kpi::run::compute(&tables, &params, kpis, engine).context("computing the KPIs")?;
+    let mut out_kpis = Vec::new();
+    for mut c in computed {
+        if let Some(pb) = &progress {
+            pb.set_message(format!("writing {}", c.kpi.name));
+        }
+        let t = Instant::now();
+        let path = crate::output::write_kpi(&args.out, &c.kpi, &as_of, &config.hash(), &mut c.df)?;
+        tracing::info!(kpi = c.kpi.name, rows = c.df.height(), "written");
+        out_kpis.push(RunKpi {
+            name: c.kpi.name.to_string(),
+            version: c.kpi.version,
+            rows: c.df.height(),
+            path: path.display().to_string(),
+            plan_ms: c.plan_ms,
+            write_ms: t.elapsed().as_millis(),
+        });
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let now = chrono::Utc::now();
+    let manifest = RunManifest {
+        run_id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id()),
+        started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        store: args.store.display().to_string(),
+        store_generation: store.manifest().generation,
+        as_of: as_of.clone(),
+        as_of_instant: chrono::DateTime::from_timestamp_micros(as_of_us)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .unwrap_or_default(),
+        grain: args.grain.name().to_string(),
+        config_hash: config.hash(),
+        engine: if args.streaming { "streaming" } else { "in-memory" }.to_string(),
+        collect_ms,
+        total_ms: started.elapsed().as_millis(),
+        kpis: out_kpis,
+    };
+    let path = crate::output::write_run_manifest(&args.out, &manifest)?;
+    println!(
+        "{} KPIs as of {as_of} written to {} in {} ms (run manifest {})",
+        manifest.kpis.len(),
+        args.out.display(),
+        manifest.total_ms,
+        path.display()
+    );
+    for k in &manifest.kpis {
+        println!("  {:<24} {:>8} rows", k.name, k.rows);
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,294 @@
+//! The as-of inputs every KPI reads: the store's tables with nothing after `as_of`, and the
+//! shared intermediates several KPIs use (each deal's state at as_of, stage visits), built
+//! once as lazy plans so `collect_all` shares their scans.
+//!
+//! As-of rules:
+//! - a row counts only if its main timestamp is at or before as_of (leads.created_at,
+//!   opportunities.created_at, stage_events.entered_at, orders.ordered_at,
+//!   activities.occurred_at, accounts.created_at, forecasts.submitted_at); later milestone
+//!   timestamps on a row that counts (a lead's qualified_at, an order's paid_at, ...) are
+//!   nulled, as if not yet known;
+//! - a deal's status, stage and close date at as_of come from its stage events, not from its
+//!   current fields: the last event at or before as_of decides; a terminal won/lost stage
+//!   closes the deal at that event. A deal with no terminal event anywhere in its history
+//!   falls back to its `status` and `closed_at` fields when `closed_at <= as_of`;
+//! - amounts are the current ones (the canonical schema keeps no amount history).
+
+use polars::prelude::*;
+
+use crate::config::Terminal;
+use crate::error::StoreError;
+use crate::kpi::Params;
+use crate::schema;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Inputs {
+    pub leads: LazyFrame,
+    pub accounts: LazyFrame,
+    pub opportunities: LazyFrame,
+    pub stage_events: LazyFrame,
+    pub orders: LazyFrame,
+    pub activities: LazyFrame,
+    pub reps: LazyFrame,
+    pub targets: LazyFrame,
+    pub forecasts: LazyFrame,
+    pub campaigns: LazyFrame,
+    pub fx_rates: LazyFrame,
+    /// One row per deal created at or before as_of: its state at as_of. Columns: the
+    /// opportunity's own (opportunity_id, account_id, owner_id, created_at, amount_base, lead_id,
+    /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
+    /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
+    /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
+    pub deals: LazyFrame,
+    /// One row per stage event at or before as_of (a visit to a stage): opportunity_id, stage,
+    /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
+    /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
+    pub visits: LazyFrame,
+}
+
+/// All unfiltered store tables, lazily.
+pub struct Tables {
+    pub scans: std::collections::HashMap<&'static str, LazyFrame>,
+}
+
+impl Tables {
+    pub fn from_store(store: &Store) -> Result<Tables, StoreError> {
+        let mut scans = std::collections::HashMap::new();
+        for def in schema::TABLES {
+            scans.insert(def.name, store.scan_table(def)?);
+        }
+        Ok(Tables { scans })
+    }
+
+    /// From in-memory frames (tests): missing tables are empty with the canonical schema.
+    pub fn from_frames(frames: Vec<(&'static str, DataFrame)>) -> Tables {
+        let mut scans: std::collections::HashMap<&'static str, LazyFrame> =
+            frames.into_iter().map(|(n, d)| (n, d.lazy())).collect();
+        for def in schema::TABLES {
+            scans
+                .entry(def.name)
+                .or_insert_with(|| DataFrame::empty_with_schema(&def.polars_schema()).lazy());
+        }
+        Tables { scans }
+    }
+
+    fn get(&self, name: &str) -> LazyFrame {
+        self.scans[name].clone()
+    }
+}
+
+fn not_after(c: &str, p: &Params) -> Expr {
+    col(c).lt_eq(p.as_of_lit())
+}
+
+/// Nulls a milestone timestamp that lies after as_of.
+fn known(c: &str, p: &Params) -> Expr {
+    when(not_after(c, p))
+        .then(col(c))
+        .otherwise(lit(NULL).cast(crate::kpi::utc()))
+        .alias(c)
+}
+
+impl Inputs {
+    pub fn new(t: &Tables, p: &Params) -> Inputs {
+        let cfg = &p.config;
+        let leads = t.get("leads").filter(not_after("created_at", p)).with_columns([
+            known("qualified_at", p),
+            known("converted_at", p),
+            known("disqualified_at", p),
+        ]);
+        let opportunities_all = t.get("opportunities");
+        let opportunities = opportunities_all.clone().filter(not_after("created_at", p));
+        let events_all = t.get("stage_events");
+        let stage_events = events_all.clone().filter(not_after("entered_at", p)).semi_join(
+            opportunities.clone(),
+            col("opportunity_id"),
+            col("opportunity_id"),
+        );
+        let orders = t
+            .get("orders")
+            .filter(not_after("ordered_at", p))
+            .with_columns([known("paid_at", p)]);
+        let activities = t.get("activities").filter(not_after("occurred_at", p));
+        let accounts = t.get("accounts").filter(not_after("created_at", p));
+        let forecasts = t.get("forecasts").filter(not_after("submitted_at", p));
+
+        // Stage metadata as a small frame: stage, stage_index, probability, terminal.
+        let stages = stage_frame(cfg);
+        let won_stages: Vec<String> = cfg
+            .stages
+            .iter()
+            .filter(|s| s.terminal == Some(Terminal::Won))
+            .map(|s| s.name.clone())
+            .collect();
+        let lost_stages: Vec<String> = cfg
+            .stages
+            .iter()
+            .filter(|s| s.terminal == Some(Terminal::Lost))
+            .map(|s| s.name.clone())
+            .collect();
+        let in_list = |c: &str, v: &[String]| col(c).is_in(lit(Series::new("s".into(), v)).implode(false), false);
+
+        // Last event at or before as_of per deal (ties on time: the later stage in the pipeline).
+        let last = stage_events
+            .clone()
+            .join(
+                stages.clone().select([col("stage"), col("stage_index")]),
+                [col("stage")],
+                [col("stage")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .sort(
+                ["opportunity_id", "entered_at", "stage_index"],
+                SortMultipleOptions::default(),
+            )
+            .group_by([col("opportunity_id")])
+            .agg([
+                col("stage").last().alias("last_stage"),
+                col("entered_at").last().alias("stage_entered_at"),
+            ]);
+        // Deals with a terminal event anywhere in their history use events as the truth.
+        let terminal_ever = events_all
+            .filter(in_list("stage", &won_stages).or(in_list("stage", &lost_stages)))
+            .select([col("opportunity_id")])
+            .unique(None, UniqueKeepStrategy::Any)
+            .with_column(lit(true).alias("has_terminal"));
+        let source = leads.clone().select([col("lead_id"), col("source")]);
+        let fallback_closed = col("has_terminal")
+            .not()
+            .and(col("status").is_in(lit(Series::new("s".into(), ["won", "lost"])).implode(false), false))
+            .and(col("closed_at").lt_eq(p.as_of_lit()));
+        let deals = opportunities
+            .clone()
+            .join(
+                last,
+                [col("opportunity_id")],
+                [col("opportunity_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .join(
+                terminal_ever,
+                [col("opportunity_id")],
+                [col("opportunity_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .join(
+                source,
+                [col("lead_id")],
+                [col("lead_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_column(col("has_terminal").fill_null(lit(false)))
+            .with_columns([
+                when(in_list("last_stage", &won_stages))
+                    .then(lit("won"))
+                    .when(in_list("last_stage", &lost_stages))
+                    .then(lit("lost"))
+                    .when(fallback_closed.clone())
+                    .then(col("status"))
+                    .otherwise(lit("open"))
+                    .alias("status_as_of"),
+                when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
+                    .then(col("stage_entered_at"))
+                    .when(fallback_closed)
+                    .then(col("closed_at"))
+                    .otherwise(lit(NULL).cast(crate::kpi::utc()))
+                    .alias("closed_at_as_of"),
+            ])
+            .select([
+                col("opportunity_id"),
+                col("account_id"),
+                col("owner_id"),
+                col("created_at"),
+                col("amount_base"),
+                col("lead_id"),
+                col("campaign_id"),
+                col("source"),
+                col("region"),
+                col("product"),
+                col("loss_reason"),
+                col("expected_close_date"),
+                col("forecast_category"),
+                col("last_stage").alias("stage"),
+                col("stage_entered_at"),
+                col("status_as_of").alias("status"),
+                col("closed_at_as_of").alias("closed_at"),
+            ]);
+
+        // Visits: sort by deal and time, the next event of the same deal ends the visit; the
+        // last visit of a deal closed without a terminal event ends at its close.
+        let visits = stage_events
+            .clone()
+            .join(stages, [col("stage")], [col("stage")], JoinArgs::new(JoinType::Left))
+            .sort(
+                ["opportunity_id", "entered_at", "stage_index"],
+                SortMultipleOptions::default(),
+            )
+            .with_columns([
+                col("opportunity_id").shift(lit(-1)).alias("__next_opp"),
+                col("entered_at").shift(lit(-1)).alias("__next_at"),
+            ])
+            .join(
+                deals
+                    .clone()
+                    .select([col("opportunity_id"), col("closed_at").alias("__closed_at")]),
+                [col("opportunity_id")],
+                [col("opportunity_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_column(
+                when(col("__next_opp").eq(col("opportunity_id")))
+                    .then(col("__next_at"))
+                    .when(col("terminal").not())
+                    .then(col("__closed_at"))
+                    .otherwise(lit(NULL).cast(crate::kpi::utc()))
+                    .alias("exited_at"),
+            )
+            .select([
+                col("opportunity_id"),
+                col("stage"),
+                col("stage_index"),
+                col("terminal"),
+                col("entered_at"),
+                col("exited_at"),
+            ]);
+
+        Inputs {
+            leads,
+            accounts,
+            opportunities,
+            stage_events,
+            orders,
+            activities,
+            reps: t.get("reps"),
+            targets: t.get("targets"),
+            forecasts,
+            campaigns: t.get("campaigns"),
+            fx_rates: t.get("fx_rates"),
+            deals,
+            visits,
+        }
+    }
+}
+
+/// The configured pipeline: stage, stage_index (0-based), probability, terminal (bool),
+/// outcome ("won"/"lost"/null).
+pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
+    let names: Vec<&str> = cfg.stages.iter().map(|s| s.name.as_str()).collect();
+    let idx: Vec<u32> = (0..cfg.stages.len() as u32).collect();
+    let prob: Vec<f64> = cfg.stages.iter().map(|s| s.probability).collect();
+    let term: Vec<bool> = cfg.stages.iter().map(|s| s.terminal.is_some()).collect();
+    let outcome: Vec<Option<&str>> = cfg
+        .stages
+        .iter()
+        .map(|s| match s.terminal {
+            Some(Terminal::Won) => Some("won"),
+            Some(Terminal::Lost) => Some("lost"),
+            None => None,
+        })
+        .collect();
+    df!("stage" => names, "stage_index" => idx, "probability" => prob, "terminal" => term, "outcome" => outcome)
+        .expect("stage frame")
+        .lazy()
+}

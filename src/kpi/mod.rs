@@ -1,0 +1,209 @@
+//! The KPI engine: a registry of KPIs, each a lazy query over the as-of inputs.
+//!
+//! Every KPI is declared once, in its family's file, as a [`Kpi`]: name, grain ("one row per
+//! ..."), definition (the source of `crm-kpi list --long`, the docs and the Parquet
+//! metadata), output schema, and a builder `fn(&Inputs, &Params) -> LazyFrame`.
+
+pub mod customers;
+pub mod deals;
+pub mod forecast;
+pub mod funnel;
+pub mod inputs;
+pub mod periods;
+pub mod pipeline;
+pub mod reps;
+pub mod run;
+
+use chrono::{DateTime, NaiveDate};
+use chrono_tz::Tz;
+use polars::prelude::*;
+
+use crate::config::Config;
+pub use inputs::Inputs;
+pub use periods::Grain;
+
+/// Run parameters shared by every KPI.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The instant the KPIs are computed as of (µs since the epoch, UTC).
+    pub as_of_us: i64,
+    pub grain: Grain,
+    pub config: Config,
+}
+
+impl Params {
+    pub fn new(as_of_us: i64, grain: Grain, config: Config) -> Params {
+        Params {
+            as_of_us,
+            grain,
+            config,
+        }
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.config.tz()
+    }
+
+    /// `as_of` as a literal `Datetime(us, UTC)`.
+    pub fn as_of_lit(&self) -> Expr {
+        lit(Scalar::new_datetime(
+            self.as_of_us,
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+    }
+
+    /// The local calendar date of `as_of`.
+    pub fn as_of_date(&self) -> NaiveDate {
+        DateTime::from_timestamp_micros(self.as_of_us)
+            .expect("valid as_of")
+            .with_timezone(&self.tz())
+            .date_naive()
+    }
+
+    /// Days from `ts` (a UTC datetime column) to as_of, as f64.
+    pub fn age_days(&self, ts: Expr) -> Expr {
+        (self.as_of_lit() - ts).dt().total_days(true)
+    }
+}
+
+/// Parses `--as-of`: a date (the end of that day in `tz`) or an RFC 3339 instant.
+pub fn parse_as_of(s: &str, tz: Tz) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let next = d.succ_opt()?.and_hms_opt(0, 0, 0)?;
+        let start_next = crate::timefmt::local_to_utc(next, tz)?;
+        return Some(start_next.timestamp_micros() - 1);
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_micros())
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// One KPI of the catalog.
+pub struct Kpi {
+    pub name: &'static str,
+    pub family: &'static str,
+    /// "one row per ..."
+    pub grain: &'static str,
+    pub definition: &'static str,
+    /// Bumped whenever the definition or the output schema changes.
+    pub version: u32,
+    /// Output columns in order, with their types.
+    pub columns: fn() -> Vec<(&'static str, DataType)>,
+    /// Columns that together identify a row.
+    pub key: &'static [&'static str],
+    pub build: fn(&Inputs, &Params) -> PolarsResult<LazyFrame>,
+}
+
+impl std::fmt::Debug for Kpi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kpi").field("name", &self.name).finish()
+    }
+}
+
+impl Kpi {
+    pub fn schema(&self) -> Schema {
+        (self.columns)().into_iter().map(|(n, t)| (n.into(), t)).collect()
+    }
+}
+
+/// The catalog, in documentation order.
+pub fn registry() -> Vec<Kpi> {
+    let mut v = Vec::new();
+    v.extend(funnel::kpis());
+    v.extend(pipeline::kpis());
+    v.extend(deals::kpis());
+    v.extend(reps::kpis());
+    v.extend(forecast::kpis());
+    v.extend(customers::kpis());
+    v
+}
+
+pub fn find(name: &str) -> Option<Kpi> {
+    registry().into_iter().find(|k| k.name == name)
+}
+
+/// The UTC datetime type of stored timestamps.
+pub fn utc() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+}
+
+/// `num / den` as f64, null when `den` is zero or null (never NaN or inf).
+pub fn ratio(num: Expr, den: Expr) -> Expr {
+    when(den.clone().cast(DataType::Float64).eq(lit(0.0)))
+        .then(lit(NULL).cast(DataType::Float64))
+        .otherwise(num.cast(DataType::Float64) / den.cast(DataType::Float64))
+}
+
+/// The `as_of` column every output carries (the local date of the run's instant).
+pub fn as_of_col(p: &Params) -> Expr {
+    lit(Scalar::new_date(crate::timefmt::days_since_epoch(p.as_of_date()))).alias("as_of")
+}
+
+/// Unpivots a KPI computed per dimension into the long `dimension` / `dimension_value` form:
+/// `build(dim_expr)` is called once per dimension (`None` = all) and the results stacked.
+pub fn by_dimensions(
+    dims: &[&'static str],
+    build: impl Fn(Option<&'static str>) -> PolarsResult<LazyFrame>,
+) -> PolarsResult<LazyFrame> {
+    let mut parts = vec![build(None)?.with_columns([
+        lit("all").alias("dimension"),
+        lit(NULL).cast(DataType::String).alias("dimension_value"),
+    ])];
+    for d in dims {
+        parts.push(build(Some(d))?.with_columns([
+            lit(*d).alias("dimension"),
+            col(*d).cast(DataType::String).alias("dimension_value"),
+        ]));
+    }
+    concat_lf_diagonal(parts, UnionArgs::default())
+}
+
+pub fn tz_name(tz: Tz) -> TimeZone {
+    TimeZone::opt_try_new(Some(tz.name()))
+        .ok()
+        .flatten()
+        .unwrap_or(TimeZone::UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn as_of_dates_end_at_local_midnight() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let us = parse_as_of("2024-07-01", paris).unwrap();
+        // 2024-07-02T00:00 Paris = 2024-07-01T22:00Z; minus one microsecond.
+        assert_eq!(
+            us,
+            chrono::Utc
+                .with_ymd_and_hms(2024, 7, 1, 22, 0, 0)
+                .unwrap()
+                .timestamp_micros()
+                - 1
+        );
+        assert_eq!(parse_as_of("2024-07-01T10:00:00Z", paris), Some(1_719_828_000_000_000));
+        assert_eq!(parse_as_of("yesterday", paris), None);
+    }
+
+    #[test]
+    fn kpi_names_are_unique() {
+        let r = registry();
+        let names: std::collections::HashSet<_> = r.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), r.len());
+        for k in &r {
+            assert!(k.grain.starts_with("one row per"), "{}", k.name);
+            assert!(!k.definition.is_empty(), "{}", k.name);
+            let cols: Vec<_> = (k.columns)().into_iter().map(|(c, _)| c).collect();
+            assert_eq!(cols.first(), Some(&"as_of"), "{}", k.name);
+            for key in k.key {
+                assert!(cols.contains(key), "{}: key {key}", k.name);
+            }
+        }
+    }
+}

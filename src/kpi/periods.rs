@@ -1,0 +1,138 @@
+//! Periods cut in the configured timezone: week (configured start day), month, and fiscal
+//! quarter and year (configured start month).
+
+use polars::prelude::*;
+
+use crate::config::{Config, WeekStart};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Grain {
+    Week,
+    #[default]
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Week => "week",
+            Grain::Month => "month",
+            Grain::Quarter => "quarter",
+            Grain::Year => "year",
+        }
+    }
+}
+
+/// The local calendar date of a UTC timestamp column.
+pub fn local_date(ts: Expr, cfg: &Config) -> Expr {
+    ts.dt().convert_time_zone(super::tz_name(cfg.tz())).dt().date()
+}
+
+/// The first day of the period a local date falls in.
+pub fn period_start_of_date(date: Expr, grain: Grain, cfg: &Config) -> Expr {
+    match grain {
+        Grain::Week => match cfg.week_start {
+            WeekStart::Monday => date.dt().truncate(lit("1w")),
+            WeekStart::Sunday => date
+                .dt()
+                .offset_by(lit("1d"))
+                .dt()
+                .truncate(lit("1w"))
+                .dt()
+                .offset_by(lit("-1d")),
+        },
+        Grain::Month => date.dt().truncate(lit("1mo")),
+        Grain::Quarter | Grain::Year => {
+            let every = if grain == Grain::Quarter { "1q" } else { "1y" };
+            let shift = cfg.fiscal_year_start_month as i64 - 1;
+            if shift == 0 {
+                date.dt().truncate(lit(every))
+            } else {
+                date.dt()
+                    .offset_by(lit(format!("-{shift}mo")))
+                    .dt()
+                    .truncate(lit(every))
+                    .dt()
+                    .offset_by(lit(format!("{shift}mo")))
+            }
+        }
+    }
+}
+
+/// The first day of the local period of a UTC timestamp column.
+pub fn period_start(ts: Expr, grain: Grain, cfg: &Config) -> Expr {
+    period_start_of_date(local_date(ts, cfg), grain, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn starts(dates: &[&str], grain: Grain, cfg: &Config) -> Vec<String> {
+        let df = df!("d" => dates).unwrap();
+        let out = df
+            .lazy()
+            .select([
+                period_start_of_date(col("d").str().to_date(StrptimeOptions::default()), grain, cfg)
+                    .cast(DataType::String),
+            ])
+            .collect()
+            .unwrap();
+        out.column("d")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn calendar_and_fiscal_periods() {
+        let mut cfg = Config::default();
+        let d = ["2024-01-01", "2024-03-31", "2024-04-01", "2024-12-31", "2025-02-14"];
+        assert_eq!(
+            starts(&d, Grain::Month, &cfg),
+            ["2024-01-01", "2024-03-01", "2024-04-01", "2024-12-01", "2025-02-01"]
+        );
+        assert_eq!(
+            starts(&d, Grain::Quarter, &cfg),
+            ["2024-01-01", "2024-01-01", "2024-04-01", "2024-10-01", "2025-01-01"]
+        );
+        cfg.fiscal_year_start_month = 4;
+        assert_eq!(
+            starts(&d, Grain::Quarter, &cfg),
+            ["2023-10-01", "2024-01-01", "2024-04-01", "2024-10-01", "2025-01-01"]
+        );
+        assert_eq!(
+            starts(&d, Grain::Year, &cfg),
+            ["2023-04-01", "2023-04-01", "2024-04-01", "2024-04-01", "2024-04-01"]
+        );
+        // 2024-03-31 is a Sunday.
+        assert_eq!(
+            starts(&["2024-03-31", "2024-04-01"], Grain::Week, &cfg),
+            ["2024-03-25", "2024-04-01"]
+        );
+        cfg.week_start = WeekStart::Sunday;
+        assert_eq!(
+            starts(&["2024-03-31", "2024-04-01", "2024-03-30"], Grain::Week, &cfg),
+            ["2024-03-31", "2024-03-31", "2024-03-24"]
+        );
+    }
+
+    #[test]
+    fn periods_are_cut_in_the_configured_timezone() {
+        let mut cfg = Config::default();
+        cfg.timezone = "America/New_York".into();
+        // 2024-03-01T02:00Z is still February 29 in New York.
+        let df = df!("us" => [1_709_258_400_000_000i64]).unwrap();
+        let out = df
+            .lazy()
+            .select([period_start(col("us").cast(super::super::utc()), Grain::Month, &cfg).cast(DataType::String)])
+            .collect()
+            .unwrap();
+        assert_eq!(out.column("us").unwrap().str().unwrap().get(0), Some("2024-02-01"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Kaplan-Meier (being written).

@@ -1,0 +1,3 @@
+//! Statistics used by the KPIs: pure functions, unit-tested.
+
+pub mod km;
