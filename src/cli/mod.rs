@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod list;
 pub mod run;
 pub mod show;
+pub mod sql;
 pub mod validate;
 
 /// crm-kpi: sales KPIs you can trust, from CRM exports.
@@ -41,6 +42,8 @@ pub enum Command {
     Show(show::Args),
     /// List the KPI catalog.
     List(list::Args),
+    /// Run SQL over the store's tables and the KPI outputs.
+    Sql(sql::Args),
 }
 
 /// What a subcommand reports back: success, or data problems found under `--strict`.
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(&cli, a),
         Command::Show(a) => show::run(&cli, a),
         Command::List(a) => list::run(&cli, a),
+        Command::Sql(a) => sql::run(&cli, a),
     });
     let Ok(result) = result else {
         let _ = writeln!(

@@ -101,10 +101,17 @@ mod tests {
             starts(&d, Grain::Quarter, &cfg),
             ["2024-01-01", "2024-01-01", "2024-04-01", "2024-10-01", "2025-01-01"]
         );
+        // Fiscal quarters from April (Apr-Jun, Jul-Sep, Oct-Dec, Jan-Mar) start like calendar ones;
+        // from February they do not.
+        cfg.fiscal_year_start_month = 2;
+        assert_eq!(
+            starts(&d, Grain::Quarter, &cfg),
+            ["2023-11-01", "2024-02-01", "2024-02-01", "2024-11-01", "2025-02-01"]
+        );
         cfg.fiscal_year_start_month = 4;
         assert_eq!(
             starts(&d, Grain::Quarter, &cfg),
-            ["2023-10-01", "2024-01-01", "2024-04-01", "2024-10-01", "2025-01-01"]
+            ["2024-01-01", "2024-01-01", "2024-04-01", "2024-10-01", "2025-01-01"]
         );
         assert_eq!(
             starts(&d, Grain::Year, &cfg),
@@ -124,8 +131,7 @@ mod tests {
 
     #[test]
     fn periods_are_cut_in_the_configured_timezone() {
-        let mut cfg = Config::default();
-        cfg.timezone = "America/New_York".into();
+        let cfg = Config { timezone: "America/New_York".into(), ..Config::default() };
         // 2024-03-01T02:00Z is still February 29 in New York.
         let df = df!("us" => [1_709_258_400_000_000i64]).unwrap();
         let out = df

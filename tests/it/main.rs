@@ -4,5 +4,8 @@ mod common;
 mod generate;
 mod help;
 mod ingest;
+mod kpi_deals;
 mod kill;
+mod kpi_funnel;
 mod malformed;
+mod sql;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Cross-check crm-kpi against independent DuckDB SQL on generated data.
+# Usage: scripts/crosscheck.sh [SCALE] [AS_OF]   (defaults: s, 2026-06-30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${1:-s}
+AS_OF=${2:-2026-06-30}
+WORK=${WORK:-/tmp/crm-kpi-crosscheck-$SCALE}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
+VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import duckdb, pandas" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas
+cargo build --release -q
+BIN="$CARGO_TARGET_DIR/release/crm-kpi"
+rm -rf "$WORK" && mkdir -p "$WORK"
+"$BIN" generate --scale "$SCALE" --seed 7 --format parquet --out "$WORK/gen" >/dev/null
+"$BIN" ingest --store "$WORK/store" "$WORK"/gen/*.parquet >/dev/null
+"$BIN" run --store "$WORK/store" --out "$WORK/out" --as-of "$AS_OF" --kpi win_rate,loss_reasons,sales_cycle
+"$VENV/bin/python" scripts/crosscheck.py "$WORK/store" "$WORK/out" "$AS_OF"
