@@ -45,7 +45,10 @@ pub fn context(store: &Path, out: &Path) -> anyhow::Result<SQLContext> {
             continue;
         }
         let glob = dir.join("as_of=*").join("part-0.parquet");
-        let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() };
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions::new_disabled(),
+            ..Default::default()
+        };
         let lf = LazyFrame::scan_parquet(PlRefPath::new(glob.to_string_lossy().as_ref()), args)?;
         ctx.register(k.name, lf);
     }

@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn periods_are_cut_in_the_configured_timezone() {
-        let cfg = Config { timezone: "America/New_York".into(), ..Config::default() };
+        let cfg = Config {
+            timezone: "America/New_York".into(),
+            ..Config::default()
+        };
         // 2024-03-01T02:00Z is still February 29 in New York.
         let df = df!("us" => [1_709_258_400_000_000i64]).unwrap();
         let out = df

@@ -13,6 +13,10 @@ fn help_texts() {
         &["generate", "--help"],
         &["ingest", "--help"],
         &["validate", "--help"],
+        &["run", "--help"],
+        &["show", "--help"],
+        &["list", "--help"],
+        &["sql", "--help"],
     ] {
         let out = run(args);
         assert_eq!(code(&out), 0, "{args:?}");

@@ -66,7 +66,17 @@ fn ingest(d: &Path, store: &Path, files: &[&str]) {
 }
 
 fn run_kpis(store: &Path, out: &Path) {
-    let o = run(&["run", "--store", s(store), "--out", s(out), "--as-of", "2024-03-31", "--kpi", "win_rate,loss_reasons,sales_cycle"]);
+    let o = run(&[
+        "run",
+        "--store",
+        s(store),
+        "--out",
+        s(out),
+        "--as-of",
+        "2024-03-31",
+        "--kpi",
+        "win_rate,loss_reasons,sales_cycle",
+    ]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
 
@@ -76,7 +86,15 @@ fn read(out: &Path, kpi: &str) -> DataFrame {
 }
 
 /// Store after both batches, and the outputs of a run as of 2024-03-31 before and after the second.
-pub(crate) fn fixture() -> (tempfile::TempDir, DataFrame, DataFrame, DataFrame, DataFrame, DataFrame, DataFrame) {
+pub(crate) fn fixture() -> (
+    tempfile::TempDir,
+    DataFrame,
+    DataFrame,
+    DataFrame,
+    DataFrame,
+    DataFrame,
+    DataFrame,
+) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(d, "leads.csv", LEADS);
@@ -102,7 +120,17 @@ pub(crate) fn fixture() -> (tempfile::TempDir, DataFrame, DataFrame, DataFrame, 
 }
 
 fn rows(df: &DataFrame, dim: &str) -> Vec<String> {
-    let df = df.filter(&df.column("dimension").unwrap().str().unwrap().iter().map(|v| v == Some(dim)).collect()).unwrap();
+    let df = df
+        .filter(
+            &df.column("dimension")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v == Some(dim))
+                .collect(),
+        )
+        .unwrap();
     (0..df.height())
         .map(|i| {
             df.columns()
@@ -135,7 +163,13 @@ fn closed_deal_kpis_by_hand_and_reproducible_as_of() {
             "2024-03-01 null 2 1 0.6667 350.0000 400.0000 0.4667",
         ]
     );
-    assert_eq!(rows(&win2, "owner_id"), ["2024-02-01 R1 1 1 0.5000 100.0000 200.0000 0.3333", "2024-03-01 R2 2 1 0.6667 350.0000 400.0000 0.4667"]);
+    assert_eq!(
+        rows(&win2, "owner_id"),
+        [
+            "2024-02-01 R1 1 1 0.5000 100.0000 200.0000 0.3333",
+            "2024-03-01 R2 2 1 0.6667 350.0000 400.0000 0.4667"
+        ]
+    );
     assert_eq!(
         rows(&win2, "source"),
         [
@@ -149,7 +183,15 @@ fn closed_deal_kpis_by_hand_and_reproducible_as_of() {
 
     // period_start loss_reason lost lost_amount share
     let lr: Vec<String> = (0..loss2.height())
-        .map(|i| format!("{} {} {} {}", loss2.column("period_start").unwrap().get(i).unwrap(), loss2.column("loss_reason").unwrap().get(i).unwrap(), loss2.column("lost").unwrap().get(i).unwrap(), loss2.column("share").unwrap().get(i).unwrap()))
+        .map(|i| {
+            format!(
+                "{} {} {} {}",
+                loss2.column("period_start").unwrap().get(i).unwrap(),
+                loss2.column("loss_reason").unwrap().get(i).unwrap(),
+                loss2.column("lost").unwrap().get(i).unwrap(),
+                loss2.column("share").unwrap().get(i).unwrap()
+            )
+        })
         .collect();
     assert_eq!(lr, ["2024-02-01 \"price\" 1 1.0", "2024-03-01 \"unspecified\" 1 1.0"]);
 
@@ -171,10 +213,20 @@ fn outputs_match_their_declared_schema_and_keys_are_unique() {
     for (name, df) in [("win_rate", &win), ("loss_reasons", &loss), ("sales_cycle", &cycle)] {
         let k = crm_kpi::kpi::find(name).unwrap();
         let declared: Vec<(String, DataType)> = (k.columns)().into_iter().map(|(n, t)| (n.to_string(), t)).collect();
-        let got: Vec<(String, DataType)> = df.columns().iter().map(|c| (c.name().to_string(), c.dtype().clone())).collect();
+        let got: Vec<(String, DataType)> = df
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), c.dtype().clone()))
+            .collect();
         assert_eq!(got, declared, "{name}");
         let keys = df.select(k.key.iter().copied()).unwrap();
-        assert_eq!(keys.unique_stable(None, UniqueKeepStrategy::First, None).unwrap().height(), df.height(), "{name}");
+        assert_eq!(
+            keys.unique_stable(None, UniqueKeepStrategy::First, None)
+                .unwrap()
+                .height(),
+            df.height(),
+            "{name}"
+        );
     }
 }
 
@@ -182,14 +234,22 @@ fn outputs_match_their_declared_schema_and_keys_are_unique() {
 fn parquet_outputs_carry_kpi_metadata() {
     let (dir, ..) = fixture();
     let p = dir.path().join("out2/win_rate/as_of=2024-03-31/part-0.parquet");
-    let md = ParquetReader::new(std::fs::File::open(&p).unwrap()).get_metadata().unwrap().clone();
+    let md = ParquetReader::new(std::fs::File::open(&p).unwrap())
+        .get_metadata()
+        .unwrap()
+        .clone();
     let kv: Vec<(String, String)> = md
         .key_value_metadata()
         .iter()
         .flatten()
         .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
         .collect();
-    let get = |k: &str| kv.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     assert_eq!(get("crm_kpi.kpi"), "win_rate");
     assert_eq!(get("crm_kpi.version"), "1");
     assert_eq!(get("crm_kpi.as_of"), "2024-03-31");

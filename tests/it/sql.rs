@@ -3,8 +3,20 @@
 use crate::common::*;
 
 fn query(dir: &std::path::Path, file: &str) -> String {
-    let q = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("queries").join(file);
-    let o = run(&["sql", "-f", s(&q), "--store", s(&dir.join("store")), "--out", s(&dir.join("out2")), "--format", "csv"]);
+    let q = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("queries")
+        .join(file);
+    let o = run(&[
+        "sql",
+        "-f",
+        s(&q),
+        "--store",
+        s(&dir.join("store")),
+        "--out",
+        s(&dir.join("out2")),
+        "--format",
+        "csv",
+    ]);
     assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
     stdout(&o)
 }
@@ -13,8 +25,14 @@ fn query(dir: &std::path::Path, file: &str) -> String {
 fn example_queries_give_the_hand_checked_answers() {
     let (dir, ..) = crate::kpi_deals::fixture();
     let d = dir.path();
-    assert_eq!(query(d, "win_rate_by_owner.sql"), "owner_id,won,lost,win_rate\nR2,2,1,0.6666666666666666\nR1,1,1,0.5\n");
-    assert_eq!(query(d, "open_pipeline_by_owner.sql"), "owner_id,open_deals,open_amount\nR1,1,70.0\n");
+    assert_eq!(
+        query(d, "win_rate_by_owner.sql"),
+        "owner_id,won,lost,win_rate\nR2,2,1,0.6666666666666666\nR1,1,1,0.5\n"
+    );
+    assert_eq!(
+        query(d, "open_pipeline_by_owner.sql"),
+        "owner_id,open_deals,open_amount\nR1,1,70.0\n"
+    );
     assert_eq!(
         query(d, "deals_by_status_and_currency.sql"),
         "status,currency,deals,amount_base\nlost,,2,700.0\nopen,,1,70.0\nwon,,4,850.0\n"
