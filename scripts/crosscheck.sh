@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cross-check crm-kpi against independent DuckDB SQL on generated data.
 # Usage: scripts/crosscheck.sh [SCALE] [AS_OF]   (defaults: s, 2026-06-30)
+# Every KPI of the catalog is run and checked (set KPIS=a,b to restrict both to a list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:-s}
@@ -15,5 +16,6 @@ BIN="$CARGO_TARGET_DIR/release/crm-kpi"
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$BIN" generate --scale "$SCALE" --seed 7 --format parquet --out "$WORK/gen" >/dev/null
 "$BIN" ingest --store "$WORK/store" "$WORK"/gen/*.parquet >/dev/null
-"$BIN" run --store "$WORK/store" --out "$WORK/out" --as-of "$AS_OF" --kpi win_rate,loss_reasons,sales_cycle
-"$VENV/bin/python" scripts/crosscheck.py "$WORK/store" "$WORK/out" "$AS_OF"
+KPIS=${KPIS:-}
+"$BIN" run --store "$WORK/store" --out "$WORK/out" --as-of "$AS_OF" ${KPIS:+--kpi "$KPIS"}
+"$VENV/bin/python" scripts/crosscheck.py "$WORK/store" "$WORK/out" "$AS_OF" "$KPIS"

@@ -1,5 +1,6 @@
 //! The one integration-test binary (every extra binary links polars again).
 
+mod catalog;
 mod common;
 mod generate;
 mod help;
