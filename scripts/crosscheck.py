@@ -7,6 +7,11 @@ Usage: crosscheck.py STORE OUT AS_OF [KPI,...]   (AS_OF = YYYY-MM-DD; the run mu
 [10000, 50000], stale_after_days 30, reengagement 90-180 days). Every KPI of the catalog is
 checked unless a comma-separated list is given. Exits 1 on any mismatch.
 
+       crosscheck.py --perturb GEN_DIR OUT_DIR   copies generated Parquet files, adding the edge
+cases the generator does not produce (crosscheck.sh does it when EDGE=1): closed deals without a
+terminal event (fallback close), deals without any stage event, two events of a deal at the same
+instant (also a terminal one), zero amounts, forecasts without a category and zero forecasts.
+
 The SQL follows the definitions of `crm-kpi list --long` and docs/decisions.md:
 - as_of = the end of the AS_OF day in UTC; rows whose main timestamp is later are dropped;
 - a deal's state at an instant T comes from its stage events: the last event at or before T
@@ -622,7 +627,41 @@ def compare(con, kpi, key, ref, out, as_of):
     return mism
 
 
+def perturb(src, dst):
+    import glob
+    import shutil
+    os.makedirs(dst, exist_ok=True)
+    for f in glob.glob(f"{src}/*.parquet"):
+        shutil.copy(f, dst)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    h = "hash(opportunity_id) % 40"
+    con.execute(f"""COPY (SELECT * REPLACE (CASE WHEN {h} = 7 THEN 0.0 ELSE amount END AS amount)
+        FROM '{src}/opportunities.parquet') TO '{dst}/opportunities.parquet' (FORMAT parquet)""")
+    con.execute(f"""COPY (
+        WITH e AS (SELECT *, row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS rn,
+                          lag(entered_at) OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS prev
+                   FROM '{src}/stage_events.parquet')
+        SELECT * EXCLUDE (rn, prev) REPLACE (
+            CASE WHEN {h} = 3 AND rn = 2 THEN prev                       -- tie between two stages
+                 WHEN {h} = 8 AND stage IN {sql_list(WON_STAGES + LOST_STAGES)} THEN prev  -- close tie
+                 ELSE entered_at END AS entered_at)
+        FROM e
+        WHERE NOT ({h} = 1 AND stage IN {sql_list(WON_STAGES + LOST_STAGES)})  -- fallback close
+          AND NOT ({h} = 2)                                                   -- no stage event
+          AND NOT ({h} = 4 AND rn > 1)                                        -- first stage only
+        ) TO '{dst}/stage_events.parquet' (FORMAT parquet)""")
+    f = "hash(owner_id || CAST(period_start AS VARCHAR))"
+    con.execute(f"""COPY (SELECT * REPLACE (
+            CASE WHEN {f} % 5 = 0 AND category = 'commit' THEN NULL ELSE category END AS category,
+            CASE WHEN {f} % 7 = 0 THEN 0.0 ELSE amount END AS amount)
+        FROM '{src}/forecasts.parquet') TO '{dst}/forecasts.parquet' (FORMAT parquet)""")
+
+
 def main():
+    if sys.argv[1:2] == ["--perturb"]:
+        perturb(sys.argv[2], sys.argv[3])
+        return
     store, out, as_of = sys.argv[1:4]
     only = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else list(QUERIES)
     unknown = [x for x in only if x not in QUERIES]
