@@ -45,6 +45,9 @@ pub struct Inputs {
     /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
     /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
     pub visits: LazyFrame,
+    /// Stage events at or before as_of with their stage metadata (stage_index, probability,
+    /// terminal, outcome), sorted by opportunity_id, entered_at, stage_index.
+    pub ordered_events: LazyFrame,
 }
 
 /// All unfiltered store tables, lazily.
@@ -130,24 +133,21 @@ impl Inputs {
             .collect();
         let in_list = |c: &str, v: &[String]| col(c).is_in(lit(Series::new("s".into(), v)).implode(false), false);
 
-        // Last event at or before as_of per deal (ties on time: the later stage in the pipeline).
-        let last = stage_events
+        // Events with their stage metadata, sorted by deal, time and pipeline position: on equal
+        // times the later stage counts as the later event. One plan, shared by every reader.
+        let ordered_events = stage_events
             .clone()
-            .join(
-                stages.clone().select([col("stage"), col("stage_index")]),
-                [col("stage")],
-                [col("stage")],
-                JoinArgs::new(JoinType::Left),
-            )
+            .join(stages, [col("stage")], [col("stage")], JoinArgs::new(JoinType::Left))
             .sort(
                 ["opportunity_id", "entered_at", "stage_index"],
                 SortMultipleOptions::default(),
-            )
-            .group_by([col("opportunity_id")])
-            .agg([
-                col("stage").last().alias("last_stage"),
-                col("entered_at").last().alias("stage_entered_at"),
-            ]);
+            );
+
+        // Last event at or before as_of per deal.
+        let last = ordered_events.clone().group_by([col("opportunity_id")]).agg([
+            col("stage").last().alias("last_stage"),
+            col("entered_at").last().alias("stage_entered_at"),
+        ]);
         // Deals with a terminal event anywhere in their history use events as the truth.
         let terminal_ever = events_all
             .filter(in_list("stage", &won_stages).or(in_list("stage", &lost_stages)))
@@ -218,13 +218,8 @@ impl Inputs {
 
         // Visits: sort by deal and time, the next event of the same deal ends the visit; the
         // last visit of a deal closed without a terminal event ends at its close.
-        let visits = stage_events
+        let visits = ordered_events
             .clone()
-            .join(stages, [col("stage")], [col("stage")], JoinArgs::new(JoinType::Left))
-            .sort(
-                ["opportunity_id", "entered_at", "stage_index"],
-                SortMultipleOptions::default(),
-            )
             .with_columns([
                 col("opportunity_id").shift(lit(-1)).alias("__next_opp"),
                 col("entered_at").shift(lit(-1)).alias("__next_at"),
@@ -266,6 +261,7 @@ impl Inputs {
             forecasts,
             campaigns: t.get("campaigns"),
             fx_rates: t.get("fx_rates"),
+            ordered_events,
             deals,
             visits,
         }

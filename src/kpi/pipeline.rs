@@ -130,24 +130,11 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> LazyFrame {
     let stages = stage_frame(&p.config);
     // Events sorted by deal, time and pipeline position: the backward as-of join takes the last
     // row at or before `__t`, so on equal times the later stage wins (as in `inputs.rs`).
-    let events = i
-        .stage_events
-        .clone()
-        .join(
-            stages.clone().select([col("stage"), col("stage_index")]),
-            [col("stage")],
-            [col("stage")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .sort(
-            ["opportunity_id", "entered_at", "stage_index"],
-            SortMultipleOptions::default(),
-        )
-        .select([
-            col("opportunity_id"),
-            col("entered_at").alias("__entered_at"),
-            col("stage").alias("__stage"),
-        ]);
+    let events = i.ordered_events.clone().select([
+        col("opportunity_id"),
+        col("entered_at").alias("__entered_at"),
+        col("stage").alias("__stage"),
+    ]);
     let asof = AsOfOptions {
         strategy: AsofStrategy::Backward,
         left_by: Some(vec!["opportunity_id".into()]),
