@@ -65,15 +65,27 @@ def files(store, table):
 
 # Canonical columns of the tables read here, for stores where a table has no file.
 EMPTY = {
-    "leads": "lead_id VARCHAR, created_at TIMESTAMPTZ, source VARCHAR",
+    "leads": "lead_id VARCHAR, created_at TIMESTAMPTZ, source VARCHAR, campaign_id VARCHAR, owner_id VARCHAR, "
+    "region VARCHAR, qualified_at TIMESTAMPTZ, converted_at TIMESTAMPTZ, account_id VARCHAR, "
+    "disqualified_at TIMESTAMPTZ",
+    "accounts": "account_id VARCHAR, created_at TIMESTAMPTZ, name VARCHAR, region VARCHAR, segment VARCHAR, "
+    "industry VARCHAR",
     "opportunities": "opportunity_id VARCHAR, account_id VARCHAR, created_at TIMESTAMPTZ, owner_id VARCHAR, "
     "status VARCHAR, closed_at TIMESTAMPTZ, expected_close_date DATE, lead_id VARCHAR, campaign_id VARCHAR, "
     "loss_reason VARCHAR, region VARCHAR, amount_base DOUBLE",
     "stage_events": "opportunity_id VARCHAR, stage VARCHAR, entered_at TIMESTAMPTZ",
-    "orders": "order_id VARCHAR, account_id VARCHAR, ordered_at TIMESTAMPTZ, paid_at TIMESTAMPTZ, is_refund BOOLEAN",
+    "orders": "order_id VARCHAR, account_id VARCHAR, ordered_at TIMESTAMPTZ, amount DOUBLE, currency VARCHAR, "
+    "opportunity_id VARCHAR, paid_at TIMESTAMPTZ, due_at TIMESTAMPTZ, region VARCHAR, channel VARCHAR, "
+    "is_refund BOOLEAN, amount_base DOUBLE",
+    "activities": "activity_id VARCHAR, owner_id VARCHAR, kind VARCHAR, occurred_at TIMESTAMPTZ, outcome VARCHAR, "
+    "duration_s BIGINT, lead_id VARCHAR, opportunity_id VARCHAR, account_id VARCHAR",
+    "targets": "scope VARCHAR, scope_kind VARCHAR, period_start DATE, grain VARCHAR, metric VARCHAR, value DOUBLE",
+    "campaigns": "campaign_id VARCHAR, name VARCHAR, channel VARCHAR, spend DOUBLE, currency VARCHAR, "
+    "started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, spend_base DOUBLE",
     "forecasts": "owner_id VARCHAR, period_start DATE, grain VARCHAR, category VARCHAR, "
     "submitted_at TIMESTAMPTZ, amount_base DOUBLE",
-    "reps": "rep_id VARCHAR, team VARCHAR",
+    "reps": "rep_id VARCHAR, name VARCHAR, team VARCHAR, region VARCHAR, manager_id VARCHAR, active_from DATE, "
+    "active_to DATE",
 }
 
 
@@ -538,6 +550,30 @@ QUERIES = {
 }
 
 
+# Per-family reference queries live in scripts/crosscheck_<family>.py. Each defines
+# `queries(cc)` -> {kpi: (key, build)}, where `cc` is this module (for its helpers: fetch,
+# dims_union, sql_list, ...) and `build` is either a function returning SQL, or one taking the
+# connection and returning (columns, rows) like `fetch`. An optional `setup(cc, con)` creates
+# shared views after the main setup.
+EXTENSIONS = ["crosscheck_leads", "crosscheck_trends", "crosscheck_revenue"]
+CONNECTION_BUILDS = set()
+EXTENSION_SETUPS = []
+
+
+def load_extensions():
+    import importlib
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    me = sys.modules[__name__]
+    for name in EXTENSIONS:
+        mod = importlib.import_module(name)
+        for kpi, (key, build, takes_con) in mod.queries(me).items():
+            QUERIES[kpi] = (key, build)
+            if takes_con:
+                CONNECTION_BUILDS.add(build)
+        if hasattr(mod, "setup"):
+            EXTENSION_SETUPS.append(mod.setup)
+
+
 def fetch(con, sql):
     cur = con.execute(sql)
     cols = [d[0] for d in cur.description]
@@ -663,18 +699,22 @@ def main():
         perturb(sys.argv[2], sys.argv[3])
         return
     store, out, as_of = sys.argv[1:4]
+    load_extensions()
     only = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else list(QUERIES)
     unknown = [x for x in only if x not in QUERIES]
     if unknown:
         sys.exit(f"unknown KPI(s): {', '.join(unknown)}")
     con = duckdb.connect()
     setup(con, store, as_of)
+    me = sys.modules[__name__]
+    for ext_setup in EXTENSION_SETUPS:
+        ext_setup(me, con)
     bad = 0
     for kpi in only:
         key, build = QUERIES[kpi]
         t0 = time.time()
         try:
-            ref = build(con) if build in (stage_duration_ref, stage_duration_survival_ref) else fetch(con, build())
+            ref = build(con) if build in (stage_duration_ref, stage_duration_survival_ref) or build in CONNECTION_BUILDS else fetch(con, build())
         except Exception as e:  # a broken reference query is a failure, not a pass
             print(f"{kpi:<24} duckdb reference failed: {e}")
             bad += 1

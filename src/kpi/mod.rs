@@ -4,15 +4,21 @@
 //! ..."), definition (the source of `crm-kpi list --long`, the docs and the Parquet
 //! metadata), output schema, and a builder `fn(&Inputs, &Params) -> LazyFrame`.
 
+pub mod activity;
+pub mod clv;
 pub mod customers;
 pub mod deals;
 pub mod forecast;
 pub mod funnel;
 pub mod inputs;
+pub mod leads;
 pub mod periods;
 pub mod pipeline;
 pub mod reps;
+pub mod retention;
+pub mod revenue;
 pub mod run;
+pub mod trends;
 
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
@@ -113,12 +119,18 @@ impl Kpi {
 /// The catalog, in documentation order.
 pub fn registry() -> Vec<Kpi> {
     let mut v = Vec::new();
+    v.extend(leads::kpis());
     v.extend(funnel::kpis());
     v.extend(pipeline::kpis());
     v.extend(deals::kpis());
     v.extend(reps::kpis());
     v.extend(forecast::kpis());
     v.extend(customers::kpis());
+    v.extend(revenue::kpis());
+    v.extend(clv::kpis());
+    v.extend(retention::kpis());
+    v.extend(trends::kpis());
+    v.extend(activity::kpis());
     v
 }
 

@@ -1,0 +1,6 @@
+"""DuckDB reference queries for the revenue KPIs (loaded by crosscheck.py)."""
+
+
+def queries(cc):
+    """{kpi: (key columns, build, build_takes_connection)}"""
+    return {}
