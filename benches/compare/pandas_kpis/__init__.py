@@ -1,0 +1,1 @@
+"""pandas implementations of the KPI catalog, one module per family (see pandas_engine.py)."""

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Side-by-side comparison on one generated store: `crm-kpi run` (the whole catalog) against the
+# same KPI definitions in DuckDB SQL and in pandas, and the scan floor (every column the catalog
+# reads, read once). Checks that the engines agree on every KPI, then prints wall time, CPU
+# time and peak RSS per engine (medians of RUNS runs, engines alternated) and the ratios.
+#
+# Usage: benches/compare/run.sh SCALE [RUNS]      (SCALE: tiny|s|m|l; RUNS default 3)
+# Env: AS_OF (2026-06-30), THREADS (2), STREAMING=1 (polars streaming engine for crm-kpi and the
+# scan floor), ENGINES (default "crm-kpi duckdb pandas scan"), BENCH_DATA (~/.cache/crm-kpi-bench:
+# the generated store of each scale is kept there and reused).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SCALE=${1:-s}
+RUNS=${2:-3}
+AS_OF=${AS_OF:-2026-06-30}
+THREADS=${THREADS:-2}
+ENGINES=${ENGINES:-crm-kpi duckdb pandas scan}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
+VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
+DATA=${BENCH_DATA:-$HOME/.cache/crm-kpi-bench}/$SCALE
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import duckdb, pandas, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas pyarrow
+PY="$VENV/bin/python"
+[ -x /usr/bin/time ] || { echo "compare: needs /usr/bin/time (GNU time; apt-get install time)" >&2; exit 2; }
+
+cargo build --release --locked -q --bin crm-kpi --example scan_floor
+BIN="$CARGO_TARGET_DIR/release/crm-kpi"
+FLOOR="$CARGO_TARGET_DIR/release/examples/scan_floor"
+
+if [ ! -f "$DATA/store/_manifest.json" ]; then
+  echo "compare: generating and ingesting scale $SCALE into $DATA (once)" >&2
+  rm -rf "$DATA" && mkdir -p "$DATA"
+  "$BIN" generate --scale "$SCALE" --seed 7 --format parquet --out "$DATA/gen" >/dev/null
+  "$BIN" ingest --store "$DATA/store" "$DATA"/gen/*.parquet >/dev/null
+  rm -rf "$DATA/gen"
+fi
+STORE="$DATA/store"
+WORK="$DATA/compare"
+rm -rf "$WORK" && mkdir -p "$WORK"
+"$FLOOR" columns > "$WORK/columns.json"
+
+export POLARS_MAX_THREADS=$THREADS
+STREAM_FLAG=()
+if [ "${STREAMING:-0}" = 1 ]; then
+  STREAM_FLAG=(--streaming)
+  export CRM_KPI_STREAMING=1
+fi
+
+run_engine() { # engine run-index
+  local e=$1 i=$2 out="$WORK/$1.$2"
+  local t=(/usr/bin/time -f "%e %U %S %M" -o "$WORK/time.$e.$i")
+  case $e in
+    crm-kpi) "${t[@]}" "$BIN" run --store "$STORE" --out "$out" --as-of "$AS_OF" "${STREAM_FLAG[@]}" >"$WORK/log.$e.$i" 2>&1 ;;
+    duckdb) "${t[@]}" "$PY" benches/compare/duckdb_engine.py "$STORE" "$out" "$AS_OF" "$THREADS" >"$WORK/log.$e.$i" 2>&1 ;;
+    pandas) "${t[@]}" "$PY" benches/compare/pandas_engine.py "$STORE" "$out" "$AS_OF" >"$WORK/log.$e.$i" 2>&1 ;;
+    scan) "${t[@]}" "$FLOOR" scan "$STORE" "$WORK/columns.json" >"$WORK/log.$e.$i" 2>&1 ;;
+  esac || { echo "compare: $e run $i failed; see $WORK/log.$e.$i" >&2; tail -5 "$WORK/log.$e.$i" >&2; exit 1; }
+  # Keep one output of each engine for the agreement check.
+  if [ "$i" -gt 1 ] && [ -d "$out" ]; then rm -rf "$out"; fi
+}
+
+read -r -a LIST <<<"$ENGINES"
+for i in $(seq 1 "$RUNS"); do
+  if [ $((i % 2)) = 1 ]; then order=("${LIST[@]}"); else order=(); for ((j=${#LIST[@]}-1; j>=0; j--)); do order+=("${LIST[$j]}"); done; fi
+  for e in "${order[@]}"; do
+    echo "compare: run $i/$RUNS $e" >&2
+    run_engine "$e" "$i"
+  done
+done
+"$PY" benches/compare/report.py "$WORK" "$STORE" "$AS_OF" "$SCALE" "$THREADS" "$RUNS" $ENGINES
