@@ -148,8 +148,7 @@ pub(crate) fn rep_targets(i: &Inputs, p: &Params, metric: &str) -> PolarsResult<
         .otherwise(lit(3u32));
     let run_ps = |d: Expr| period_start_of_date(d, p.grain, cfg);
     let keys = [col("__ps"), col("scope")];
-    Ok(i
-        .targets
+    Ok(i.targets
         .clone()
         .filter(
             col("scope_kind")

@@ -146,7 +146,10 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     ]);
     let ordered = orders.clone().group_by(by_period()).agg([
         col("amount_base").sum().alias("order_revenue"),
-        col("account_id").filter(col("__buy")).n_unique().alias("active_customers"),
+        col("account_id")
+            .filter(col("__buy"))
+            .n_unique()
+            .alias("active_customers"),
     ]);
     // Distinct accounts over a trailing window without exploding: an account's purchase period
     // p counts for the windows ending in p .. min(p + 11 periods, its next purchase period - 1),

@@ -326,7 +326,10 @@ fn trends_orders_net_of_refunds_and_distinct_trailing_customers() {
     let df = run(Grain::Month, 1);
     let or = rows(&series(&df, "order_revenue"), &["period_start", "value"]);
     // March 2024: O3 50 and its refund O4 -50 net to 0.
-    assert_eq!(or[..3], ["2024-01-01|100.0000", "2024-02-01|200.0000", "2024-03-01|0.0000"]);
+    assert_eq!(
+        or[..3],
+        ["2024-01-01|100.0000", "2024-02-01|200.0000", "2024-03-01|0.0000"]
+    );
     assert_eq!(
         tail(&df, "order_revenue", "2024-12-01"),
         [
@@ -339,7 +342,15 @@ fn trends_orders_net_of_refunds_and_distinct_trailing_customers() {
     );
     let ac = rows(&series(&df, "active_customers"), &["period_start", "value"]);
     // A1 is active in March 2024 through O3 although its refund nets the month to 0.
-    assert_eq!(ac[..4], ["2024-01-01|1.0000", "2024-02-01|1.0000", "2024-03-01|1.0000", "2024-04-01|0.0000"]);
+    assert_eq!(
+        ac[..4],
+        [
+            "2024-01-01|1.0000",
+            "2024-02-01|1.0000",
+            "2024-03-01|1.0000",
+            "2024-04-01|0.0000"
+        ]
+    );
     assert_eq!(
         tail(&df, "active_customers", "2024-11-01"),
         [
@@ -373,13 +384,19 @@ fn trends_fiscal_quarters_compare_with_the_same_fiscal_quarter_a_year_earlier() 
         ]
     );
     let last = |name: &str| tail(&df, name, "2025-01-01");
-    assert_eq!(last("deals_won"), ["2025-01-01|false|2.0000|0.0000|1.0000|null|1.0000|null"]);
+    assert_eq!(
+        last("deals_won"),
+        ["2025-01-01|false|2.0000|0.0000|1.0000|null|1.0000|null"]
+    );
     assert_eq!(
         last("won_revenue"),
         ["2025-01-01|false|8000.0000|0.0000|1000.0000|null|7.0000|null"]
     );
     // 2/3 now vs 1/2 a year earlier: +33.3 %.
-    assert_eq!(last("win_rate"), ["2025-01-01|false|0.6667|null|0.5000|null|0.3333|null"]);
+    assert_eq!(
+        last("win_rate"),
+        ["2025-01-01|false|0.6667|null|0.5000|null|0.3333|null"]
+    );
     // 400 + 300 vs 100 + 200 + 50 - 50.
     assert_eq!(
         last("order_revenue"),
@@ -405,7 +422,10 @@ fn trends_fiscal_years_start_in_april() {
         ]
     );
     assert_eq!(
-        rows(&series(&df, "qualified_leads"), &["period_start", "value", "pop_change"]),
+        rows(
+            &series(&df, "qualified_leads"),
+            &["period_start", "value", "pop_change"]
+        ),
         ["2023-04-01|1.0000|null", "2024-04-01|2.0000|1.0000"]
     );
 }
@@ -431,7 +451,13 @@ fn trends_weekly_prior_year_is_52_weeks_back() {
 #[test]
 fn trends_streaming_engine_agrees() {
     let a = compute_on(tables(), params(Grain::Month, 1), vec![kpi("trends")], Engine::InMemory).remove(0);
-    let b = compute_on(tables(), params(Grain::Month, 1), vec![kpi("trends")], Engine::Streaming).remove(0);
+    let b = compute_on(
+        tables(),
+        params(Grain::Month, 1),
+        vec![kpi("trends")],
+        Engine::Streaming,
+    )
+    .remove(0);
     assert!(a.equals_missing(&b), "{a}\n{b}");
 }
 
