@@ -79,7 +79,7 @@ pub fn kpis() -> Vec<Kpi> {
                 stage events as in pipeline_snapshot. target = sum of targets.value with scope_kind \
                 'rep', scope = owner, metric 'revenue' whose whole span (period_start + its grain) lies \
                 inside the period: monthly targets add up in a quarter or year; a target spanning more \
-                than one run period (a quarterly target in a monthly run, any target in a weekly run) is \
+                than one run period (a quarterly target in a monthly run, a monthly one in a weekly run) is \
                 not prorated and is left out; when targets of several grains fit (monthly and \
                 quarterly targets for the same quarter) only the coarsest grain counts, so nothing is \
                 counted twice; null when no target fits. Targets of periods after as_of's are ignored. \
