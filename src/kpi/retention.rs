@@ -46,9 +46,8 @@ pub fn kpis() -> Vec<Kpi> {
 /// Whole periods of `grain` from the period starting at `from` to the one starting at `to`
 /// (both period starts, `Date`), as Int64.
 fn periods_between(from: Expr, to: Expr, grain: Grain) -> Expr {
-    let months = |d: Expr| {
-        d.clone().dt().year().cast(DataType::Int64) * lit(12i64) + d.dt().month().cast(DataType::Int64)
-    };
+    let months =
+        |d: Expr| d.clone().dt().year().cast(DataType::Int64) * lit(12i64) + d.dt().month().cast(DataType::Int64);
     match grain {
         Grain::Week => (to - from).dt().total_days(false) / lit(7i64),
         Grain::Month => months(to) - months(from),
@@ -82,17 +81,12 @@ fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         )
         .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"));
     let cell = [col("cohort_start"), col("k")];
-    let active = activity
-        .clone()
-        .group_by(cell.clone())
-        .agg([len().alias("__active")]);
-    let active_before = active
-        .clone()
-        .select([
-            col("cohort_start"),
-            (col("k") + lit(1i64)).alias("k"),
-            col("__active").alias("__active_before"),
-        ]);
+    let active = activity.clone().group_by(cell.clone()).agg([len().alias("__active")]);
+    let active_before = active.clone().select([
+        col("cohort_start"),
+        (col("k") + lit(1i64)).alias("k"),
+        col("__active").alias("__active_before"),
+    ]);
     // Accounts active in both k-1 and k.
     let stayed = activity
         .clone()

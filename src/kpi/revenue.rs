@@ -178,10 +178,7 @@ fn revenue(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .cast(DataType::UInt32)
                 .alias("customers"),
             amount().filter(col("__new")).sum().alias("new_customer_revenue"),
-            amount()
-                .filter(col("__new").not())
-                .sum()
-                .alias("recurring_revenue"),
+            amount().filter(col("__new").not()).sum().alias("recurring_revenue"),
         ]))
     })?;
     Ok(out.with_columns([
@@ -199,11 +196,7 @@ fn customer_values(i: &Inputs, p: &Params) -> LazyFrame {
     let source = i
         .leads
         .clone()
-        .filter(
-            col("account_id")
-                .is_not_null()
-                .and(col("converted_at").is_not_null()),
-        )
+        .filter(col("account_id").is_not_null().and(col("converted_at").is_not_null()))
         .group_by([col("account_id")])
         .agg([col("source")
             .sort_by(
@@ -257,7 +250,5 @@ fn clv_segments(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         })
     })?;
     // Without any customer the `all` row would count 0 of them: no rows instead.
-    Ok(out
-        .filter(col("customers").gt(lit(0u32)))
-        .with_column(as_of_col(p)))
+    Ok(out.filter(col("customers").gt(lit(0u32))).with_column(as_of_col(p)))
 }

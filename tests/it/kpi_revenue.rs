@@ -86,6 +86,7 @@ type OrderRow = (
     bool,
 );
 
+#[rustfmt::skip]
 const ORDERS: [OrderRow; 15] = [
     // id, account, ordered_at, amount, paid_at, due_at, region, channel, is_refund
     ("o1", "A1", "2024-01-10", 100.0, Some("2024-01-15"), Some("2024-02-10"), Some("EU"), "online", false),
@@ -259,11 +260,7 @@ fn revenue_per_period_region_and_channel() {
 #[test]
 fn revenue_at_a_later_as_of_sees_the_payment_and_the_april_order() {
     let df = run_at("revenue", params_at("2024-04-30", Grain::Month), Engine::InMemory);
-    let all = df
-        .lazy()
-        .filter(col("dimension").eq(lit("all")))
-        .collect()
-        .unwrap();
+    let all = df.lazy().filter(col("dimension").eq(lit("all"))).collect().unwrap();
     assert_eq!(
         rows(&all, &REVENUE_COLS),
         [
@@ -280,11 +277,7 @@ fn revenue_at_a_later_as_of_sees_the_payment_and_the_april_order() {
 #[test]
 fn revenue_at_quarter_grain_types_accounts_by_their_first_quarter() {
     let df = run_at("revenue", params(Grain::Quarter), Engine::InMemory);
-    let all = df
-        .lazy()
-        .filter(col("dimension").eq(lit("all")))
-        .collect()
-        .unwrap();
+    let all = df.lazy().filter(col("dimension").eq(lit("all"))).collect().unwrap();
     // Every account's first order is in Q1: all of Q1's revenue (410 + 175 + 280) is new, and
     // the refund of A7 (no order at all) is the only recurring revenue. 6 customers (A1-A6).
     assert_eq!(
@@ -319,7 +312,17 @@ fn revenue_periods_are_cut_in_the_configured_timezone() {
         Engine::InMemory,
     );
     assert_eq!(
-        rows(&out[0], &["as_of", "period_start", "dimension", "dimension_value", "orders", "overdue"]),
+        rows(
+            &out[0],
+            &[
+                "as_of",
+                "period_start",
+                "dimension",
+                "dimension_value",
+                "orders",
+                "overdue"
+            ]
+        ),
         [
             "2024-02-01|2024-02-01|all|null|1|10.0000",
             "2024-02-01|2024-02-01|channel|null|1|10.0000",
@@ -554,7 +557,11 @@ fn keys_are_unique_and_retention_periods_are_consecutive() {
                 };
                 for r in rows(&per, &["n", "max_k", "k0_is_cohort", "last"]) {
                     let v: Vec<&str> = r.split('|').collect();
-                    assert_eq!(v[0].parse::<u32>().unwrap(), v[1].parse::<u32>().unwrap() + 1, "{grain:?}: {r}");
+                    assert_eq!(
+                        v[0].parse::<u32>().unwrap(),
+                        v[1].parse::<u32>().unwrap() + 1,
+                        "{grain:?}: {r}"
+                    );
                     assert_eq!(v[2], "true", "{grain:?}: {r}");
                     assert_eq!(v[3], last, "{grain:?}: {r}");
                 }
