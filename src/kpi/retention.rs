@@ -58,7 +58,9 @@ fn periods_between(from: Expr, to: Expr, grain: Grain) -> Expr {
 
 fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
-    // One row per account and period with a paid non-refund order.
+    // One row per account and period with a paid non-refund order, with the account's cohort
+    // (a window, not a group_by joined back) and k. Cached: every part below reads it, and
+    // without the cache each would recompute it with its own projection.
     let activity = i
         .orders
         .clone()
@@ -67,19 +69,15 @@ fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             col("account_id"),
             period_start(col("ordered_at"), p.grain, cfg).alias("period_start"),
         ])
-        .unique(None, UniqueKeepStrategy::Any);
-    let cohorts = activity
-        .clone()
-        .group_by([col("account_id")])
-        .agg([col("period_start").min().alias("cohort_start")]);
-    let activity = activity
-        .join(
-            cohorts.clone(),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Inner),
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(
+            col("period_start")
+                .min()
+                .over([col("account_id")])?
+                .alias("cohort_start"),
         )
-        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"));
+        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"))
+        .cache();
     let cell = [col("cohort_start"), col("k")];
     let active = activity.clone().group_by(cell.clone()).agg([len().alias("__active")]);
     let active_before = active.clone().select([
@@ -90,17 +88,22 @@ fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     // Accounts active in both k-1 and k.
     let stayed = activity
         .clone()
+        .select([col("account_id"), col("cohort_start"), col("k")])
         .join(
-            activity.select([col("account_id"), (col("k") + lit(1i64)).alias("k")]),
+            activity
+                .clone()
+                .select([col("account_id"), (col("k") + lit(1i64)).alias("k")]),
             [col("account_id"), col("k")],
             [col("account_id"), col("k")],
             JoinArgs::new(JoinType::Inner),
         )
         .group_by(cell.clone())
         .agg([len().alias("__stayed")]);
-    let grid = cohorts
-        .group_by([col("cohort_start")])
-        .agg([len().alias("cohort_size")])
+    // Every account is active at k = 0 (its first period): the cohort sizes.
+    let grid = active
+        .clone()
+        .filter(col("k").eq(lit(0i64)))
+        .select([col("cohort_start"), col("__active").alias("cohort_size")])
         .with_column(
             date_ranges(
                 Some(col("cohort_start")),

@@ -371,6 +371,40 @@ fn clv_historical_per_account() {
 }
 
 #[test]
+fn clv_source_ties_break_on_created_at_then_lead_id() {
+    // B1: both leads converted at the same instant; Lz was created first. B2: same conversion
+    // and creation; La has the smaller lead_id. Listed in the opposite order, in both engines.
+    let leads = df!(
+        "lead_id" => ["Ly", "Lz", "Lb", "La"],
+        "created_at" => ["2024-01-10", "2024-01-05", "2024-01-05", "2024-01-05"],
+        "source" => ["ads", "web", "ads", "events"],
+        "converted_at" => ["2024-02-01", "2024-02-01", "2024-02-01", "2024-02-01"],
+        "account_id" => ["B1", "B1", "B2", "B2"],
+    )
+    .unwrap();
+    let orders = df!(
+        "order_id" => ["x1", "x2"],
+        "account_id" => ["B1", "B2"],
+        "ordered_at" => ["2024-02-10", "2024-02-11"],
+        "amount" => [10.0, 20.0],
+        "amount_base" => [10.0, 20.0],
+    )
+    .unwrap();
+    for engine in [Engine::InMemory, Engine::Streaming] {
+        let t = Tables::from_frames(vec![
+            ("orders", canonical("orders", orders.clone())),
+            ("leads", canonical("leads", leads.clone())),
+        ]);
+        let out = compute_on(t, params(Grain::Month), vec![kpi("clv_historical")], engine);
+        assert_eq!(
+            rows(&out[0], &["account_id", "source"]),
+            ["B1|web", "B2|events"],
+            "{engine:?}"
+        );
+    }
+}
+
+#[test]
 fn clv_segments_by_cohort_and_source() {
     let df = run("clv_segments");
     let cols = [
