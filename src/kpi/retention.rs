@@ -1,7 +1,148 @@
 //! Customer retention by acquisition cohort, and churn.
 
-use crate::kpi::Kpi;
+use polars::prelude::*;
+
+use crate::kpi::periods::period_start;
+use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
+use crate::kpi::revenue::is_refund;
+use crate::kpi::{Grain, Inputs, Kpi, Params, as_of_col, ratio};
 
 pub fn kpis() -> Vec<Kpi> {
-    vec![]
+    vec![Kpi {
+        name: "retention",
+        family: "customers and revenue",
+        grain: "one row per acquisition cohort per period since acquisition (k)",
+        definition: "Customer retention by acquisition cohort. A customer's activity is its paid \
+            non-refund orders (paid_at at or before as_of), each in the period of its ordered_at \
+            (local, run grain). cohort_start = the period of the account's first such order (so an \
+            order paid only after as_of does not acquire the account yet); cohort_size = accounts \
+            acquired in it. For k = 0, 1, ... up to as_of's period: period_start = cohort_start + k \
+            periods; active = cohort accounts with a paid non-refund order in that period; \
+            retention_rate = active / cohort_size (1 at k = 0 by construction); churned = accounts \
+            active in period k-1 but not in k (null at k = 0), churn_rate = churned / active at k-1 \
+            (null when none). A customer who returns after a gap is active again (and churned once, \
+            when it left). Cells whose period has not ended at as_of (the run's last period, unless \
+            as_of is its last instant) are only partly observable: active, retention_rate, churned \
+            and churn_rate are null there; cohort_size is the size at as_of.",
+        version: 1,
+        columns: || {
+            vec![
+                ("as_of", DataType::Date),
+                ("cohort_start", DataType::Date),
+                ("k", DataType::UInt32),
+                ("period_start", DataType::Date),
+                ("cohort_size", DataType::UInt32),
+                ("active", DataType::UInt32),
+                ("retention_rate", DataType::Float64),
+                ("churned", DataType::UInt32),
+                ("churn_rate", DataType::Float64),
+            ]
+        },
+        key: &["cohort_start", "k"],
+        build: retention,
+    }]
+}
+
+/// Whole periods of `grain` from the period starting at `from` to the one starting at `to`
+/// (both period starts, `Date`), as Int64.
+fn periods_between(from: Expr, to: Expr, grain: Grain) -> Expr {
+    let months =
+        |d: Expr| d.clone().dt().year().cast(DataType::Int64) * lit(12i64) + d.dt().month().cast(DataType::Int64);
+    match grain {
+        Grain::Week => (to - from).dt().total_days(false) / lit(7i64),
+        Grain::Month => months(to) - months(from),
+        Grain::Quarter => (months(to) - months(from)) / lit(3i64),
+        Grain::Year => (months(to) - months(from)) / lit(12i64),
+    }
+}
+
+fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let cfg = &p.config;
+    // One row per account and period with a paid non-refund order, with the account's cohort
+    // (a window, not a group_by joined back) and k. Cached: every part below reads it, and
+    // without the cache each would recompute it with its own projection.
+    let activity = i
+        .orders
+        .clone()
+        .filter(is_refund().not().and(col("paid_at").is_not_null()))
+        .select([
+            col("account_id"),
+            period_start(col("ordered_at"), p.grain, cfg).alias("period_start"),
+        ])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(
+            col("period_start")
+                .min()
+                .over([col("account_id")])?
+                .alias("cohort_start"),
+        )
+        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"))
+        .cache();
+    let cell = [col("cohort_start"), col("k")];
+    let active = activity.clone().group_by(cell.clone()).agg([len().alias("__active")]);
+    let active_before = active.clone().select([
+        col("cohort_start"),
+        (col("k") + lit(1i64)).alias("k"),
+        col("__active").alias("__active_before"),
+    ]);
+    // Accounts active in both k-1 and k.
+    let stayed = activity
+        .clone()
+        .select([col("account_id"), col("cohort_start"), col("k")])
+        .join(
+            activity
+                .clone()
+                .select([col("account_id"), (col("k") + lit(1i64)).alias("k")]),
+            [col("account_id"), col("k")],
+            [col("account_id"), col("k")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by(cell.clone())
+        .agg([len().alias("__stayed")]);
+    // Every account is active at k = 0 (its first period): the cohort sizes.
+    let grid = active
+        .clone()
+        .filter(col("k").eq(lit(0i64)))
+        .select([col("cohort_start"), col("__active").alias("cohort_size")])
+        .with_column(
+            date_ranges(
+                Some(col("cohort_start")),
+                Some(current_period_start(p)),
+                Some(Duration::parse(period_every(p.grain))),
+                None,
+                ClosedWindow::Both,
+            )?
+            .alias("period_start"),
+        )
+        .explode(
+            cols(["period_start"]),
+            ExplodeOptions {
+                empty_as_null: false,
+                keep_nulls: false,
+            },
+        )
+        .filter(col("period_start").is_not_null())
+        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"));
+    let left = || JoinArgs::new(JoinType::Left);
+    let observable = day_end(period_end(col("period_start"), p.grain), p).lt_eq(p.as_of_lit());
+    let null_u32 = || lit(NULL).cast(DataType::UInt32);
+    Ok(grid
+        .join(active, cell.clone(), cell.clone(), left())
+        .join(active_before, cell.clone(), cell.clone(), left())
+        .join(stayed, cell.clone(), cell, left())
+        .with_columns([
+            when(observable.clone())
+                .then(col("__active").fill_null(lit(0u32)))
+                .otherwise(null_u32())
+                .alias("active"),
+            when(observable.and(col("k").gt(lit(0i64))))
+                .then(col("__active_before").fill_null(lit(0u32)) - col("__stayed").fill_null(lit(0u32)))
+                .otherwise(null_u32())
+                .alias("churned"),
+        ])
+        .with_columns([
+            ratio(col("active"), col("cohort_size")).alias("retention_rate"),
+            ratio(col("churned"), col("__active_before").fill_null(lit(0u32))).alias("churn_rate"),
+            as_of_col(p),
+        ]))
 }
