@@ -1,0 +1,255 @@
+"""Shared intermediates of the pandas KPIs, cached on the Ctx: stage events at or before as_of,
+one event per deal and instant, stage visits, snapshot instants and the deals open at each,
+closed deals, and the by-dimension union helper. Also `timed`, which wraps each KPI function to
+print its wall time and the process's peak RSS to stderr (shared intermediates are charged to
+the first KPI that builds them).
+
+No KPI here (KPIS is empty); pandas_engine imports every module of the package.
+"""
+
+import functools
+import resource
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from pandas_engine import PIPELINE, STAGE_INDEX, US_PER_DAY, month_of
+
+KPIS = {}
+
+PROB = {s: p for s, p, _ in PIPELINE}
+TERMINAL_STAGES = {s for s, _, t in PIPELINE if t}
+NON_TERMINAL = [s for s, _, t in PIPELINE if t is None]
+Z_95 = 1.959963984540054
+
+
+def timed(fn):
+    @functools.wraps(fn)
+    def run(ctx):
+        t0 = time.perf_counter()
+        df = fn(ctx)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(f"pandas-kpi {fn.__name__:<24} {time.perf_counter() - t0:8.3f} s  peak RSS {rss:8.0f} MiB  rows {len(df)}",
+              file=sys.stderr, flush=True)
+        return df
+    return run
+
+
+def cached(name):
+    def deco(fn):
+        @functools.wraps(fn)
+        def get(ctx):
+            key = ("pandas_kpis", name)
+            if key not in ctx._cache:
+                ctx._cache[key] = fn(ctx)
+            return ctx._cache[key]
+        return get
+    return deco
+
+
+def us(ts):
+    """Microseconds since the epoch of a tz-aware datetime64[us] Series, as int64."""
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").astype("int64")
+
+
+def as_of_us(ctx):
+    return int(ctx.as_of.value // 1000)
+
+
+def cur_period(ctx):
+    return ctx.as_of_date.replace(day=1)
+
+
+def dim_value(s):
+    return s.astype("string")
+
+
+def null_dim(index):
+    return pd.Series(pd.NA, index=index, dtype="string")
+
+
+def by_dims(df, group, dims, agg):
+    """Concatenation of agg(df.groupby(group + [dim])) for the `all` row (group only) and each
+    dimension, with dimension / dimension_value columns in place of the dimension column.
+    `agg` takes a DataFrameGroupBy (or, without any key, the frame itself) and returns a frame
+    with the group keys as columns."""
+    parts = []
+    for dim in [None] + list(dims):
+        keys = group + ([dim] if dim else [])
+        if keys:
+            g = agg(df.groupby(keys, dropna=False, sort=False))
+        else:
+            g = agg(df)
+        g["dimension"] = dim or "all"
+        if dim:
+            g["dimension_value"] = dim_value(g[dim])
+            g = g.drop(columns=[dim])
+        else:
+            g["dimension_value"] = null_dim(g.index)
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)
+
+
+@cached("events")
+def events(ctx):
+    """Stage events at or before as_of of deals created at or before as_of, with stage_index,
+    sorted by opportunity_id, entered_at, stage_index (unknown stages last on ties)."""
+    d = ctx.deals
+    ev = ctx.table_all("stage_events")
+    ev = ev.loc[(ev["entered_at"] <= ctx.as_of) & ev["opportunity_id"].isin(d["opportunity_id"]),
+                ["opportunity_id", "stage", "entered_at"]]
+    ev = ev.assign(stage_index=ev["stage"].map(STAGE_INDEX).astype("float64"))
+    return ev.sort_values(["opportunity_id", "entered_at", "stage_index"], na_position="last",
+                          kind="stable", ignore_index=True)
+
+
+@cached("events_last_per_instant")
+def events_last_per_instant(ctx):
+    """One event per deal and instant: the later stage of the pipeline wins (unknown stages lose)."""
+    ev = events(ctx)
+    ev = ev.assign(_rank=ev["stage_index"].fillna(-1.0))
+    ev = ev.sort_values(["opportunity_id", "entered_at", "_rank"], kind="stable", ignore_index=True)
+    return ev.drop_duplicates(["opportunity_id", "entered_at"], keep="last", ignore_index=True).drop(columns="_rank")
+
+
+@cached("visits")
+def visits(ctx):
+    """Visits to non-terminal stages: stage, owner_id, completed, days_us, days."""
+    ev = events(ctx)
+    opp = ev["opportunity_id"].to_numpy()
+    at = us(ev["entered_at"]).to_numpy()
+    same_next = np.zeros(len(ev), dtype=bool)
+    same_next[:-1] = opp[1:] == opp[:-1]
+    next_at = np.full(len(ev), np.iinfo(np.int64).min, dtype=np.int64)
+    next_at[:-1] = at[1:]
+    has_next = same_next
+    d = ctx.deals[["opportunity_id", "owner_id", "closed_at"]]
+    v = pd.DataFrame({"opportunity_id": ev["opportunity_id"], "stage": ev["stage"], "at": at,
+                      "next_at": next_at, "has_next": has_next})
+    v = v[ev["stage"].isin(NON_TERMINAL).to_numpy()]
+    v = v.merge(d, on="opportunity_id", how="inner")
+    closed = v["closed_at"].notna().to_numpy()
+    closed_us = np.where(closed, us(v["closed_at"].fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), 0)
+    end = np.where(v["has_next"].to_numpy(), v["next_at"].to_numpy(), np.where(closed, closed_us, as_of_us(ctx)))
+    days_us = end - v["at"].to_numpy()
+    return pd.DataFrame({
+        "stage": v["stage"].to_numpy(),
+        "owner_id": v["owner_id"].to_numpy(),
+        "completed": v["has_next"].to_numpy() | closed,
+        "days_us": days_us,
+        "days": days_us / float(US_PER_DAY),
+    })
+
+
+@cached("closed")
+def closed(ctx):
+    d = ctx.deals
+    d = d[d["status"].isin(["won", "lost"])].copy()
+    d["period_start"] = month_of(d["closed_at"])
+    d["days"] = (us(d["closed_at"]) - us(d["created_at"])) / float(US_PER_DAY)
+    return d
+
+
+@cached("snaps")
+def snaps(ctx):
+    """Snapshot instants: the end of every month from the first deal's creation month to the
+    month before as_of's, then as_of. Columns snapshot_at (date), period_start (date), t_us."""
+    d = ctx.deals
+    cur = pd.Timestamp(cur_period(ctx))
+    rows = []
+    if len(d):
+        first = pd.Timestamp(d["created_at"].min().tz_convert("UTC").tz_localize(None)).to_period("M").start_time
+        months = pd.date_range(first, cur - pd.DateOffset(months=1), freq="MS")
+        for m in months:
+            nxt = m + pd.DateOffset(months=1)
+            rows.append((( nxt - pd.Timedelta(days=1)).date(), m.date(), nxt.value // 1000 - 1))
+    rows.append((ctx.as_of_date, cur.date(), as_of_us(ctx)))
+    return pd.DataFrame(rows, columns=["snapshot_at", "period_start", "t_us"])
+
+
+@cached("open_segments")
+def open_segments(ctx):
+    """Each deal's open intervals [a_us, b_us) with a constant stage (null before any event):
+    created_at, then one segment per instant of its last-per-instant events, cut at the next
+    event, at a terminal event, and at the fallback close (closed_at of a deal without any
+    terminal event whose status is won/lost). Columns: deal (row position in ctx.deals), stage,
+    a_us, b_us."""
+    d = ctx.deals
+    big = np.iinfo(np.int64).max
+    created = us(d["created_at"]).to_numpy()
+    has_terminal = d["opportunity_id"].isin(
+        ctx.table_all("stage_events").loc[lambda e: e["stage"].isin(TERMINAL_STAGES), "opportunity_id"])
+    raw = ctx.table_all("opportunities").set_index("opportunity_id")
+    # The opportunities' own status / closed_at (ctx.deals replaced them by the as-of state).
+    own = raw.loc[d["opportunity_id"], ["status", "closed_at"]]
+    fb = (~has_terminal.to_numpy()) & own["status"].isin(["won", "lost"]).to_numpy() & own["closed_at"].notna().to_numpy()
+    close = np.where(fb, us(own["closed_at"].fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), big)
+
+    ev = events_last_per_instant(ctx)
+    pos = pd.Series(np.arange(len(d)), index=d["opportunity_id"].to_numpy())
+    deal = pos.loc[ev["opportunity_id"]].to_numpy()
+    at = us(ev["entered_at"]).to_numpy()
+    same_next = np.zeros(len(ev), dtype=bool)
+    same_next[:-1] = deal[1:] == deal[:-1]
+    nxt = np.full(len(ev), big, dtype=np.int64)
+    nxt[:-1] = at[1:]
+    nxt = np.where(same_next, nxt, big)
+    # First event time of each deal (big when none): the null-stage segment ends there.
+    first = np.full(len(d), big, dtype=np.int64)
+    is_first = np.ones(len(ev), dtype=bool)
+    is_first[1:] = deal[1:] != deal[:-1]
+    first[deal[is_first]] = at[is_first]
+
+    pre = pd.DataFrame({"deal": np.arange(len(d)), "stage": pd.Series(pd.NA, index=range(len(d)), dtype=ev["stage"].dtype),
+                        "a_us": created, "b_us": first})
+    seg = pd.DataFrame({"deal": deal, "stage": ev["stage"].to_numpy(), "a_us": at, "b_us": nxt})
+    seg = seg[~ev["stage"].isin(TERMINAL_STAGES).to_numpy()]
+    seg = pd.concat([pre, seg], ignore_index=True)
+    dl = seg["deal"].to_numpy()
+    seg["a_us"] = np.maximum(seg["a_us"].to_numpy(), created[dl])
+    seg["b_us"] = np.minimum(seg["b_us"].to_numpy(), close[dl])
+    return seg[seg["a_us"] < seg["b_us"]].reset_index(drop=True)
+
+
+@cached("open_at_snaps")
+def open_at_snaps(ctx):
+    """(snapshot, deal) pairs of the deals open at each snapshot instant: snap (row of snaps),
+    deal (row of ctx.deals), stage (at that instant; null without any event yet)."""
+    s = snaps(ctx)
+    t = s["t_us"].to_numpy()
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    seg = open_segments(ctx)
+    i0 = np.searchsorted(ts, seg["a_us"].to_numpy(), side="left")
+    i1 = np.searchsorted(ts, seg["b_us"].to_numpy(), side="left")
+    n = i1 - i0
+    keep = n > 0
+    i0, n = i0[keep], n[keep]
+    seg = seg[keep]
+    rep = np.repeat(np.arange(len(seg)), n)
+    starts = np.repeat(np.cumsum(n) - n, n)
+    idx = np.repeat(i0, n) + (np.arange(n.sum()) - starts)
+    return pd.DataFrame({
+        "snap": order[idx],
+        "deal": seg["deal"].to_numpy()[rep],
+        "stage": seg["stage"].to_numpy()[rep],
+    })
+
+
+def open_at(ctx, opp_ids, t_us):
+    """For (opportunity_id, t) pairs: a boolean mask of the deals open at t (t <= as_of) and the
+    stage at t (null without any event at or before t)."""
+    seg = open_segments(ctx)
+    d = ctx.deals
+    pos = pd.Series(np.arange(len(d)), index=d["opportunity_id"].to_numpy())
+    q = pd.DataFrame({"deal": pos.loc[opp_ids].to_numpy(), "t_us": np.asarray(t_us, dtype=np.int64),
+                      "row": np.arange(len(t_us))})
+    m = q.merge(seg, on="deal", how="inner")
+    m = m[(m["a_us"] <= m["t_us"]) & (m["t_us"] < m["b_us"])]
+    mask = np.zeros(len(q), dtype=bool)
+    mask[m["row"].to_numpy()] = True
+    stage = pd.Series(pd.NA, index=range(len(q)), dtype=seg["stage"].dtype)
+    stage.iloc[m["row"].to_numpy()] = m["stage"].to_numpy()
+    return mask, stage
