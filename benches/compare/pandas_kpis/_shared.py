@@ -89,7 +89,8 @@ def by_dims(df, group, dims, agg):
         else:
             g["dimension_value"] = null_dim(g.index)
         parts.append(g)
-    return pd.concat(parts, ignore_index=True)
+    r = pd.concat(parts, ignore_index=True)
+    return r[["dimension", "dimension_value"] + [c for c in r.columns if c not in ("dimension", "dimension_value")]]
 
 
 @cached("events")

@@ -28,6 +28,7 @@ def win_rate(ctx):
         g["dimension_value"] = g[dim].astype("string") if dim else pd.Series(pd.NA, index=g.index, dtype="string")
         parts.append(g.drop(columns=[dim]) if dim else g)
     r = pd.concat(parts, ignore_index=True)
+    r = r[["dimension", "dimension_value", "period_start", "won", "lost", "won_amount", "lost_amount"]]
     r["win_rate"] = ratio(r["won"], r["won"] + r["lost"])
     r["amount_win_rate"] = ratio(r["won_amount"], r["won_amount"] + r["lost_amount"])
     return r
