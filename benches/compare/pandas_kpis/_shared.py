@@ -93,52 +93,70 @@ def by_dims(df, group, dims, agg):
     return r[["dimension", "dimension_value"] + [c for c in r.columns if c not in ("dimension", "dimension_value")]]
 
 
+@cached("deal_index")
+def deal_index(ctx):
+    """ctx.deals' opportunity_id as an Index: row positions by id (ids are unique)."""
+    return pd.Index(ctx.deals["opportunity_id"])
+
+
 @cached("events")
 def events(ctx):
-    """Stage events at or before as_of of deals created at or before as_of, with stage_index,
-    sorted by opportunity_id, entered_at, stage_index (unknown stages last on ties)."""
-    d = ctx.deals
+    """Stage events at or before as_of of deals created at or before as_of: deal (row position
+    in ctx.deals), stage, stage_index, entered_at, at_us; sorted by deal, entered_at, stage_index
+    (unknown stages last on ties)."""
     ev = ctx.table_all("stage_events")
-    ev = ev.loc[(ev["entered_at"] <= ctx.as_of) & ev["opportunity_id"].isin(d["opportunity_id"]),
-                ["opportunity_id", "stage", "entered_at"]]
-    ev = ev.assign(stage_index=ev["stage"].map(STAGE_INDEX).astype("float64"))
-    return ev.sort_values(["opportunity_id", "entered_at", "stage_index"], na_position="last",
-                          kind="stable", ignore_index=True)
+    ev = ev.loc[ev["entered_at"] <= ctx.as_of, ["opportunity_id", "stage", "entered_at"]]
+    deal = deal_index(ctx).get_indexer(ev["opportunity_id"])
+    keep = deal >= 0
+    ev = ev[keep].drop(columns="opportunity_id").reset_index(drop=True)
+    ev.insert(0, "deal", deal[keep])
+    ev["stage_index"] = ev["stage"].map(STAGE_INDEX).astype("float64")
+    ev["at_us"] = us(ev["entered_at"])
+    return ev.sort_values(["deal", "at_us", "stage_index"], na_position="last", kind="stable", ignore_index=True)
 
 
 @cached("events_last_per_instant")
 def events_last_per_instant(ctx):
     """One event per deal and instant: the later stage of the pipeline wins (unknown stages lose)."""
     ev = events(ctx)
-    ev = ev.assign(_rank=ev["stage_index"].fillna(-1.0))
-    ev = ev.sort_values(["opportunity_id", "entered_at", "_rank"], kind="stable", ignore_index=True)
-    return ev.drop_duplicates(["opportunity_id", "entered_at"], keep="last", ignore_index=True).drop(columns="_rank")
+    rank = ev["stage_index"].fillna(-1.0)
+    if (rank.to_numpy() == ev["stage_index"].to_numpy()).all() or not ev["stage_index"].isna().any():
+        srt = ev  # already sorted by deal, time, stage_index
+    else:
+        srt = ev.assign(_rank=rank).sort_values(["deal", "at_us", "_rank"], kind="stable", ignore_index=True).drop(columns="_rank")
+    return srt.drop_duplicates(["deal", "at_us"], keep="last", ignore_index=True)
+
+
+def _next_in_deal(deal, at, fill):
+    """The next row's `at` when it belongs to the same deal, else `fill`."""
+    nxt = np.full(len(at), fill, dtype=np.int64)
+    if len(at) > 1:
+        same = deal[1:] == deal[:-1]
+        nxt[:-1] = np.where(same, at[1:], fill)
+    return nxt
 
 
 @cached("visits")
 def visits(ctx):
     """Visits to non-terminal stages: stage, owner_id, completed, days_us, days."""
     ev = events(ctx)
-    opp = ev["opportunity_id"].to_numpy()
-    at = us(ev["entered_at"]).to_numpy()
-    same_next = np.zeros(len(ev), dtype=bool)
-    same_next[:-1] = opp[1:] == opp[:-1]
-    next_at = np.full(len(ev), np.iinfo(np.int64).min, dtype=np.int64)
-    next_at[:-1] = at[1:]
-    has_next = same_next
-    d = ctx.deals[["opportunity_id", "owner_id", "closed_at"]]
-    v = pd.DataFrame({"opportunity_id": ev["opportunity_id"], "stage": ev["stage"], "at": at,
-                      "next_at": next_at, "has_next": has_next})
-    v = v[ev["stage"].isin(NON_TERMINAL).to_numpy()]
-    v = v.merge(d, on="opportunity_id", how="inner")
-    closed = v["closed_at"].notna().to_numpy()
-    closed_us = np.where(closed, us(v["closed_at"].fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), 0)
-    end = np.where(v["has_next"].to_numpy(), v["next_at"].to_numpy(), np.where(closed, closed_us, as_of_us(ctx)))
-    days_us = end - v["at"].to_numpy()
+    deal = ev["deal"].to_numpy()
+    at = ev["at_us"].to_numpy()
+    none = np.iinfo(np.int64).min
+    nxt = _next_in_deal(deal, at, none)
+    keep = ev["stage"].isin(NON_TERMINAL).to_numpy()
+    deal, at, nxt = deal[keep], at[keep], nxt[keep]
+    d = ctx.deals
+    closed_at = d["closed_at"]
+    has_close = closed_at.notna().to_numpy()[deal]
+    close_us = us(closed_at.fillna(pd.Timestamp(0, tz="UTC"))).to_numpy()[deal]
+    has_next = nxt != none
+    end = np.where(has_next, nxt, np.where(has_close, close_us, as_of_us(ctx)))
+    days_us = end - at
     return pd.DataFrame({
-        "stage": v["stage"].to_numpy(),
-        "owner_id": v["owner_id"].to_numpy(),
-        "completed": v["has_next"].to_numpy() | closed,
+        "stage": ev["stage"][keep].reset_index(drop=True),
+        "owner_id": d["owner_id"].take(deal).reset_index(drop=True),
+        "completed": has_next | has_close,
         "days_us": days_us,
         "days": days_us / float(US_PER_DAY),
     })
@@ -178,40 +196,38 @@ def open_segments(ctx):
     terminal event whose status is won/lost). Columns: deal (row position in ctx.deals), stage,
     a_us, b_us."""
     d = ctx.deals
+    n = len(d)
     big = np.iinfo(np.int64).max
     created = us(d["created_at"]).to_numpy()
-    has_terminal = d["opportunity_id"].isin(
-        ctx.table_all("stage_events").loc[lambda e: e["stage"].isin(TERMINAL_STAGES), "opportunity_id"])
-    raw = ctx.table_all("opportunities").set_index("opportunity_id")
-    # The opportunities' own status / closed_at (ctx.deals replaced them by the as-of state).
-    own = raw.loc[d["opportunity_id"], ["status", "closed_at"]]
-    fb = (~has_terminal.to_numpy()) & own["status"].isin(["won", "lost"]).to_numpy() & own["closed_at"].notna().to_numpy()
-    close = np.where(fb, us(own["closed_at"].fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), big)
+    all_ev = ctx.table_all("stage_events")
+    term = deal_index(ctx).get_indexer(all_ev.loc[all_ev["stage"].isin(TERMINAL_STAGES), "opportunity_id"])
+    has_terminal = np.zeros(n, dtype=bool)
+    has_terminal[term[term >= 0]] = True
+    # The opportunities' own status / closed_at (ctx.deals holds the as-of state instead).
+    opps = ctx.table("opportunities", "created_at")
+    own = opps.iloc[pd.Index(opps["opportunity_id"]).get_indexer(d["opportunity_id"])]
+    own_closed = own["closed_at"]
+    fb = (~has_terminal) & own["status"].isin(["won", "lost"]).to_numpy() & own_closed.notna().to_numpy()
+    close = np.where(fb, us(own_closed.fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), big)
 
     ev = events_last_per_instant(ctx)
-    pos = pd.Series(np.arange(len(d)), index=d["opportunity_id"].to_numpy())
-    deal = pos.loc[ev["opportunity_id"]].to_numpy()
-    at = us(ev["entered_at"]).to_numpy()
-    same_next = np.zeros(len(ev), dtype=bool)
-    same_next[:-1] = deal[1:] == deal[:-1]
-    nxt = np.full(len(ev), big, dtype=np.int64)
-    nxt[:-1] = at[1:]
-    nxt = np.where(same_next, nxt, big)
+    deal = ev["deal"].to_numpy()
+    at = ev["at_us"].to_numpy()
+    nxt = _next_in_deal(deal, at, big)
     # First event time of each deal (big when none): the null-stage segment ends there.
-    first = np.full(len(d), big, dtype=np.int64)
+    first = np.full(n, big, dtype=np.int64)
     is_first = np.ones(len(ev), dtype=bool)
     is_first[1:] = deal[1:] != deal[:-1]
     first[deal[is_first]] = at[is_first]
 
-    pre = pd.DataFrame({"deal": np.arange(len(d)), "stage": pd.Series(pd.NA, index=range(len(d)), dtype=ev["stage"].dtype),
-                        "a_us": created, "b_us": first})
-    seg = pd.DataFrame({"deal": deal, "stage": ev["stage"].to_numpy(), "a_us": at, "b_us": nxt})
-    seg = seg[~ev["stage"].isin(TERMINAL_STAGES).to_numpy()]
-    seg = pd.concat([pre, seg], ignore_index=True)
-    dl = seg["deal"].to_numpy()
-    seg["a_us"] = np.maximum(seg["a_us"].to_numpy(), created[dl])
-    seg["b_us"] = np.minimum(seg["b_us"].to_numpy(), close[dl])
-    return seg[seg["a_us"] < seg["b_us"]].reset_index(drop=True)
+    open_stage = ~ev["stage"].isin(TERMINAL_STAGES).to_numpy()
+    stage = pd.concat([pd.Series(pd.NA, index=range(n), dtype=ev["stage"].dtype),
+                       ev["stage"][open_stage]], ignore_index=True)
+    dl = np.concatenate([np.arange(n), deal[open_stage]])
+    a = np.maximum(np.concatenate([created, at[open_stage]]), created[dl])
+    b = np.minimum(np.concatenate([first, nxt[open_stage]]), close[dl])
+    keep = a < b
+    return pd.DataFrame({"deal": dl[keep], "stage": stage[keep].reset_index(drop=True), "a_us": a[keep], "b_us": b[keep]})
 
 
 @cached("open_at_snaps")
@@ -243,9 +259,7 @@ def open_at(ctx, opp_ids, t_us):
     """For (opportunity_id, t) pairs: a boolean mask of the deals open at t (t <= as_of) and the
     stage at t (null without any event at or before t)."""
     seg = open_segments(ctx)
-    d = ctx.deals
-    pos = pd.Series(np.arange(len(d)), index=d["opportunity_id"].to_numpy())
-    q = pd.DataFrame({"deal": pos.loc[opp_ids].to_numpy(), "t_us": np.asarray(t_us, dtype=np.int64),
+    q = pd.DataFrame({"deal": deal_index(ctx).get_indexer(opp_ids), "t_us": np.asarray(t_us, dtype=np.int64),
                       "row": np.arange(len(t_us))})
     m = q.merge(seg, on="deal", how="inner")
     m = m[(m["a_us"] <= m["t_us"]) & (m["t_us"] < m["b_us"])]

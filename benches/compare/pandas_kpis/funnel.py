@@ -17,10 +17,11 @@ def stage_funnel(ctx):
     d = ctx.deals
     ev = events(ctx)
     # Per deal, whether it has an event into each step's stage (at or before as_of).
-    touched = ev[["opportunity_id", "stage"]].drop_duplicates()
-    touched = touched[touched["stage"].isin([s for s, _, _ in STEPS])]
-    wide = pd.crosstab(touched["opportunity_id"], touched["stage"]).astype(bool)
-    flags = wide.reindex(index=d["opportunity_id"], columns=[s for s, _, _ in STEPS], fill_value=False).to_numpy()
+    step = pd.Index([s for s, _, _ in STEPS]).get_indexer(ev["stage"])
+    deal = ev["deal"].to_numpy()
+    hit = step >= 0
+    flags = np.zeros((len(d), len(STEPS)), dtype=bool)
+    flags[deal[hit], step[hit]] = True
     any_ = flags
     chain = [k for k, (_, _, c) in enumerate(STEPS) if c]
     ordered = np.empty_like(flags)
@@ -97,28 +98,32 @@ def stage_duration(ctx):
 @cached("km")
 def _km(ctx):
     """The Kaplan-Meier step table of every (stage, dimension, dimension_value) group, sorted by
-    group and duration, with a group id `gid`."""
+    group and duration, with a group id `gid`: one row per distinct duration of the group."""
     v = visits(ctx)
-    base = pd.DataFrame({"stage": v["stage"], "days_us": v["days_us"], "completed": v["completed"].astype(np.int64)})
-    both = pd.concat([
-        base.assign(dimension="all", dimension_value=null_dim(base.index)),
-        base.assign(dimension="owner_id", dimension_value=v["owner_id"].astype("string")),
-    ], ignore_index=True)
-    key = ["stage", "dimension", "dimension_value"]
-    t = both.groupby(key + ["days_us"], dropna=False, sort=True).agg(n=("completed", "size"), events=("completed", "sum")).reset_index()
-    t["gid"] = t.groupby(key, dropna=False, sort=False).ngroup()
-    t = t.sort_values(["gid", "days_us"], kind="stable", ignore_index=True)
-    gid = t["gid"]
-    n = t["n"].to_numpy(np.float64)
-    d = t["events"].to_numpy(np.float64)
-    total = t.groupby("gid")["n"].transform("sum").to_numpy(np.float64)
-    before = t.groupby("gid")["n"].cumsum().to_numpy(np.float64) - n
-    at_risk = total - before
-    factor = 1.0 - d / at_risk
-    s = pd.Series(factor).groupby(gid.to_numpy()).cumprod().to_numpy()
+    stage_code, stages = pd.factorize(v["stage"], use_na_sentinel=False)
+    owner_code, owners = pd.factorize(v["owner_id"], use_na_sentinel=False)
+    # Groups: (stage, all) -> stage_code; (stage, owner) -> len(stages) + stage_code * len(owners) + owner_code.
+    n_st = len(stages)
+    gkey = np.concatenate([stage_code, n_st + stage_code * max(len(owners), 1) + owner_code])
+    dur = np.concatenate([v["days_us"].to_numpy()] * 2)
+    ev = np.concatenate([v["completed"].to_numpy(np.int64)] * 2)
+    order = np.lexsort((dur, gkey))
+    gkey, dur, ev = gkey[order], dur[order], ev[order]
+    # One step per distinct (group, duration).
+    start = np.ones(len(dur), dtype=bool)
+    start[1:] = (gkey[1:] != gkey[:-1]) | (dur[1:] != dur[:-1])
+    idx = np.flatnonzero(start)
+    g_key = gkey[idx]
+    t_us = dur[idx]
+    n = np.diff(np.append(idx, len(dur))).astype(np.float64)
+    d = np.add.reduceat(ev, idx).astype(np.float64) if len(idx) else np.zeros(0)
+    gid = np.cumsum(np.r_[True, g_key[1:] != g_key[:-1]]) - 1 if len(idx) else np.zeros(0, dtype=np.int64)
+    gs = pd.Series(n).groupby(gid)
+    at_risk = gs.transform("sum").to_numpy() - (gs.cumsum().to_numpy() - n)
+    s = pd.Series(1.0 - d / at_risk).groupby(gid).cumprod().to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         inc = np.where((d > 0) & (at_risk > d), d / (at_risk * (at_risk - d)), 0.0)
-    g = pd.Series(inc).groupby(gid.to_numpy()).cumsum().to_numpy()
+    g = pd.Series(inc).groupby(gid).cumsum().to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         ln_s = np.log(s)
         half = Z_95 * np.sqrt(g) / np.abs(ln_s)
@@ -127,14 +132,18 @@ def _km(ctx):
         hi = np.exp(-np.exp(cc - half))
     lo = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, lo))
     hi = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, hi))
+    is_all = g_key < n_st
+    st = np.where(is_all, g_key, (g_key - n_st) // max(len(owners), 1))
+    ow = np.where(is_all, 0, (g_key - n_st) % max(len(owners), 1))
+    owner_val = pd.Series(owners, dtype="string").take(ow).reset_index(drop=True) if len(owners) else pd.Series([], dtype="string")
     return pd.DataFrame({
-        "gid": gid.to_numpy(),
-        "stage": t["stage"].to_numpy(),
-        "dimension": t["dimension"].to_numpy(),
-        "dimension_value": t["dimension_value"].astype("string").to_numpy(),
-        "t_days": t["days_us"].to_numpy() / float(US_PER_DAY),
+        "gid": gid,
+        "stage": pd.Series(stages).take(st).reset_index(drop=True),
+        "dimension": np.where(is_all, "all", "owner_id"),
+        "dimension_value": owner_val.mask(is_all),
+        "t_days": t_us / float(US_PER_DAY),
         "at_risk": at_risk.astype(np.int64),
-        "events": t["events"].to_numpy(np.int64),
+        "events": d.astype(np.int64),
         "censored": (n - d).astype(np.int64),
         "survival": s,
         "ci_low": lo,
