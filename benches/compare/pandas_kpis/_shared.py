@@ -25,14 +25,25 @@ NON_TERMINAL = [s for s, _, t in PIPELINE if t is None]
 Z_95 = 1.959963984540054
 
 
+def _report(label, seconds, rows=None):
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"pandas-kpi {label:<36} {seconds:8.3f} s  peak RSS {rss:8.0f} MiB" + (f"  rows {rows}" if rows is not None else ""),
+          file=sys.stderr, flush=True)
+
+
 def timed(fn):
+    """Prints the KPI's wall time and the process's peak RSS so far to stderr. Shared
+    intermediates built on the way (ctx.deals with its table loads, the `cached` ones below) get
+    their own `[shared]` lines, and the time printed for the KPI includes them."""
     @functools.wraps(fn)
     def run(ctx):
+        if "deals" not in ctx._cache:
+            t0 = time.perf_counter()
+            ctx.deals
+            _report("[shared] ctx.deals (+ table loads)", time.perf_counter() - t0)
         t0 = time.perf_counter()
         df = fn(ctx)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        print(f"pandas-kpi {fn.__name__:<24} {time.perf_counter() - t0:8.3f} s  peak RSS {rss:8.0f} MiB  rows {len(df)}",
-              file=sys.stderr, flush=True)
+        _report(fn.__name__, time.perf_counter() - t0, len(df))
         return df
     return run
 
@@ -43,7 +54,9 @@ def cached(name):
         def get(ctx):
             key = ("pandas_kpis", name)
             if key not in ctx._cache:
+                t0 = time.perf_counter()
                 ctx._cache[key] = fn(ctx)
+                _report(f"  [shared] {name}", time.perf_counter() - t0)
             return ctx._cache[key]
         return get
     return deco

@@ -107,8 +107,18 @@ def _km(ctx):
     gkey = np.concatenate([stage_code, n_st + stage_code * max(len(owners), 1) + owner_code])
     dur = np.concatenate([v["days_us"].to_numpy()] * 2)
     ev = np.concatenate([v["completed"].to_numpy(np.int64)] * 2)
-    order = np.lexsort((dur, gkey))
-    gkey, dur, ev = gkey[order], dur[order], ev[order]
+    lo_dur = int(dur.min()) if len(dur) else 0
+    bits_d = (int(dur.max()) - lo_dur).bit_length() if len(dur) else 0
+    bits_g = int(gkey.max()).bit_length() if len(gkey) else 0
+    if bits_g + bits_d + 1 <= 63:
+        # One sort of a packed (group, duration, event) int64 key instead of a lexsort.
+        packed = np.sort((((gkey.astype(np.int64) << bits_d) | (dur - lo_dur)) << 1) | ev)
+        ev = packed & 1
+        gkey = packed >> (bits_d + 1)
+        dur = ((packed >> 1) & ((1 << bits_d) - 1)) + lo_dur
+    else:
+        order = np.lexsort((dur, gkey))
+        gkey, dur, ev = gkey[order], dur[order], ev[order]
     # One step per distinct (group, duration).
     start = np.ones(len(dur), dtype=bool)
     start[1:] = (gkey[1:] != gkey[:-1]) | (dur[1:] != dur[:-1])
