@@ -128,6 +128,9 @@ def _km(ctx):
     n = np.diff(np.append(idx, len(dur))).astype(np.float64)
     d = np.add.reduceat(ev, idx).astype(np.float64) if len(idx) else np.zeros(0)
     gid = np.cumsum(np.r_[True, g_key[1:] != g_key[:-1]]) - 1 if len(idx) else np.zeros(0, dtype=np.int64)
+    del gkey, dur, ev, start, idx  # the per-visit arrays (twice the visits): free before the steps' math
+    if bits_g + bits_d + 1 <= 63:
+        del packed
     gs = pd.Series(n).groupby(gid)
     at_risk = gs.transform("sum").to_numpy() - (gs.cumsum().to_numpy() - n)
     s = pd.Series(1.0 - d / at_risk).groupby(gid).cumprod().to_numpy()
@@ -142,6 +145,7 @@ def _km(ctx):
         hi = np.exp(-np.exp(cc - half))
     lo = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, lo))
     hi = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, hi))
+    del gs, inc, g, ln_s, half, cc
     is_all = g_key < n_st
     st = np.where(is_all, g_key, (g_key - n_st) // max(len(owners), 1))
     ow = np.where(is_all, 0, (g_key - n_st) % max(len(owners), 1))
@@ -149,7 +153,7 @@ def _km(ctx):
     return pd.DataFrame({
         "gid": gid,
         "stage": pd.Series(stages).take(st).reset_index(drop=True),
-        "dimension": np.where(is_all, "all", "owner_id"),
+        "dimension": pd.Series(["owner_id", "all"], dtype="str").take(is_all.astype(np.intp)).reset_index(drop=True),
         "dimension_value": owner_val.mask(is_all),
         "t_days": t_us / float(US_PER_DAY),
         "at_risk": at_risk.astype(np.int64),
