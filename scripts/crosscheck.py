@@ -612,7 +612,7 @@ def same(a, b):
     return str(a) == str(b)
 
 
-def compare(con, kpi, key, ref, out, as_of):
+def compare(con, kpi, key, ref, out, as_of, ref_name="duckdb"):
     path = f"{out}/{kpi}/as_of={as_of}/part-0.parquet"
     if not os.path.exists(path):
         print(f"{kpi:<24} no output at {path}")
@@ -651,15 +651,15 @@ def compare(con, kpi, key, ref, out, as_of):
             mism += 1
             if shown < 8:
                 shown += 1
-                print(f"  {kpi}: row {key_v} only in {'crm-kpi' if r is None else 'duckdb'}")
+                print(f"  {kpi}: row {key_v} only in {'crm-kpi' if r is None else ref_name}")
             continue
         for c in cols:
             if not same(r[c], m[c]):
                 mism += 1
                 if shown < 8:
                     shown += 1
-                    print(f"  {kpi}: {key_v} {c}: duckdb {r[c]!r} vs crm-kpi {m[c]!r}")
-    print(f"{kpi:<24} rows {len(mine_by):>7} (duckdb {len(ref_by)}): {'OK' if mism == 0 else f'{mism} MISMATCHES'}")
+                    print(f"  {kpi}: {key_v} {c}: {ref_name} {r[c]!r} vs crm-kpi {m[c]!r}")
+    print(f"{kpi:<24} rows {len(mine_by):>7} ({ref_name} {len(ref_by)}): {'OK' if mism == 0 else f'{mism} MISMATCHES'}")
     return mism
 
 
