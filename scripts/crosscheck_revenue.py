@@ -86,10 +86,14 @@ def clv_segments_sql(cc):
 
 def retention_sql():
     return """
-        WITH act AS (
-            SELECT DISTINCT account_id, period_start FROM rev_orders
-            WHERE NOT refund AND paid_at IS NOT NULL),
-        coh AS (SELECT account_id, min(period_start) AS cohort_start FROM act GROUP BY account_id),
+        -- Acquired by the first paid non-refund order; active afterwards in any period with a
+        -- non-refund order, paid or not.
+        WITH coh AS (
+            SELECT account_id, min(period_start) AS cohort_start FROM rev_orders
+            WHERE NOT refund AND paid_at IS NOT NULL GROUP BY account_id),
+        act AS (
+            SELECT DISTINCT o.account_id, o.period_start FROM rev_orders o JOIN coh c USING (account_id)
+            WHERE NOT o.refund AND o.period_start >= c.cohort_start),
         acts AS (SELECT a.account_id, a.period_start, c.cohort_start FROM act a JOIN coh c USING (account_id)),
         active AS (SELECT cohort_start, period_start, count(*) AS n FROM acts GROUP BY 1, 2),
         -- Active in a month, not in the next one: churned in the next month.

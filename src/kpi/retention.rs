@@ -12,19 +12,21 @@ pub fn kpis() -> Vec<Kpi> {
         name: "retention",
         family: "customers and revenue",
         grain: "one row per acquisition cohort per period since acquisition (k)",
-        definition: "Customer retention by acquisition cohort. A customer's activity is its paid \
-            non-refund orders (paid_at at or before as_of), each in the period of its ordered_at \
-            (local, run grain). cohort_start = the period of the account's first such order (so an \
-            order paid only after as_of does not acquire the account yet); cohort_size = accounts \
-            acquired in it. For k = 0, 1, ... up to as_of's period: period_start = cohort_start + k \
-            periods; active = cohort accounts with a paid non-refund order in that period; \
-            retention_rate = active / cohort_size (1 at k = 0 by construction); churned = accounts \
-            active in period k-1 but not in k (null at k = 0), churn_rate = churned / active at k-1 \
-            (null when none). A customer who returns after a gap is active again (and churned once, \
-            when it left). Cells whose period has not ended at as_of (the run's last period, unless \
-            as_of is its last instant) are only partly observable: active, retention_rate, churned \
-            and churn_rate are null there; cohort_size is the size at as_of.",
-        version: 1,
+        definition: "Customer retention by acquisition cohort. An account is acquired by its first \
+            paid non-refund order (paid_at at or before as_of): cohort_start = the period of that \
+            order's ordered_at (local, run grain), so an order paid only after as_of does not acquire \
+            the account yet; cohort_size = accounts acquired in it. After that, a customer is active \
+            in a period when it placed a non-refund order in it (ordered_at in the period), paid or \
+            not yet paid: retention measures buying, and a payment lag must not show the latest \
+            periods as churn. For k = 0, 1, ... up to as_of's period: period_start = cohort_start + \
+            k periods; active = cohort accounts with such an order in that period; retention_rate = \
+            active / cohort_size (1 at k = 0 by construction); churned = accounts active in period \
+            k-1 but not in k (null at k = 0), churn_rate = churned / active at k-1 (null when none). \
+            A customer who returns after a gap is active again (and churned once, when it left). \
+            Cells whose period has not ended at as_of (the run's last period, unless as_of is its \
+            last instant) are only partly observable: active, retention_rate, churned and \
+            churn_rate are null there; cohort_size is the size at as_of.",
+        version: 2,
         columns: || {
             vec![
                 ("as_of", DataType::Date),
@@ -58,25 +60,30 @@ fn periods_between(from: Expr, to: Expr, grain: Grain) -> Expr {
 
 fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
-    // One row per account and period with a paid non-refund order, with the account's cohort
-    // (a window, not a group_by joined back) and k. Cached: every part below reads it, and
-    // without the cache each would recompute it with its own projection.
-    let activity = i
-        .orders
+    // One row per account and period with a non-refund order at or after the account's
+    // acquisition (its first paid non-refund order), with the cohort and k. Cached: every part
+    // below reads it, and without the cache each would recompute it with its own projection.
+    let orders = i.orders.clone().filter(is_refund().not()).select([
+        col("account_id"),
+        period_start(col("ordered_at"), p.grain, cfg).alias("period_start"),
+        col("paid_at"),
+    ]);
+    let cohorts = orders
         .clone()
-        .filter(is_refund().not().and(col("paid_at").is_not_null()))
-        .select([
-            col("account_id"),
-            period_start(col("ordered_at"), p.grain, cfg).alias("period_start"),
-        ])
+        .filter(col("paid_at").is_not_null())
+        .group_by([col("account_id")])
+        .agg([col("period_start").min().alias("cohort_start")]);
+    let activity = orders
+        .select([col("account_id"), col("period_start")])
         .unique(None, UniqueKeepStrategy::Any)
-        .with_column(
-            col("period_start")
-                .min()
-                .over([col("account_id")])?
-                .alias("cohort_start"),
+        .join(
+            cohorts,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner),
         )
         .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"))
+        .filter(col("k").gt_eq(lit(0i64)))
         .cache();
     let cell = [col("cohort_start"), col("k")];
     let active = activity.clone().group_by(cell.clone()).agg([len().alias("__active")]);

@@ -32,9 +32,11 @@
 //! Leads: L1 A1 web converted 01-05; L2 A1 ads created earlier (2023-11-01) but converted 02-01;
 //! L3 A2 events converted 04-10 (after as_of); L5 A3 events; L6 A4 ads; L7 A6 web; A5 has none.
 //!
-//! Retention activity (paid non-refund orders by ordered_at month): A1 {Jan, Feb}, A2 {Jan},
-//! A3 {Feb}, A4 {Jan, Mar}, A5 {Mar}, A6 {Feb} (its January order is unpaid). Cohorts: January
-//! {A1, A2, A4}, February {A3, A6}, March {A5}.
+//! Retention: an account is acquired by its first paid non-refund order (cohort = that order's
+//! month): January {A1, A2, A4}, February {A3, A6} (A6's January order is unpaid), March {A5}.
+//! After that it is active in every month with a non-refund order, paid or not: A1 {Jan, Feb,
+//! Mar}, A2 {Jan, Mar} (o5 unpaid at as_of), A3 {Feb}, A4 {Jan, Mar}, A5 {Mar}, A6 {Feb} (its
+//! January order precedes its acquisition).
 
 use crm_kpi::config::Config;
 use crm_kpi::kpi::inputs::Tables;
@@ -453,16 +455,17 @@ fn retention_by_first_paid_order_cohort() {
     assert_eq!(
         rows(&df, &RETENTION_COLS),
         [
-            // January: A1 A2 A4. February: only A1 (A2 and A4 churn, 2 of 3). March: A4 returns
-            // after its gap, A1 churns (1 of the 1 active in February).
+            // January: A1 A2 A4. February: only A1 (A2 and A4 churn, 2 of 3). March: A2 and A4
+            // return after their gap (A2's order is not paid yet: it still counts as buying), A1
+            // stays: 3 active, nobody churned (0 of the 1 active in February).
             "2024-03-31|2024-01-01|0|2024-01-01|3|3|1.0000|null|null",
             "2024-03-31|2024-01-01|1|2024-02-01|3|1|0.3333|2|0.6667",
-            "2024-03-31|2024-01-01|2|2024-03-01|3|1|0.3333|1|1.0000",
+            "2024-03-31|2024-01-01|2|2024-03-01|3|3|1.0000|0|0.0000",
             // February: A3, and A6 (its January order is unpaid). Neither pays in March (o10 is a
             // refund).
             "2024-03-31|2024-02-01|0|2024-02-01|2|2|1.0000|null|null",
             "2024-03-31|2024-02-01|1|2024-03-01|2|0|0.0000|2|1.0000",
-            // March: A5. A2's March order is paid only after as_of and does not count.
+            // March: A5. A2 is not acquired in March: it was in January.
             "2024-03-31|2024-03-01|0|2024-03-01|1|1|1.0000|null|null",
         ]
     );
@@ -513,15 +516,16 @@ fn retention_cells_of_an_unfinished_period_are_null() {
 #[test]
 fn retention_later_as_of_with_a_zero_churn_denominator() {
     // As of 2024-04-30, o5 (A2, March) is paid and o7 (A3, April) exists and is paid.
-    // Activity: A1 {Jan, Feb}, A2 {Jan, Mar}, A3 {Feb, Apr}, A4 {Jan, Mar}, A5 {Mar}, A6 {Feb}.
+    // Activity: A1 {Jan, Feb, Mar}, A2 {Jan, Mar}, A3 {Feb, Apr}, A4 {Jan, Mar}, A5 {Mar},
+    // A6 {Feb}. January cohort in April: nobody of the 3 active in March orders: 3 churn.
     let df = run_at("retention", params_at("2024-04-30", Grain::Month), Engine::InMemory);
     assert_eq!(
         rows(&df, &RETENTION_COLS),
         [
             "2024-04-30|2024-01-01|0|2024-01-01|3|3|1.0000|null|null",
             "2024-04-30|2024-01-01|1|2024-02-01|3|1|0.3333|2|0.6667",
-            "2024-04-30|2024-01-01|2|2024-03-01|3|2|0.6667|1|1.0000",
-            "2024-04-30|2024-01-01|3|2024-04-01|3|0|0.0000|2|1.0000",
+            "2024-04-30|2024-01-01|2|2024-03-01|3|3|1.0000|0|0.0000",
+            "2024-04-30|2024-01-01|3|2024-04-01|3|0|0.0000|3|1.0000",
             "2024-04-30|2024-02-01|0|2024-02-01|2|2|1.0000|null|null",
             "2024-04-30|2024-02-01|1|2024-03-01|2|0|0.0000|2|1.0000",
             // Nobody was active in March: A3's return churns nobody, churn rate 0 / 0 = null.
