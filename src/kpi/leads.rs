@@ -255,7 +255,11 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
                 .select([col("lead_id"), col("converted_at")])
         }
     };
-    converted.filter(col("converted_at").is_not_null().and(col("converted_at").lt_eq(p.as_of_lit())))
+    converted.filter(
+        col("converted_at")
+            .is_not_null()
+            .and(col("converted_at").lt_eq(p.as_of_lit())),
+    )
 }
 
 fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
@@ -379,20 +383,19 @@ fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
 }
 
 fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let base = leads_with_conversion(i, p)
-        .select(
-            LEAD_DIMS
-                .iter()
-                .map(|d| col(*d))
-                .chain([
-                    period_start(col("created_at"), p.grain, &p.config)
-                        .cast(DataType::String)
-                        .alias("period"),
-                    col("converted_at"),
-                    col("__days"),
-                ])
-                .collect::<Vec<_>>(),
-        );
+    let base = leads_with_conversion(i, p).select(
+        LEAD_DIMS
+            .iter()
+            .map(|d| col(*d))
+            .chain([
+                period_start(col("created_at"), p.grain, &p.config)
+                    .cast(DataType::String)
+                    .alias("period"),
+                col("converted_at"),
+                col("__days"),
+            ])
+            .collect::<Vec<_>>(),
+    );
     let aggs = [
         len().alias("leads"),
         col("converted_at").count().alias("converted"),
@@ -407,7 +410,10 @@ fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             Some(d) => base.clone().group_by([col(d)]).agg(aggs.clone()),
         })
     })?
-    .with_columns([ratio(col("converted"), col("leads")).alias("conversion_rate"), as_of_col(p)]))
+    .with_columns([
+        ratio(col("converted"), col("leads")).alias("conversion_rate"),
+        as_of_col(p),
+    ]))
 }
 
 fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
@@ -439,10 +445,7 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .with_column(
             when(col("__conv_start").is_null())
                 .then(lit(NULL).cast(DataType::Int64))
-                .otherwise(
-                    (col("__vidx").fill_null(lit(0i64)) - col("__cidx"))
-                        .clip_min(lit(0i64)),
-                )
+                .otherwise((col("__vidx").fill_null(lit(0i64)) - col("__cidx")).clip_min(lit(0i64)))
                 .alias("__kconv"),
         );
     let sizes = by_dimensions(&["source"], |d| {
@@ -492,12 +495,7 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 keep_nulls: false,
             },
         );
-    let on = [
-        col("cohort_start"),
-        col("dimension"),
-        col("dimension_value"),
-        col("k"),
-    ];
+    let on = [col("cohort_start"), col("dimension"), col("dimension_value"), col("k")];
     let observable = cal.select([col("__idx").alias("__pidx"), col("complete").alias("__complete")]);
     let part = vec![col("cohort_start"), col("dimension"), col("dimension_value")];
     Ok(grid
@@ -517,7 +515,11 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .with_column(
             col("__n")
                 .cum_sum(false)
-                .over_with_options(Some(part), Some((vec![col("k")], SortOptions::default())), WindowMapping::default())?
+                .over_with_options(
+                    Some(part),
+                    Some((vec![col("k")], SortOptions::default())),
+                    WindowMapping::default(),
+                )?
                 .alias("__cum"),
         )
         .join(
@@ -551,10 +553,7 @@ fn campaign_performance(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .clone()
         .filter(col("campaign_id").is_not_null())
         .group_by(id())
-        .agg([
-            len().alias("leads"),
-            col("qualified_at").count().alias("qualified"),
-        ]);
+        .agg([len().alias("leads"), col("qualified_at").count().alias("qualified")]);
     // A deal's campaign: its own, else its lead's.
     let lead_campaign = i
         .leads
@@ -564,12 +563,7 @@ fn campaign_performance(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let deals = i
         .deals
         .clone()
-        .select([
-            col("lead_id"),
-            col("campaign_id"),
-            col("status"),
-            col("amount_base"),
-        ])
+        .select([col("lead_id"), col("campaign_id"), col("status"), col("amount_base")])
         .join(
             lead_campaign,
             [col("lead_id")],
@@ -586,18 +580,10 @@ fn campaign_performance(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         ]);
     let started = table
         .clone()
-        .filter(
-            col("started_at")
-                .is_null()
-                .or(col("started_at").lt_eq(p.as_of_lit())),
-        )
+        .filter(col("started_at").is_null().or(col("started_at").lt_eq(p.as_of_lit())))
         .select(id());
     let ids = concat(
-        [
-            started,
-            leads.clone().select(id()),
-            deals.clone().select(id()),
-        ],
+        [started, leads.clone().select(id()), deals.clone().select(id())],
         UnionArgs::default(),
     )?
     .unique(None, UniqueKeepStrategy::Any);
