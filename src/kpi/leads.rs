@@ -6,7 +6,7 @@ use polars::lazy::dsl;
 use polars::prelude::*;
 
 use crate::config::ConvertedEvent;
-use crate::kpi::periods::period_start;
+use crate::kpi::periods::{Grain, period_start};
 use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
 use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio};
 
@@ -416,59 +416,76 @@ fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     ]))
 }
 
-fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let cal = lead_calendar(i, p, &["created_at"])?;
-    let by_start = |name: &str, idx: &str| {
-        cal.clone()
-            .select([col("period_start").alias(name), col("__idx").alias(idx)])
+/// A period's position on the grain's grid (Int64) from its start date: differences between
+/// two period starts of the same grain are the number of periods between them (calendar or
+/// fiscal quarters and years alike, since their starts share one residue of the month count).
+fn period_ordinal(start: Expr, grain: Grain) -> Expr {
+    let months_per = match grain {
+        Grain::Week => {
+            return start.cast(DataType::Int32).cast(DataType::Int64).floor_div(lit(7i64));
+        }
+        Grain::Month => 1i64,
+        Grain::Quarter => 3,
+        Grain::Year => 12,
     };
-    // Each lead: its cohort's index, and for a converted lead the k of its conversion period
-    // (a conversion before the calendar's first period, or before its cohort, counts at k = 0).
+    let months = start.clone().dt().year().cast(DataType::Int64) * lit(12i64)
+        + start.dt().month().cast(DataType::Int64)
+        - lit(1i64);
+    months.floor_div(lit(months_per))
+}
+
+fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let cfg = &p.config;
+    let cur = period_ordinal(current_period_start(p), p.grain);
+    // As_of's own period is observable only if as_of is its last instant.
+    let cur_complete = day_end(period_end(current_period_start(p), p.grain), p).lt_eq(p.as_of_lit());
+    // Each lead: its cohort and, converted, the k of its conversion period (a conversion dated
+    // before its cohort's period counts from k = 0).
     let base = leads_with_conversion(i, p)
         .select([
             col("source"),
-            period_start(col("created_at"), p.grain, &p.config).alias("cohort_start"),
-            period_start(col("converted_at"), p.grain, &p.config).alias("__conv_start"),
+            period_start(col("created_at"), p.grain, cfg).alias("cohort_start"),
+            period_start(col("converted_at"), p.grain, cfg).alias("__conv_start"),
         ])
-        .join(
-            by_start("cohort_start", "__cidx"),
-            [col("cohort_start")],
-            [col("cohort_start")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .join(
-            by_start("__conv_start", "__vidx"),
-            [col("__conv_start")],
-            [col("__conv_start")],
-            JoinArgs::new(JoinType::Left),
-        )
+        .with_column(period_ordinal(col("cohort_start"), p.grain).alias("__cord"))
         .with_column(
-            when(col("__conv_start").is_null())
-                .then(lit(NULL).cast(DataType::Int64))
-                .otherwise((col("__vidx").fill_null(lit(0i64)) - col("__cidx")).clip_min(lit(0i64)))
+            (period_ordinal(col("__conv_start"), p.grain) - col("__cord"))
+                .clip_min(lit(0i64))
                 .alias("__kconv"),
         );
-    let sizes = by_dimensions(&["source"], |d| {
-        Ok(base
-            .clone()
-            .group_by(keys(&["cohort_start", "__cidx"], d))
-            .agg([len().alias("cohort_size")]))
-    })?
-    .select([
-        col("cohort_start"),
-        col("__cidx"),
-        col("dimension"),
-        col("dimension_value"),
-        col("cohort_size"),
-    ]);
-    let conversions = by_dimensions(&["source"], |d| {
-        Ok(base
-            .clone()
-            .filter(col("__kconv").is_not_null())
-            .group_by(keys(&["cohort_start", "__kconv"], d))
-            .agg([len().alias("__n")]))
-    })?
-    .select([
+    // One pass over the leads, at the finest level (cohort, source, k; null k = not
+    // converted), then the `all` and `source` cells rolled up from these few rows (each fine row
+    // paired with both dimensions, so the leads are read once); the cohort sizes and the
+    // conversion counts both come from the cells.
+    let dims = df!("dimension" => ["all", "source"])?.lazy();
+    let cells = base
+        .group_by([col("cohort_start"), col("__cord"), col("__kconv"), col("source")])
+        .agg([len().alias("__n")])
+        .cross_join(dims, None)
+        .with_column(
+            when(col("dimension").eq(lit("source")))
+                .then(col("source"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("dimension_value"),
+        )
+        .group_by([
+            col("cohort_start"),
+            col("__cord"),
+            col("dimension"),
+            col("dimension_value"),
+            col("__kconv"),
+        ])
+        .agg([col("__n").sum()]);
+    let sizes = cells
+        .clone()
+        .group_by([
+            col("cohort_start"),
+            col("__cord"),
+            col("dimension"),
+            col("dimension_value"),
+        ])
+        .agg([col("__n").sum().alias("cohort_size")]);
+    let conversions = cells.filter(col("__kconv").is_not_null()).select([
         col("cohort_start"),
         col("dimension"),
         col("dimension_value"),
@@ -476,13 +493,11 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         col("__n"),
     ]);
     // The cohorts' rows for k = 0 .. as_of's period.
-    let last_idx = cal.clone().select([col("__idx").max().alias("__last")]);
     let grid = sizes
-        .cross_join(last_idx, None)
         .with_column(
             int_ranges(
                 lit(0i64),
-                col("__last") - col("__cidx") + lit(1i64),
+                cur.clone() - col("__cord") + lit(1i64),
                 lit(1i64),
                 DataType::Int64,
             )
@@ -496,8 +511,9 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             },
         );
     let on = [col("cohort_start"), col("dimension"), col("dimension_value"), col("k")];
-    let observable = cal.select([col("__idx").alias("__pidx"), col("complete").alias("__complete")]);
     let part = vec![col("cohort_start"), col("dimension"), col("dimension_value")];
+    let at = col("__cord") + col("k");
+    let observable = at.clone().lt(cur.clone()).or(at.eq(cur).and(cur_complete));
     Ok(grid
         .join(
             conversions,
@@ -508,10 +524,7 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 ..JoinArgs::new(JoinType::Left)
             },
         )
-        .with_columns([
-            col("__n").fill_null(lit(0u32)),
-            (col("__cidx") + col("k")).alias("__pidx"),
-        ])
+        .with_column(col("__n").fill_null(lit(0u32)))
         .with_column(
             col("__n")
                 .cum_sum(false)
@@ -522,14 +535,8 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 )?
                 .alias("__cum"),
         )
-        .join(
-            observable,
-            [col("__pidx")],
-            [col("__pidx")],
-            JoinArgs::new(JoinType::Left),
-        )
         .with_column(
-            when(col("__complete").fill_null(lit(false)))
+            when(observable)
                 .then(col("__cum"))
                 .otherwise(lit(NULL).cast(DataType::UInt32))
                 .alias("converted_cum"),

@@ -705,6 +705,38 @@ fn cohort_conversion_cells_not_yet_observable_are_null() {
 }
 
 #[test]
+fn cohort_conversion_on_fiscal_quarters_and_weeks() {
+    // Fiscal year from February: cohort Nov-Jan = l0..l3 (l1 and l2 won in Feb-Apr, k 1);
+    // cohort Feb-Apr = l4..l7 (l4 won in March, k 0). Feb-Apr has not ended at as_of.
+    let cfg = Config {
+        fiscal_year_start_month: 2,
+        ..Config::default()
+    };
+    let df = run_at("cohort_conversion", "2024-03-31", Grain::Quarter, cfg);
+    assert_eq!(
+        rows(&dim(&df, "all"), &COHORT_COLS),
+        [
+            "2023-11-01|all|null|4|0|0|0.0000",
+            "2023-11-01|all|null|4|1|null|null",
+            "2024-02-01|all|null|4|0|null|null",
+        ]
+    );
+    // Weeks from Monday: l2 (Wednesday 01-10) is alone in the week of 01-08 and won on Thursday
+    // 03-28, 77 days = 11 weeks later; as_of (Sunday 03-31, end of day) closes that week.
+    let df = run_at("cohort_conversion", "2024-03-31", Grain::Week, Config::default());
+    let week = filter(
+        &dim(&df, "all"),
+        col("cohort_start").eq(lit("2024-01-08").str().to_date(StrptimeOptions::default())),
+    );
+    let r = rows(&week, &COHORT_COLS);
+    assert_eq!(r.len(), 12);
+    assert_eq!(
+        r[10..],
+        ["2024-01-08|all|null|1|10|0|0.0000", "2024-01-08|all|null|1|11|1|1.0000"]
+    );
+}
+
+#[test]
 fn cohort_conversion_with_the_opportunity_event() {
     // opportunity: l1 Jan 22 (k 0), l2 Feb 08 (k 1), l4 Feb 15 (Feb cohort, k 0), l7 Mar 15 (k 0).
     let df = run_at(
