@@ -8,7 +8,7 @@ use polars::prelude::*;
 use crate::config::ConvertedEvent;
 use crate::kpi::periods::{Grain, period_start};
 use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio};
+use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, utc};
 
 /// The conversion rule, shared by the definitions of every KPI that counts conversions.
 macro_rules! converted_rule {
@@ -188,6 +188,16 @@ pub fn kpis() -> Vec<Kpi> {
 ///
 /// Leads that did not convert have no row.
 pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
+    leads_with_conversion(i, p)
+        .filter(col("converted_at").is_not_null())
+        .select([col("lead_id"), col("converted_at")])
+}
+
+/// Every lead at as_of (all of `Inputs::leads`' columns) with its conversion instant by the
+/// rule of [`lead_conversions`] in place of its own `converted_at` field (null when not
+/// converted at as_of), and `__days` to it. The lead KPIs read this, so the leads are scanned
+/// once and never joined to themselves.
+fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
     let leads = i.leads.clone();
     let lead_id = || [col("lead_id")];
     let converted = match p.config.lead_converted_event {
@@ -195,35 +205,33 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
             let first_opp = i
                 .opportunities
                 .clone()
-                .filter(col("lead_id").is_not_null())
                 .group_by(lead_id())
-                .agg([col("created_at").min().alias("__first_opp")]);
+                .agg([col("created_at").min().alias("__first")]);
             leads
-                .select([col("lead_id"), col("converted_at").alias("__field")])
                 .join(first_opp, lead_id(), lead_id(), JoinArgs::new(JoinType::Left))
-                .select([
-                    col("lead_id"),
-                    // min_horizontal ignores nulls: either milestone alone converts the lead.
-                    dsl::min_horizontal([col("__field"), col("__first_opp")])
+                // min_horizontal ignores nulls: either milestone alone converts the lead.
+                .with_column(
+                    dsl::min_horizontal([col("converted_at"), col("__first")])
                         .expect("two inputs")
-                        .alias("converted_at"),
-                ])
+                        .alias("__first"),
+                )
         }
         ConvertedEvent::Won => {
             let first_won = i
                 .deals
                 .clone()
-                .filter(col("status").eq(lit("won")).and(col("lead_id").is_not_null()))
+                // No filter on lead_id here: it would be pushed into the deals' scan and keep
+                // collect_all from sharing `Inputs::deals` with the other KPIs (the null lead
+                // group finds no lead in the join below).
+                .filter(col("status").eq(lit("won")))
                 .group_by(lead_id())
-                .agg([col("closed_at").min().alias("converted_at")]);
-            // Only leads known at as_of.
-            leads
-                .select([col("lead_id")])
-                .join(first_won, lead_id(), lead_id(), JoinArgs::new(JoinType::Inner))
+                .agg([col("closed_at").min().alias("__first")]);
+            leads.join(first_won, lead_id(), lead_id(), JoinArgs::new(JoinType::Left))
         }
         ConvertedEvent::PaidOrder => {
             // The first paid order of the lead's account at or after its creation: a forward
-            // as-of join per account (no fan-out of leads x orders).
+            // as-of join per account (no fan-out of leads x orders). Leads without an account
+            // find no order.
             let paid = i
                 .orders
                 .clone()
@@ -233,8 +241,8 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
                         .and(col("account_id").is_not_null())
                         .and(col("is_refund").fill_null(lit(false)).not()),
                 )
-                .select([col("account_id"), col("paid_at").alias("converted_at")])
-                .sort(["converted_at"], SortMultipleOptions::default());
+                .select([col("account_id"), col("paid_at").alias("__first")])
+                .sort(["__first"], SortMultipleOptions::default());
             let asof = AsOfOptions {
                 strategy: AsofStrategy::Forward,
                 left_by: Some(vec!["account_id".into()]),
@@ -242,24 +250,28 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
                 allow_eq: true,
                 ..Default::default()
             };
-            leads
-                .filter(col("account_id").is_not_null())
-                .select([col("lead_id"), col("account_id"), col("created_at")])
-                .sort(["created_at"], SortMultipleOptions::default())
-                .join(
-                    paid,
-                    [col("created_at")],
-                    [col("converted_at")],
-                    JoinArgs::new(JoinType::AsOf(Box::new(asof))),
-                )
-                .select([col("lead_id"), col("converted_at")])
+            leads.sort(["created_at"], SortMultipleOptions::default()).join(
+                paid,
+                [col("created_at")],
+                [col("__first")],
+                JoinArgs::new(JoinType::AsOf(Box::new(asof))),
+            )
         }
     };
-    converted.filter(
-        col("converted_at")
-            .is_not_null()
-            .and(col("converted_at").lt_eq(p.as_of_lit())),
-    )
+    converted
+        .with_column(
+            when(col("__first").lt_eq(p.as_of_lit()))
+                .then(col("__first"))
+                .otherwise(lit(NULL).cast(utc()))
+                .alias("converted_at"),
+        )
+        .drop(cols(["__first"]))
+        .with_column(
+            (col("converted_at") - col("created_at"))
+                .dt()
+                .total_days(true)
+                .alias("__days"),
+        )
 }
 
 fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
@@ -366,31 +378,14 @@ fn lead_velocity_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         ]))
 }
 
-/// The leads at as_of with their conversion instant (null if not converted) and days to it.
-fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
-    let id = [col("lead_id")];
-    i.leads
-        .clone()
-        // The lead's own converted_at field is only one input of the conversion rule.
-        .drop(cols(["converted_at"]))
-        .join(lead_conversions(i, p), id.clone(), id, JoinArgs::new(JoinType::Left))
-        .with_column(
-            (col("converted_at") - col("created_at"))
-                .dt()
-                .total_days(true)
-                .alias("__days"),
-        )
-}
-
 fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let base = leads_with_conversion(i, p).select(
         LEAD_DIMS
             .iter()
             .map(|d| col(*d))
             .chain([
-                period_start(col("created_at"), p.grain, &p.config)
-                    .cast(DataType::String)
-                    .alias("period"),
+                // A Date here: `by_dimensions` writes it as 'YYYY-MM-DD' after grouping.
+                period_start(col("created_at"), p.grain, &p.config).alias("period"),
                 col("converted_at"),
                 col("__days"),
             ])
