@@ -18,8 +18,7 @@ macro_rules! converted_rule {
         opportunity (opportunities.lead_id); `won` = the earliest close of its opportunities won at \
         as_of (deal status from stage events, as in win_rate); `paid_order` = the earliest paid_at \
         of a non-refund order of the lead's account_id (leads.account_id) at or after the lead's \
-        created_at. Conversions after as_of do not count. days to convert = (conversion instant - \
-        created_at) in days (fractional, may be 0)."
+        created_at. Conversions after as_of do not count."
     };
 }
 
@@ -90,7 +89,8 @@ pub fn kpis() -> Vec<Kpi> {
                 interpolation between the two middle values for an even count) and \
                 mean_days_to_convert over the converted leads (null when none). Dimensions: the \
                 lead's source, campaign_id, owner_id, region (null values are their own row) and \
-                period = the start of the lead's created period as 'YYYY-MM-DD'. ",
+                period = the start of the lead's created period as 'YYYY-MM-DD'. days to convert = \
+                (conversion instant - created_at) in days (fractional, may be 0). ",
                 converted_rule!()
             ),
             version: 1,
@@ -220,9 +220,8 @@ fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
             let first_won = i
                 .deals
                 .clone()
-                // No filter on lead_id here: it would be pushed into the deals' scan and keep
-                // collect_all from sharing `Inputs::deals` with the other KPIs (the null lead
-                // group finds no lead in the join below).
+                // No filter on lead_id: pushed down, it would make this copy of the deals plan
+                // differ from the other KPIs' (the null lead group finds no lead below anyway).
                 .filter(col("status").eq(lit("won")))
                 .group_by(lead_id())
                 .agg([col("closed_at").min().alias("__first")]);
@@ -320,8 +319,8 @@ fn lead_volume(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 }
 
 /// The dense periods from the first period of any of `first_of` (timestamp columns of the
-/// leads) to as_of's period: `period_start` (Date), `__idx` (0, 1, ... as Int64) and
-/// `complete` (the period's last local day ended at or before as_of). Empty without leads.
+/// leads) to as_of's period: `period_start` (Date) and `complete` (the period's last local day
+/// ended at or before as_of). Empty without leads.
 fn lead_calendar(i: &Inputs, p: &Params, first_of: &[&str]) -> PolarsResult<LazyFrame> {
     let firsts: Vec<Expr> = first_of
         .iter()
@@ -346,13 +345,11 @@ fn lead_calendar(i: &Inputs, p: &Params, first_of: &[&str]) -> PolarsResult<Lazy
                 keep_nulls: false,
             },
         )
-        .with_row_index("__idx", None)
-        .with_columns([
-            col("__idx").cast(DataType::Int64),
+        .with_column(
             day_end(period_end(col("period_start"), p.grain), p)
                 .lt_eq(p.as_of_lit())
                 .alias("complete"),
-        ]))
+        ))
 }
 
 fn lead_velocity_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
