@@ -106,14 +106,14 @@ def rev_orders(ctx):
     overdue (not paid, due_at before as_of), t_us (ordered_at), m (month of ordered_at)."""
     o = columns(ctx, "orders", ["account_id", "ordered_at", "region", "channel", "is_refund", "paid_at", "due_at",
                                 "amount_base"])
-    o = o[o["ordered_at"] <= ctx.as_of]
+    o = o[o["ordered_at"] <= ctx.as_of].reset_index(drop=True)
     refund = o["is_refund"].fillna(False).astype(bool).to_numpy()
     amount = o["amount_base"].to_numpy(np.float64)
     paid = (o["paid_at"] <= ctx.as_of).to_numpy()
     return pd.DataFrame({
-        "account_id": o["account_id"].to_numpy(),
-        "region": o["region"].to_numpy(),
-        "channel": o["channel"].to_numpy(),
+        "account_id": o["account_id"],
+        "region": o["region"],
+        "channel": o["channel"],
         "refund": refund,
         "amt": np.where(refund, -np.abs(amount), amount),
         "paid": paid,

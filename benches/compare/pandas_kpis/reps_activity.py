@@ -8,6 +8,7 @@ from pandas_kpis._shared import closed, open_at_snaps, snaps, timed, us
 from pandas_kpis._shared2 import columns, month_dates, month_idx, month_idx_of_dates, rep_targets
 
 KEY = ["m", "owner_id"]
+KINDS = ["call", "email", "meeting", "visit", "task"]  # activity kinds counted (others: code -1)
 
 
 def _finish(r):
@@ -22,7 +23,7 @@ def rep_scorecard(ctx):
     won = c["status"] == "won"
     x = pd.DataFrame({
         "m": month_idx(c["closed_at"]),
-        "owner_id": c["owner_id"].to_numpy(),
+        "owner_id": c["owner_id"].reset_index(drop=True),
         "won_amount": c["amount_base"].where(won, 0.0).fillna(0.0).to_numpy(),
         "won_deals": won.to_numpy(np.int64),
         "lost_deals": (c["status"] == "lost").to_numpy(np.int64),
@@ -39,7 +40,7 @@ def rep_scorecard(ctx):
     deal = op["deal"].to_numpy()
     d = ctx.deals
     o = pd.DataFrame({"m": month_idx_of_dates(s["period_start"])[op["snap"].to_numpy()],
-                      "owner_id": d["owner_id"].to_numpy()[deal],
+                      "owner_id": d["owner_id"].take(deal).reset_index(drop=True),
                       "amount": d["amount_base"].to_numpy(np.float64)[deal]})
     op = o.groupby(KEY, sort=False).agg(open_deals=("amount", "size"), open_pipeline=("amount", "sum")).reset_index()
 
@@ -73,19 +74,16 @@ def rep_scorecard(ctx):
 def _first_touch(a, col):
     """Row mask of the first touch of every non-null `col` (lead_id or account_id): its earliest
     activity, ties at the same instant broken by the smallest activity_id."""
-    ref = a[col].notna().to_numpy()
-    x = a.loc[ref, [col, "t_us", "activity_id"]]
-    earliest = x.groupby(col, sort=False)["t_us"].transform("min")
-    x = x[x["t_us"].to_numpy() == earliest.to_numpy()]
-    # Usually one row per key is left; the tie-break only sorts the few ties.
+    earliest = a.groupby(col, sort=False)["t_us"].transform("min")  # NaN for a null `col`
+    cand = (a["t_us"] == earliest).to_numpy(copy=True)
+    x = a.loc[cand, [col, "activity_id"]]
+    # Usually one candidate per key; the tie-break only sorts the few ties.
     tied = x[col].duplicated(keep=False).to_numpy()
-    first = x.index[~tied]
     if tied.any():
-        t = x[tied].sort_values("activity_id", kind="stable").drop_duplicates(col)
-        first = first.append(t.index)
-    mask = np.zeros(len(a), dtype=bool)
-    mask[a.index.get_indexer(first)] = True
-    return mask
+        win = x[tied].sort_values("activity_id", kind="stable").drop_duplicates(col).index
+        cand[x.index[tied]] = False
+        cand[win] = True
+    return cand
 
 
 @timed
@@ -95,21 +93,19 @@ def activity(ctx):
     a = a[a["occurred_at"] <= ctx.as_of].reset_index(drop=True)
     a["t_us"] = us(a["occurred_at"])
     new_contact = _first_touch(a, "lead_id") | _first_touch(a, "account_id")
-    kind = a["kind"]
-    call = (kind == "call").to_numpy()
-    x = pd.DataFrame({
-        "m": month_idx(a["occurred_at"]),
-        "owner_id": a["owner_id"].to_numpy(),
-        "calls": call,
-        "connected_calls": call & (a["outcome"] == "connected").to_numpy(),
-        "emails": (kind == "email").to_numpy(),
-        "meetings": (kind == "meeting").to_numpy(),
-        "visits": (kind == "visit").to_numpy(),
-        "tasks": (kind == "task").to_numpy(),
-        "new_contacts": new_contact,
+    # One category per activity (a connected call apart), counted per owner and month.
+    cat = pd.Series(pd.Categorical(a["kind"], categories=KINDS)).cat.codes.to_numpy()
+    cat = np.where((cat == 0) & (a["outcome"] == "connected").to_numpy(), len(KINDS), cat)
+    x = pd.DataFrame({"m": month_idx(a["occurred_at"]), "owner_id": a["owner_id"], "cat": cat})
+    per = x.groupby(KEY + ["cat"], sort=False).size().unstack("cat", fill_value=0)
+    per = per.reindex(columns=range(-1, len(KINDS) + 1), fill_value=0)
+    per = pd.DataFrame({
+        "calls": per[0] + per[len(KINDS)], "connected_calls": per[len(KINDS)],
+        **{f"{k}s": per[i] for i, k in enumerate(KINDS) if i > 0},
+        "new_contacts": x[new_contact].groupby(KEY, sort=False).size(),
     })
-    counts = ["calls", "connected_calls", "emails", "meetings", "visits", "tasks", "new_contacts"]
-    per = x.groupby(KEY, sort=False)[counts].sum().reset_index()
+    counts = list(per.columns)
+    per = per.reset_index()
     r = per.merge(rep_targets(ctx, "calls").rename(columns={"target": "calls_target"}), on=KEY, how="outer")
     r[counts] = r[counts].fillna(0).astype(np.int64)
     r["connect_rate"] = (r["connected_calls"] / r["calls"]).where(r["calls"] != 0)

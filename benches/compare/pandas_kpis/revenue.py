@@ -16,8 +16,8 @@ def revenue(ctx):
     buy = ~refund
     amt = o["amt"]
     # New-customer revenue: rows (refunds too) in the month of their account's first order.
-    first_m = o.loc[buy].groupby("account_id")["m"].min()
-    is_new = (o["account_id"].map(first_m).to_numpy() == o["m"].to_numpy())
+    first_m = o["m"].where(buy).groupby(o["account_id"]).transform("min")
+    is_new = (first_m == o["m"]).to_numpy()
     unpaid = buy & ~o["paid"].to_numpy()
     x = pd.DataFrame({
         "m": o["m"], "region": o["region"], "channel": o["channel"],
