@@ -128,11 +128,15 @@ def rev_clv(ctx):
     """clv_historical's rows (one per account with a non-refund order at or before as_of), with
     the first order's month `m` alongside cohort_start."""
     o = rev_orders(ctx)
-    buy = o[~o["refund"]]
-    g = buy.groupby("account_id", sort=False, dropna=False).agg(first_us=("t_us", "min"), last_us=("t_us", "max"),
-                                                                 orders=("t_us", "size"))
-    rev = o.groupby("account_id", sort=False, dropna=False)["amt"].sum(min_count=1).rename("revenue")
-    c = g.join(rev).reset_index()
+    buy = ~o["refund"]
+    t = o["t_us"].where(buy)  # non-refund order times (float: exact below 2**53 us)
+    c = pd.DataFrame({"account_id": o["account_id"], "t": t, "buy": buy, "amt": o["amt"]}).groupby(
+        "account_id", sort=False, dropna=False).agg(first_us=("t", "min"), last_us=("t", "max"), orders=("buy", "sum"),
+                                                    revenue=("amt", "sum"), amounts=("amt", "count"))
+    c = c[c["orders"] > 0].reset_index()
+    c["revenue"] = c["revenue"].where(c["amounts"] > 0)  # SQL: the sum of no amount is null
+    c["first_us"] = c["first_us"].astype(np.int64)
+    c["last_us"] = c["last_us"].astype(np.int64)
     first = c["first_us"].to_numpy().astype("datetime64[us]")
     m = first.astype("datetime64[M]").astype(np.int64)
     src = first_lead_source(ctx)

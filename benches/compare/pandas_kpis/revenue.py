@@ -82,14 +82,17 @@ def retention(ctx):
     o = rev_orders(ctx)
     o = o[~o["refund"] & o["paid"]]
     acc = pd.factorize(o["account_id"])[0]
-    a = pd.DataFrame({"acc": acc, "m": o["m"].to_numpy()}).drop_duplicates()
-    a = a[a["acc"] >= 0]  # a null account is nobody's activity
+    m = o["m"].to_numpy()
+    keep = acc >= 0  # a null account is nobody's activity
+    # Distinct (account, month) pairs as one packed int64 key, sorted by account then month.
+    span = int(m.max()) + 2 if len(m) else 1
+    key = np.unique(acc[keep].astype(np.int64) * span + m[keep])
+    a = pd.DataFrame({"acc": key // span, "m": key % span})
     a["cohort"] = a.groupby("acc")["m"].transform("min")
     a["k"] = a["m"] - a["cohort"]
-    # Churned in month m + 1: active in m, not in m + 1 (one packed int64 key per pair).
-    span = int(a["m"].max()) + 2 if len(a) else 1
-    key = a["acc"].to_numpy() * span + a["m"].to_numpy()
-    left = ~np.isin(key + 1, key)
+    # Churned in month m + 1: active in m, not in m + 1 (the next pair is not the account's m + 1).
+    left = np.ones(len(key), dtype=bool)
+    left[:-1] = key[1:] != key[:-1] + 1
     cur = cur_month(ctx)
 
     sizes = a.drop_duplicates("acc").groupby("cohort").size()
