@@ -35,11 +35,7 @@ def revenue(ctx):
     sums = ["orders", "revenue", "paid", "unpaid", "overdue", "refunds", "refunded", "new_customer_revenue",
             "recurring_revenue"]
 
-    def agg(g):
-        if isinstance(g, pd.DataFrame):  # no group key
-            r = g[sums].sum().to_frame().T
-            r["customers"] = g["customer"].nunique()
-            return r
+    def agg(g):  # g: grouped by month (and dimension)
         r = g[sums].sum()
         r["customers"] = g["customer"].nunique()
         return r.reset_index()
