@@ -75,11 +75,17 @@ def clv_segments(ctx):
 
 @timed
 def retention(ctx):
+    # Acquired by the first paid non-refund order; active afterwards in every month with a
+    # non-refund order, paid or not.
     o = rev_orders(ctx)
-    o = o[~o["refund"] & o["paid"]]
+    o = o[~o["refund"]]
     acc = pd.factorize(o["account_id"])[0]
     m = o["m"].to_numpy()
     keep = acc >= 0  # a null account is nobody's activity
+    cohort_of = np.full(int(acc.max()) + 1 if len(acc) else 0, np.iinfo(np.int64).max, dtype=np.int64)
+    paid = keep & o["paid"].to_numpy()
+    np.minimum.at(cohort_of, acc[paid], m[paid])
+    keep[keep] = cohort_of[acc[keep]] <= m[keep]
     # Distinct (account, month) pairs as one packed int64 key, sorted by account then month.
     span = int(m.max()) + 2 if len(m) else 1
     key = np.unique(acc[keep].astype(np.int64) * span + m[keep])
