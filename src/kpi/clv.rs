@@ -5,6 +5,8 @@
 //! in parallel with rayon), and the results are returned as an in-memory LazyFrame.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -117,17 +119,14 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
             col("amount_base"),
         ])
         .group_by([col("account_id"), col("day")])
-        .agg([col("amount_base").sum().alias("spend")]);
+        .agg([exact_sum(col("amount_base")).alias("spend")]);
     let rfm = days
         .group_by([col("account_id")])
         .agg([
             len().alias("purchase_days"),
             col("day").min().alias("first_day"),
             col("day").max().alias("last_day"),
-            col("spend")
-                .filter(col("day").gt(col("day").min()))
-                .sum()
-                .alias("repeat_spend"),
+            exact_sum(col("spend").filter(col("day").gt(col("day").min()))).alias("repeat_spend"),
         ])
         .select([
             col("account_id"),
@@ -173,6 +172,14 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
     }
 }
 
+/// A reproducible sum within a group: the values sorted, then added in that order. A plain
+/// `sum()` adds in arrival order, which varies between runs in the last bits (and with it the
+/// fitted parameters); polars drops a `sort` before `sum`, but not before `cum_sum`. Null for
+/// an empty group.
+fn exact_sum(e: Expr) -> Expr {
+    e.sort(SortOptions::default()).cum_sum(false).last()
+}
+
 /// One customer's row of the RFM summary, in the model's time unit.
 #[derive(Debug, Clone)]
 struct Row {
@@ -209,7 +216,7 @@ fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
     let rec = df.column("recency_days")?.cast(&DataType::Int64)?.i64()?.clone();
     let age = df.column("t_days")?.cast(&DataType::Int64)?.i64()?.clone();
     let mon = df.column("monetary_value")?.f64()?.clone();
-    let mut rows = Vec::with_capacity(df.height());
+    let mut rows: Vec<Row> = Vec::with_capacity(df.height());
     for k in 0..df.height() {
         let (Some(id), Some(x), Some(r), Some(t)) = (ids.get(k), freq.get(k), rec.get(k), age.get(k)) else {
             continue;
@@ -225,7 +232,39 @@ fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
             monetary: mon.get(k),
         });
     }
+    // polars' group_by order varies between runs: sort so the fits see the same input order.
+    rows.sort_unstable_by(|a, b| a.account_id.cmp(&b.account_id));
     Ok(rows)
+}
+
+/// The last fits, keyed by a hash of their input (the RFM rows and the CLV settings), so
+/// clv_model and clv_predictive in one run fit once.
+static LAST_FITS: Mutex<Option<(u64, Arc<Vec<SegmentFit>>)>> = Mutex::new(None);
+
+/// [`fit_segments`], reusing the previous result when the input is identical.
+fn fits_for(rows: &[Row], p: &Params) -> Arc<Vec<SegmentFit>> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in rows {
+        (&r.account_id, &r.segment, r.customer.x).hash(&mut h);
+        (
+            r.customer.t_x.to_bits(),
+            r.customer.t.to_bits(),
+            r.monetary.map(f64::to_bits),
+        )
+            .hash(&mut h);
+    }
+    format!("{:?}", p.config.clv).hash(&mut h);
+    let key = h.finish();
+    if let Some((k, fits)) = LAST_FITS.lock().ok().and_then(|g| g.clone())
+        && k == key
+    {
+        return fits;
+    }
+    let fits = Arc::new(fit_segments(rows, p));
+    if let Ok(mut g) = LAST_FITS.lock() {
+        *g = Some((key, fits.clone()));
+    }
+    fits
 }
 
 /// Fits BG/NBD and Gamma-Gamma per segment, in parallel. Segments in a stable order (by name,
@@ -272,10 +311,10 @@ fn fit_segments(rows: &[Row], p: &Params) -> Vec<SegmentFit> {
 
 fn clv_model(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let rows = collect_rows(i, p)?;
-    let fits = fit_segments(&rows, p);
+    let fits = fits_for(&rows, p);
     let (mut model, mut segment, mut param) = (Vec::new(), Vec::new(), Vec::new());
     let (mut value, mut se, mut ll, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for f in &fits {
+    for f in fits.iter() {
         let mut push = |name: &'static str,
                         names: &[&'static str],
                         est: Option<(&Vec<f64>, &Vec<Option<f64>>, f64)>,
@@ -339,7 +378,7 @@ pub fn predict(model: &BgNbd, c: &Customer, months: u32, month: f64, rate: f64) 
 
 fn clv_predictive(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let rows = collect_rows(i, p)?;
-    let fits = fit_segments(&rows, p);
+    let fits = fits_for(&rows, p);
     let clv = &p.config.clv;
     let month = DAYS_PER_MONTH / clv.time_unit.days();
     let by_segment: HashMap<Option<&str>, &SegmentFit> = fits.iter().map(|f| (f.segment.as_deref(), f)).collect();
