@@ -20,6 +20,9 @@ use crate::stats::gamma_gamma::GammaGamma;
 /// Days in the month of the CLV sum: 365.25 / 12.
 pub const DAYS_PER_MONTH: f64 = 30.4375;
 
+/// Spend is summed in micro-units of the base currency.
+const MICROS: f64 = 1e6;
+
 const PREDICTIVE_DEFINITION: &str = "Predictive CLV per customer: an account with at least one \
     non-refund order at or before as_of (refund rows are ignored). RFM from the local calendar \
     dates (configured timezone) of ordered_at, amounts in amount_base summed per day: frequency = \
@@ -109,6 +112,9 @@ pub fn kpis() -> Vec<Kpi> {
 pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
     let cfg = &p.config;
     let as_of_day = crate::timefmt::days_since_epoch(p.as_of_date());
+    // Spend in whole micro-units (1e-6 of the base currency), so the sums are exact integer
+    // sums: a float sum depends on the order rows arrive in (its last bits vary from run to
+    // run, and the fitted parameters with them).
     let days = i
         .orders
         .clone()
@@ -116,17 +122,24 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
         .select([
             col("account_id"),
             local_date(col("ordered_at"), cfg).cast(DataType::Int32).alias("day"),
-            col("amount_base"),
+            (col("amount_base") * lit(MICROS))
+                .round(0, RoundMode::HalfAwayFromZero)
+                .cast(DataType::Int64)
+                .alias("micros"),
         ])
         .group_by([col("account_id"), col("day")])
-        .agg([exact_sum(col("amount_base")).alias("spend")]);
+        .agg([col("micros").sum().alias("spend")]);
     let rfm = days
         .group_by([col("account_id")])
         .agg([
             len().alias("purchase_days"),
             col("day").min().alias("first_day"),
             col("day").max().alias("last_day"),
-            exact_sum(col("spend").filter(col("day").gt(col("day").min()))).alias("repeat_spend"),
+            col("spend").sum().alias("total_spend"),
+            col("spend")
+                .sort_by([col("day")], SortMultipleOptions::default())
+                .first()
+                .alias("first_spend"),
         ])
         .select([
             col("account_id"),
@@ -136,7 +149,11 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
             (col("last_day") - col("first_day")).alias("recency_days"),
             (lit(as_of_day) - col("first_day")).alias("t_days"),
             when(col("purchase_days").gt(lit(1u32)))
-                .then(col("repeat_spend") / (col("purchase_days").cast(DataType::Float64) - lit(1.0)))
+                .then(
+                    (col("total_spend") - col("first_spend")).cast(DataType::Float64)
+                        / lit(MICROS)
+                        / (col("purchase_days").cast(DataType::Float64) - lit(1.0)),
+                )
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("monetary_value"),
         ]);
@@ -172,14 +189,6 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
     }
 }
 
-/// A reproducible sum within a group: the values sorted, then added in that order. A plain
-/// `sum()` adds in arrival order, which varies between runs in the last bits (and with it the
-/// fitted parameters); polars drops a `sort` before `sum`, but not before `cum_sum`. Null for
-/// an empty group.
-fn exact_sum(e: Expr) -> Expr {
-    e.sort(SortOptions::default()).cum_sum(false).last()
-}
-
 /// One customer's row of the RFM summary, in the model's time unit.
 #[derive(Debug, Clone)]
 struct Row {
@@ -199,6 +208,7 @@ struct SegmentFit {
 }
 
 fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
+    let started = std::time::Instant::now();
     let df = rfm_days(i, p)
         .select([
             col("account_id"),
@@ -234,6 +244,11 @@ fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
     }
     // polars' group_by order varies between runs: sort so the fits see the same input order.
     rows.sort_unstable_by(|a, b| a.account_id.cmp(&b.account_id));
+    tracing::debug!(
+        customers = rows.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "CLV: RFM collected"
+    );
     Ok(rows)
 }
 
@@ -260,7 +275,22 @@ fn fits_for(rows: &[Row], p: &Params) -> Arc<Vec<SegmentFit>> {
     {
         return fits;
     }
+    let started = std::time::Instant::now();
     let fits = Arc::new(fit_segments(rows, p));
+    for f in fits.iter() {
+        let evals = |r: Result<usize, &FitError>| r.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string());
+        tracing::debug!(
+            segment = f.segment.as_deref().unwrap_or("(null)"),
+            bg_nbd = evals(f.bg.as_ref().map(|b| b.evals)),
+            gamma_gamma = evals(f.gg.as_ref().map(|g| g.evals)),
+            "CLV: log-likelihood evaluations"
+        );
+    }
+    tracing::debug!(
+        segments = fits.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "CLV: models fitted"
+    );
     if let Ok(mut g) = LAST_FITS.lock() {
         *g = Some((key, fits.clone()));
     }
@@ -389,6 +419,8 @@ fn clv_predictive(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         distinct.entry(key(r)).or_insert(None);
     }
     let keys: Vec<Key<'_>> = distinct.keys().copied().collect();
+    let started = std::time::Instant::now();
+    let n_keys = keys.len();
     let computed: Vec<(Key<'_>, Option<Prediction>)> = keys
         .into_par_iter()
         .map(|k| {
@@ -404,6 +436,11 @@ fn clv_predictive(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         })
         .collect();
     distinct.extend(computed);
+    tracing::debug!(
+        histories = n_keys,
+        ms = started.elapsed().as_millis() as u64,
+        "CLV: predictions computed"
+    );
     let finite = |v: f64| Some(v).filter(|v| v.is_finite());
     let n = rows.len();
     let (mut p_alive, mut expected, mut avg_value, mut value) = (

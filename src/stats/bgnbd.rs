@@ -26,7 +26,9 @@
 
 use std::collections::HashMap;
 
-use super::optim::{NelderMead, nelder_mead, standard_errors};
+use rayon::prelude::*;
+
+use super::optim::{Minimum, NelderMead, nelder_mead, newton_polish, standard_errors};
 use super::special::{ln_gamma, log_add_exp};
 
 /// One customer's purchase summary in the model's time unit.
@@ -77,6 +79,8 @@ pub struct Fit<P> {
     pub std_err: Vec<Option<f64>>,
     pub log_likelihood: f64,
     pub n_customers: usize,
+    /// Log-likelihood evaluations the search took.
+    pub evals: usize,
 }
 
 /// Estimates outside `[1/LIMIT, LIMIT]` mean the likelihood kept improving towards a boundary.
@@ -148,8 +152,10 @@ impl BgNbd {
         expected_if_alive(self, 0.0, 0.0, t)
     }
 
-    /// Fits the model by maximum likelihood (Nelder–Mead on the log-parameters, from two
-    /// starting points, keeping the better optimum); standard errors from the Hessian.
+    /// Fits the model by maximum likelihood: Nelder–Mead on the log-parameters from two
+    /// starting points, keeping the better optimum; on more than [`SUBSAMPLE`] customers the
+    /// starts run on an evenly spaced subsample of that size and the full-data search starts
+    /// from its optimum. Standard errors from the Hessian.
     pub fn fit(data: &[Customer]) -> Result<Fit<BgNbd>, FitError> {
         let repeaters = data.iter().filter(|c| c.x > 0).count();
         if repeaters < MIN_REPEAT_CUSTOMERS {
@@ -158,38 +164,77 @@ impl BgNbd {
                 got: repeaters,
             });
         }
-        let d = Compressed::new(data);
-        let n = data.len() as f64;
-        let objective = |phi: &[f64]| {
-            if phi.iter().any(|v| v.abs() > 50.0) {
-                return f64::INFINITY;
+        fn objective(d: &Compressed) -> impl Fn(&[f64]) -> f64 + '_ {
+            move |phi: &[f64]| {
+                if phi.iter().any(|v| v.abs() > 50.0) {
+                    return f64::INFINITY;
+                }
+                let p = BgNbd::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());
+                -d.log_likelihood(&p) / d.weight
             }
-            let p = BgNbd::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());
-            -d.log_likelihood(&p) / n
+        }
+        let full = Compressed::new(data);
+        let sample: Vec<Customer> = if data.len() > SUBSAMPLE {
+            let step = data.len() as f64 / SUBSAMPLE as f64;
+            (0..SUBSAMPLE).map(|k| data[(k as f64 * step) as usize]).collect()
+        } else {
+            Vec::new()
         };
+        let sub = (!sample.is_empty()).then(|| Compressed::new(&sample));
+        let first = sub.as_ref().unwrap_or(&full);
         // Starts: the mean purchase rate Σx/ΣT gives α = r / rate at r = 1.
         let (sx, st) = data.iter().fold((0.0, 0.0), |(sx, st), c| (sx + c.x as f64, st + c.t));
         let alpha0 = if sx > 0.0 && st > 0.0 { st / sx } else { 1.0 };
         let starts = [[1.0, alpha0, 1.0, 1.0], [0.1, alpha0 * 0.1, 0.5, 5.0]];
         let opts = NelderMead::default();
-        let best = starts
+        let mut best = starts
             .iter()
-            .map(|s| nelder_mead(&objective, &s.map(f64::ln), &opts))
+            .map(|s| nelder_mead(objective(first), &s.map(f64::ln), &opts))
             .min_by(|a, b| a.value.total_cmp(&b.value))
             .expect("two starts");
+        best = polish(best, objective(&full), sub.is_some());
         finish(
             best,
             Self::NAMES,
             |p| BgNbd::from_slice(p),
-            |p| d.log_likelihood(&BgNbd::from_slice(p)),
+            |p| full.log_likelihood(&BgNbd::from_slice(p)),
             data.len(),
         )
     }
 }
 
+/// Above this many customers the fit's starting searches run on a subsample this size.
+pub const SUBSAMPLE: usize = 20_000;
+
+/// Takes the Nelder–Mead optimum `best` (of the subsample when `subsampled`) to the full-data
+/// optimum of `objective`: Newton polishing from it, or, if that fails, a Nelder–Mead search on
+/// the full data from it (when it came from a subsample).
+pub(crate) fn polish(best: Minimum, objective: impl Fn(&[f64]) -> f64, subsampled: bool) -> Minimum {
+    if !best.converged {
+        return best;
+    }
+    let polished = newton_polish(&objective, &best.x, 1e-4, 1e-9, 50);
+    let evals = best.evals + polished.evals;
+    if polished.converged && polished.value <= best.value.max(objective(&best.x)) {
+        return Minimum { evals, ..polished };
+    }
+    if !subsampled {
+        return Minimum { evals, ..best };
+    }
+    let refine = NelderMead {
+        initial_step: 0.1,
+        ..NelderMead::default()
+    };
+    let again = nelder_mead(&objective, &best.x, &refine);
+    Minimum {
+        evals: evals + again.evals,
+        ..again
+    }
+}
+
 /// Turns an optimum on log-parameters into a [`Fit`], checking convergence and divergence.
 pub(crate) fn finish<P>(
-    best: super::optim::Minimum,
+    best: Minimum,
     names: &'static [&'static str],
     make: impl Fn(&[f64]) -> P,
     mut log_likelihood: impl FnMut(&[f64]) -> f64,
@@ -216,6 +261,7 @@ pub(crate) fn finish<P>(
         std_err,
         log_likelihood: ll,
         n_customers,
+        evals: best.evals,
     })
 }
 
@@ -252,48 +298,103 @@ impl Terms {
     }
 }
 
-/// Customers grouped by x, identical histories merged with a weight: the likelihood is a
+/// Customers with identical histories merged with a weight, and the distinct values of T and
+/// t_x indexed, so an evaluation takes one logarithm per distinct value: the likelihood is a
 /// weighted sum over distinct `(x, t_x, T)`.
 pub(crate) struct Compressed {
-    /// (x, [(t_x, T, weight)])
-    groups: Vec<(u32, Vec<(f64, f64, f64)>)>,
+    /// Distinct T and t_x values.
+    ts: Vec<f64>,
+    txs: Vec<f64>,
+    /// x = 0: (T index, weight).
+    zero: Vec<(u32, f64)>,
+    /// Distinct x > 0, ascending.
+    xs: Vec<u32>,
+    /// x > 0: (x index, t_x index, T index, weight), sorted.
+    rows: Vec<(u32, u32, u32, f64)>,
+    /// Total weight (customers).
+    pub(crate) weight: f64,
 }
+
+/// Rows per parallel chunk of a likelihood evaluation (fixed, so the sum is reproducible).
+const CHUNK: usize = 4096;
 
 impl Compressed {
     pub(crate) fn new(data: &[Customer]) -> Compressed {
-        let mut by_x: HashMap<u32, HashMap<(u64, u64), (f64, f64, f64)>> = HashMap::new();
-        for c in data {
-            let e = by_x
-                .entry(c.x)
-                .or_default()
-                .entry((c.t_x.to_bits(), c.t.to_bits()))
-                .or_insert((c.t_x, c.t, 0.0));
-            e.2 += 1.0;
+        fn index(values: impl Iterator<Item = f64>) -> (Vec<f64>, HashMap<u64, u32>) {
+            let mut v: Vec<f64> = values.collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup_by(|a, b| a.to_bits() == b.to_bits());
+            let map = v.iter().enumerate().map(|(i, x)| (x.to_bits(), i as u32)).collect();
+            (v, map)
         }
-        let mut groups: Vec<(u32, Vec<(f64, f64, f64)>)> = by_x
-            .into_iter()
-            .map(|(x, m)| {
-                let mut rows: Vec<_> = m.into_values().collect();
-                rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-                (x, rows)
-            })
-            .collect();
-        // A fixed order makes the floating-point sum reproducible.
-        groups.sort_by_key(|g| g.0);
-        Compressed { groups }
+        let (ts, t_index) = index(data.iter().map(|c| c.t));
+        let (txs, tx_index) = index(data.iter().filter(|c| c.x > 0).map(|c| c.t_x));
+        let mut zero: HashMap<u32, f64> = HashMap::new();
+        let mut by_x: HashMap<u32, HashMap<(u32, u32), f64>> = HashMap::new();
+        for c in data {
+            let ti = t_index[&c.t.to_bits()];
+            if c.x == 0 {
+                *zero.entry(ti).or_default() += 1.0;
+            } else {
+                *by_x
+                    .entry(c.x)
+                    .or_default()
+                    .entry((tx_index[&c.t_x.to_bits()], ti))
+                    .or_default() += 1.0;
+            }
+        }
+        let mut zero: Vec<(u32, f64)> = zero.into_iter().collect();
+        zero.sort_by_key(|z| z.0);
+        let mut xs: Vec<u32> = by_x.keys().copied().collect();
+        xs.sort_unstable();
+        let mut rows: Vec<(u32, u32, u32, f64)> = Vec::new();
+        for (xi, x) in xs.iter().enumerate() {
+            let mut g: Vec<(u32, u32, u32, f64)> =
+                by_x[x].iter().map(|(&(txi, ti), &w)| (xi as u32, txi, ti, w)).collect();
+            // A fixed order makes the floating-point sum reproducible.
+            g.sort_by_key(|r| (r.1, r.2));
+            rows.extend(g);
+        }
+        Compressed {
+            ts,
+            txs,
+            zero,
+            xs,
+            rows,
+            weight: data.len() as f64,
+        }
     }
 
     pub(crate) fn log_likelihood(&self, p: &BgNbd) -> f64 {
         if !p.valid() {
             return f64::NAN;
         }
-        let mut total = 0.0;
-        for (x, rows) in &self.groups {
-            let terms = Terms::new(p, *x);
-            for &(t_x, t, w) in rows {
-                total += w * terms.ln_likelihood(p, t_x, t);
-            }
-        }
+        let ln_t: Vec<f64> = self.ts.iter().map(|t| (p.alpha + t).ln()).collect();
+        let ln_tx: Vec<f64> = self.txs.iter().map(|t| (p.alpha + t).ln()).collect();
+        let zero = Terms::new(p, 0);
+        let mut total: f64 = self
+            .zero
+            .iter()
+            .map(|&(ti, w)| w * (zero.common - zero.rx * ln_t[ti as usize]))
+            .sum();
+        // x > 0: one exp and one ln_1p per distinct history; in parallel over fixed chunks.
+        let terms: Vec<Terms> = self.xs.iter().map(|x| Terms::new(p, *x)).collect();
+        let chunk_sums: Vec<f64> = self
+            .rows
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&(xi, txi, ti, w)| {
+                        let t = &terms[xi as usize];
+                        let still = -t.rx * ln_t[ti as usize];
+                        let dropped = t.alive_ratio.unwrap_or(f64::NEG_INFINITY) - t.rx * ln_tx[txi as usize];
+                        w * (t.common + log_add_exp(still, dropped))
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        total += chunk_sums.iter().sum::<f64>();
         total
     }
 }

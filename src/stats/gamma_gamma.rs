@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 
-use super::bgnbd::{Fit, FitError, finish};
+use rayon::prelude::*;
+
+use super::bgnbd::{Fit, FitError, SUBSAMPLE, finish, polish};
 use super::optim::{NelderMead, nelder_mead};
 use super::special::ln_gamma;
 
@@ -64,7 +66,9 @@ impl GammaGamma {
     }
 
     /// Fits the model by maximum likelihood on `(x, m)` pairs with `x > 0` and `m > 0` (others
-    /// are ignored): Nelder–Mead on the log-parameters; standard errors from the Hessian.
+    /// are ignored): Nelder–Mead on the log-parameters from two starts (on an evenly spaced
+    /// subsample when there are more than [`SUBSAMPLE`] pairs, then refined on all of them);
+    /// standard errors from the Hessian.
     pub fn fit(data: &[(u32, f64)]) -> Result<Fit<GammaGamma>, FitError> {
         let used: Vec<(u32, f64)> = data
             .iter()
@@ -77,39 +81,56 @@ impl GammaGamma {
                 got: used.len(),
             });
         }
-        let d = Compressed::new(&used);
-        let n = used.len() as f64;
-        let objective = |phi: &[f64]| {
-            if phi.iter().any(|v| v.abs() > 50.0) {
-                return f64::INFINITY;
+        fn objective(d: &Compressed) -> impl Fn(&[f64]) -> f64 + '_ {
+            move |phi: &[f64]| {
+                if phi.iter().any(|v| v.abs() > 50.0) {
+                    return f64::INFINITY;
+                }
+                let g = GammaGamma::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());
+                -d.log_likelihood(&g) / d.weight
             }
-            let g = GammaGamma::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());
-            -d.log_likelihood(&g) / n
+        }
+        let full = Compressed::new(&used);
+        let sample: Vec<(u32, f64)> = if used.len() > SUBSAMPLE {
+            let step = used.len() as f64 / SUBSAMPLE as f64;
+            (0..SUBSAMPLE).map(|k| used[(k as f64 * step) as usize]).collect()
+        } else {
+            Vec::new()
         };
+        let sub = (!sample.is_empty()).then(|| Compressed::new(&sample));
+        let first = sub.as_ref().unwrap_or(&full);
         // Starts: q = 2, p = 1 and v matching the mean spend (p v / (q − 1) = mean), and a
         // flatter one.
-        let mean = used.iter().map(|c| c.1).sum::<f64>() / n;
+        let mean = used.iter().map(|c| c.1).sum::<f64>() / used.len() as f64;
         let starts = [[1.0, 2.0, mean], [5.0, 5.0, mean]];
         let opts = NelderMead::default();
-        let best = starts
+        let mut best = starts
             .iter()
-            .map(|s| nelder_mead(&objective, &s.map(f64::ln), &opts))
+            .map(|s| nelder_mead(objective(first), &s.map(f64::ln), &opts))
             .min_by(|a, b| a.value.total_cmp(&b.value))
             .expect("two starts");
+        best = polish(best, objective(&full), sub.is_some());
         finish(
             best,
             Self::NAMES,
             GammaGamma::from_slice,
-            |s| d.log_likelihood(&GammaGamma::from_slice(s)),
+            |s| full.log_likelihood(&GammaGamma::from_slice(s)),
             used.len(),
         )
     }
 }
 
-/// `(x, m)` pairs grouped by x with identical pairs merged.
+/// `(x, m)` pairs with identical pairs merged, `ln m` precomputed.
 struct Compressed {
-    groups: Vec<(u32, Vec<(f64, f64)>)>,
+    /// Distinct x, ascending.
+    xs: Vec<u32>,
+    /// (x index, m, ln m, weight), sorted.
+    rows: Vec<(u32, f64, f64, f64)>,
+    weight: f64,
 }
+
+/// Rows per parallel chunk of a likelihood evaluation (fixed, so the sum is reproducible).
+const CHUNK: usize = 4096;
 
 impl Compressed {
     fn new(data: &[(u32, f64)]) -> Compressed {
@@ -117,16 +138,19 @@ impl Compressed {
         for &(x, m) in data {
             by_x.entry(x).or_default().entry(m.to_bits()).or_insert((m, 0.0)).1 += 1.0;
         }
-        let mut groups: Vec<(u32, Vec<(f64, f64)>)> = by_x
-            .into_iter()
-            .map(|(x, ms)| {
-                let mut rows: Vec<_> = ms.into_values().collect();
-                rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-                (x, rows)
-            })
-            .collect();
-        groups.sort_by_key(|g| g.0);
-        Compressed { groups }
+        let mut xs: Vec<u32> = by_x.keys().copied().collect();
+        xs.sort_unstable();
+        let mut rows = Vec::new();
+        for (xi, x) in xs.iter().enumerate() {
+            let mut g: Vec<(u32, f64, f64, f64)> = by_x[x].values().map(|&(m, w)| (xi as u32, m, m.ln(), w)).collect();
+            g.sort_by(|a, b| a.1.total_cmp(&b.1));
+            rows.extend(g);
+        }
+        Compressed {
+            xs,
+            rows,
+            weight: data.len() as f64,
+        }
     }
 
     fn log_likelihood(&self, g: &GammaGamma) -> f64 {
@@ -134,15 +158,29 @@ impl Compressed {
         if ![p, q, v].iter().all(|s| s.is_finite() && *s > 0.0) {
             return f64::NAN;
         }
-        let mut total = 0.0;
-        for (x, rows) in &self.groups {
-            let (xf, px) = (*x as f64, p * *x as f64);
-            let common = ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + px * xf.ln();
-            for &(m, w) in rows {
-                total += w * (common + (px - 1.0) * m.ln() - (px + q) * (xf * m + v).ln());
-            }
-        }
-        total
+        // Per x: ln Γ(px+q) − ln Γ(px) − ln Γ(q) + q ln v + px ln x.
+        let common: Vec<f64> = self
+            .xs
+            .iter()
+            .map(|&x| {
+                let (xf, px) = (x as f64, p * x as f64);
+                ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + px * xf.ln()
+            })
+            .collect();
+        let chunk_sums: Vec<f64> = self
+            .rows
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&(xi, m, ln_m, w)| {
+                        let x = self.xs[xi as usize] as f64;
+                        w * (common[xi as usize] + (p * x - 1.0) * ln_m - (p * x + q) * (x * m + v).ln())
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        chunk_sums.iter().sum()
     }
 }
 
