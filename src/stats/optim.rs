@@ -317,7 +317,7 @@ pub fn inverse_spd(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
 }
 
 /// Standard errors of a maximum-likelihood estimate `θ̂ > 0` fitted on log-parameters
-/// `φ = ln θ`: the observed information `−∇²_φ log L` by central differences with step 1e-4 in
+/// `φ = ln θ`: the observed information `−∇²_φ log L` by central differences with step 1e-3 in
 /// φ (a relative step in θ), inverted, and mapped back by the delta method,
 /// `se(θᵢ) = θᵢ · sqrt([I_φ⁻¹]ᵢᵢ)` (valid at the optimum, where the gradient vanishes; it
 /// equals the inverse information in θ). `None` for every parameter when the information is not
@@ -327,7 +327,7 @@ pub fn standard_errors(mut log_likelihood: impl FnMut(&[f64]) -> f64, theta: &[f
         return vec![None; theta.len()];
     }
     let phi: Vec<f64> = theta.iter().map(|t| t.ln()).collect();
-    let h = vec![1e-4; theta.len()];
+    let h = vec![1e-3; theta.len()];
     let info = hessian(
         |p| {
             let t: Vec<f64> = p.iter().map(|v| v.exp()).collect();
