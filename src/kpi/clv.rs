@@ -25,38 +25,47 @@ const MICROS: f64 = 1e6;
 
 const PREDICTIVE_DEFINITION: &str = "Predictive CLV per customer: an account with at least one \
     non-refund order at or before as_of (refund rows are ignored). RFM from the local calendar \
-    dates (configured timezone) of ordered_at, amounts in amount_base summed per day: frequency = \
-    distinct purchase days minus 1 (repeat purchase days); recency = last purchase date minus \
-    first purchase date; t = as_of's date minus first purchase date; both in clv.time_unit \
-    (weeks = days / 7, the default, or days); monetary_value = mean spend of the repeat purchase \
-    days (the first day excluded; null when frequency = 0). A BG/NBD model (Fader, Hardie & Lee \
-    2005) is fitted by maximum likelihood on every customer's (frequency, recency, t), and a \
-    Gamma-Gamma spend model on customers with frequency > 0 and monetary_value > 0, one pair of \
-    fits per clv.segment_by group (see clv_model). p_alive = P(alive at as_of); \
-    expected_purchases = conditional expected purchases in the next clv.horizon_months months \
-    (H), E[X(H*u)]; expected_avg_value = Gamma-Gamma E[spend per purchase | frequency, \
-    monetary_value] = p(v + frequency * monetary_value) / (p * frequency + q - 1) (the \
-    population mean p*v/(q-1) when frequency = 0); clv = sum over i = 1..H of \
-    expected_avg_value * (E[X(i*u)] - E[X((i-1)*u)]) / (1 + clv.monthly_discount_rate)^i, where \
-    E[X(s)] is the customer's conditional expected purchases in (as_of, as_of + s] and u is one \
-    month = 30.4375 days in the time unit (30.4375 / 7 weeks). Model columns are null when the \
-    customer's group could not be fitted (fewer than 4 customers with frequency > 0 for BG/NBD, \
-    3 for Gamma-Gamma, or no convergence; a warning is logged). Computed with one eager collect \
-    of the RFM (one row per customer) inside the builder; the fits run in Rust.";
+    dates (configured timezone) of ordered_at, spend = amount_base summed per day (exactly: each \
+    order rounded to 1e-6 of the base currency and added as integers, so the result does not \
+    depend on row order): frequency = distinct purchase days minus 1 (repeat purchase days); \
+    recency = last purchase date minus first purchase date; t = as_of's date minus first \
+    purchase date; both in clv.time_unit (weeks = days / 7, the default, or days); \
+    monetary_value = mean spend of the repeat purchase days (first day excluded; null when \
+    frequency = 0). A BG/NBD model (Fader, Hardie & Lee 2005) is fitted by maximum likelihood on \
+    every customer's (frequency, recency, t), and a Gamma-Gamma spend model on customers with \
+    frequency > 0 and monetary_value > 0, one pair of fits per clv.segment_by group (see \
+    clv_model). p_alive = P(alive at as_of) = 1 / (1 + [frequency > 0] a / (b + frequency - 1) \
+    ((alpha + t) / (alpha + recency))^(r + frequency)); E[X(s)] = the customer's conditional \
+    expected purchases in (as_of, as_of + s] (FHL 2005 eq. 10); expected_purchases = E[X(H*u)] \
+    with H = clv.horizon_months and u = one month = 30.4375 days in the time unit (30.4375 / 7 \
+    weeks); expected_avg_value = Gamma-Gamma E[spend per purchase] = p (v + frequency * \
+    monetary_value) / (p * frequency + q - 1) (monetary_value 0 when null, so frequency = 0 \
+    gives the population mean p v / (q - 1); null when q <= 1); clv = sum over i = 1..H of \
+    expected_avg_value * (E[X(i*u)] - E[X((i-1)*u)]) / (1 + clv.monthly_discount_rate)^i. The \
+    model columns are null when the customer's group has no fit (BG/NBD: fewer than 4 customers \
+    with frequency > 0; Gamma-Gamma: fewer than 3 usable customers; or no convergence, or an \
+    estimate outside [1e-8, 1e8]; a warning is logged). Computed with one eager collect of the \
+    RFM (one row per customer) inside the builder; the fits run in Rust and the rows are returned \
+    as an in-memory frame.";
 
 const MODEL_DEFINITION: &str = "The fitted CLV models behind clv_predictive, per clv.segment_by \
-    group (segment = 'all' for the single model of segment_by = none; otherwise the group's \
-    source or account segment, null for customers without one): model bg_nbd (params r, alpha, \
-    a, b; rates in clv.time_unit), fitted on every customer of the group, and model gamma_gamma \
-    (params p, q, v), fitted on the group's customers with frequency > 0 and monetary_value > 0; \
-    both by maximum likelihood (Nelder-Mead on the log-parameters). value = the estimate; \
-    std_err = square root of the diagonal of the inverse observed information (finite-difference \
-    Hessian of the log-likelihood; null when not positive definite); log_likelihood = the \
-    maximized log-likelihood of the model on the group (BG/NBD: FHL 2005 eq. 6 in the time unit; \
-    Gamma-Gamma: density of the mean repeat spend); n_customers = customers the fit used. A fit \
-    with too few customers (BG/NBD: fewer than 4 with frequency > 0; Gamma-Gamma: fewer than 3) \
-    or that fails to converge keeps its rows with null value, std_err and log_likelihood (and \
-    logs a warning). Computed with one eager collect of the RFM inside the builder.";
+    group: segment = 'all' (segment_by = none, one model), or the source of the account's first \
+    lead (segment_by = source: leads at or before as_of with that account_id, earliest created_at, \
+    then lowest lead_id) or the account's segment (segment_by = segment: accounts.segment), null \
+    for customers without one (a group of its own). model bg_nbd (params r, alpha, a, b; alpha in \
+    clv.time_unit) is fitted on every customer of the group; model gamma_gamma (params p, q, v) \
+    on the group's customers with frequency > 0 and monetary_value > 0. Maximum likelihood: \
+    Nelder-Mead on the log-parameters from two starts (on an evenly spaced subsample of 20000 \
+    customers when the group is larger), then Newton steps with finite-difference derivatives \
+    on all of them. value = the estimate; std_err = sqrt of the diagonal of the inverse observed \
+    information (central differences of the log-likelihood, step 1e-3 in the log-parameters, \
+    delta method; null when not positive definite); log_likelihood = the maximized \
+    log-likelihood of the model on the group (BG/NBD: FHL 2005 eq. 6 with times in the time \
+    unit; Gamma-Gamma: the density of each customer's mean repeat spend); n_customers = \
+    customers the fit used (or would have used). A model with too few customers (BG/NBD: fewer \
+    than 4 with frequency > 0; Gamma-Gamma: fewer than 3), no convergence or an estimate outside \
+    [1e-8, 1e8] keeps its rows with null value, std_err and log_likelihood, and logs a warning. \
+    Computed with one eager collect of the RFM inside the builder.";
 
 pub fn kpis() -> Vec<Kpi> {
     vec![
@@ -345,10 +354,7 @@ fn clv_model(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let (mut model, mut segment, mut param) = (Vec::new(), Vec::new(), Vec::new());
     let (mut value, mut se, mut ll, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for f in fits.iter() {
-        let mut push = |name: &'static str,
-                        names: &[&'static str],
-                        est: Option<(&Vec<f64>, &Vec<Option<f64>>, f64)>,
-                        count: usize| {
+        let mut push = |name: &'static str, names: &[&'static str], est: Estimates<'_>, count: usize| {
             for (k, pn) in names.iter().enumerate() {
                 model.push(name);
                 segment.push(f.segment.clone());
@@ -375,6 +381,9 @@ fn clv_model(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     )?;
     Ok(df.lazy().with_column(as_of_col(p)))
 }
+
+/// A fit's estimates, standard errors and log-likelihood (None: not fitted).
+type Estimates<'a> = Option<(&'a Vec<f64>, &'a Vec<Option<f64>>, f64)>;
 
 /// One customer's predictions.
 #[derive(Debug, Clone, Copy, PartialEq)]

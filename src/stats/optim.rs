@@ -158,6 +158,7 @@ pub fn nelder_mead(mut f: impl FnMut(&[f64]) -> f64, x0: &[f64], opts: &NelderMe
 /// value decreases. Converged when a full step moves every coordinate less than `x_tol`.
 /// Cheaper than Nelder–Mead near a smooth minimum (quadratic convergence), and exact to the
 /// finite-difference noise.
+#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
 pub fn newton_polish(mut f: impl FnMut(&[f64]) -> f64, x0: &[f64], h: f64, x_tol: f64, max_iter: usize) -> Minimum {
     let n = x0.len();
     let mut evals = 0;
@@ -284,6 +285,7 @@ pub fn hessian(mut f: impl FnMut(&[f64]) -> f64, x: &[f64], h: &[f64]) -> Vec<Ve
 
 /// The inverse of a symmetric positive-definite matrix by its Cholesky factorization; `None`
 /// when the matrix is not positive definite (or not finite).
+#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
 pub fn inverse_spd(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     let n = m.len();
     // m = L Lᵀ
@@ -292,7 +294,7 @@ pub fn inverse_spd(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         for j in 0..=i {
             let s: f64 = m[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
-                if !(s > 0.0) || !s.is_finite() {
+                if !s.is_finite() || s <= 0.0 {
                     return None;
                 }
                 l[i][i] = s.sqrt();
@@ -323,7 +325,7 @@ pub fn inverse_spd(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
 /// equals the inverse information in θ). `None` for every parameter when the information is not
 /// positive definite (a flat or saddle likelihood).
 pub fn standard_errors(mut log_likelihood: impl FnMut(&[f64]) -> f64, theta: &[f64]) -> Vec<Option<f64>> {
-    if theta.iter().any(|t| !(*t > 0.0) || !t.is_finite()) {
+    if theta.iter().any(|t| !t.is_finite() || *t <= 0.0) {
         return vec![None; theta.len()];
     }
     let phi: Vec<f64> = theta.iter().map(|t| t.ln()).collect();

@@ -141,8 +141,10 @@ fn fixture() -> Tables {
 }
 
 fn new_york(unit: ClvTimeUnit) -> Config {
-    let mut cfg = Config::default();
-    cfg.timezone = "America/New_York".into();
+    let mut cfg = Config {
+        timezone: "America/New_York".into(),
+        ..Config::default()
+    };
     cfg.clv.time_unit = unit;
     cfg
 }
