@@ -55,7 +55,7 @@ const MODEL_DEFINITION: &str = "The fitted CLV models behind clv_predictive, per
     for customers without one (a group of its own). model bg_nbd (params r, alpha, a, b; alpha in \
     clv.time_unit) is fitted on every customer of the group; model gamma_gamma (params p, q, v) \
     on the group's customers with frequency > 0 and monetary_value > 0. Maximum likelihood: \
-    Nelder-Mead on the log-parameters from two starts (on an evenly spaced subsample of 20000 \
+    Nelder-Mead on the log-parameters from two starts (on an evenly spaced subsample of 10000 \
     customers when the group is larger), then Newton steps with finite-difference derivatives \
     on all of them. value = the estimate; std_err = sqrt of the diagonal of the inverse observed \
     information (central differences of the log-likelihood, step 1e-3 in the log-parameters, \

@@ -86,6 +86,11 @@ pub struct Fit<P> {
 /// Estimates outside `[1/LIMIT, LIMIT]` mean the likelihood kept improving towards a boundary.
 pub(crate) const DIVERGENCE_LIMIT: f64 = 1e8;
 
+/// The searches treat log-parameters beyond ±WALL (e^20 ≈ 5e8, past the divergence limit) as
+/// infeasible, so a likelihood that improves without bound stays in range and is reported as
+/// diverged.
+pub(crate) const WALL: f64 = 20.0;
+
 impl BgNbd {
     pub const NAMES: &'static [&'static str] = &["r", "alpha", "a", "b"];
 
@@ -166,7 +171,7 @@ impl BgNbd {
         }
         fn objective(d: &Compressed) -> impl Fn(&[f64]) -> f64 + '_ {
             move |phi: &[f64]| {
-                if phi.iter().any(|v| v.abs() > 50.0) {
+                if phi.iter().any(|v| v.abs() > WALL) {
                     return f64::INFINITY;
                 }
                 let p = BgNbd::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());
@@ -204,7 +209,7 @@ impl BgNbd {
 }
 
 /// Above this many customers the fit's starting searches run on a subsample this size.
-pub const SUBSAMPLE: usize = 20_000;
+pub const SUBSAMPLE: usize = 10_000;
 
 /// Takes the Nelder–Mead optimum `best` (of the subsample when `subsampled`) to the full-data
 /// optimum of `objective`: Newton polishing from it, or, if that fails, a Nelder–Mead search on
@@ -240,14 +245,15 @@ pub(crate) fn finish<P>(
     mut log_likelihood: impl FnMut(&[f64]) -> f64,
     n_customers: usize,
 ) -> Result<Fit<P>, FitError> {
-    if !best.converged {
-        return Err(FitError::NoConvergence { evals: best.evals });
-    }
+    // A search that ran off towards a boundary is reported as such, converged or not.
     let estimates: Vec<f64> = best.x.iter().map(|v| v.exp()).collect();
     for (name, v) in names.iter().zip(&estimates) {
         if !(1.0 / DIVERGENCE_LIMIT..=DIVERGENCE_LIMIT).contains(v) {
             return Err(FitError::Diverged { param: name, value: *v });
         }
+    }
+    if !best.converged {
+        return Err(FitError::NoConvergence { evals: best.evals });
     }
     let ll = log_likelihood(&estimates);
     if !ll.is_finite() {
@@ -667,6 +673,21 @@ mod tests {
                 assert!(BgNbd::from_slice(&v).log_likelihood(&data) < ll);
             }
         }
+    }
+
+    #[test]
+    fn data_without_any_dropout_evidence_diverge_instead_of_giving_numbers() {
+        // Everyone bought on their last day of observation: nothing suggests anyone dropped out,
+        // the likelihood keeps growing as p → 0 (b → ∞).
+        let data: Vec<Customer> = (0..200)
+            .map(|i| Customer {
+                x: 1 + i % 5,
+                t_x: 20.0 + (i % 7) as f64,
+                t: 20.0 + (i % 7) as f64,
+            })
+            .collect();
+        let fit = BgNbd::fit(&data);
+        assert!(matches!(fit, Err(FitError::Diverged { .. })), "{fit:?}");
     }
 
     #[test]

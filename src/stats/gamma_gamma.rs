@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::bgnbd::{Fit, FitError, SUBSAMPLE, finish, polish};
+use super::bgnbd::{Fit, FitError, SUBSAMPLE, WALL, finish, polish};
 use super::optim::{NelderMead, nelder_mead};
 use super::special::ln_gamma;
 
@@ -83,7 +83,7 @@ impl GammaGamma {
         }
         fn objective(d: &Compressed) -> impl Fn(&[f64]) -> f64 + '_ {
             move |phi: &[f64]| {
-                if phi.iter().any(|v| v.abs() > 50.0) {
+                if phi.iter().any(|v| v.abs() > WALL) {
                     return f64::INFINITY;
                 }
                 let g = GammaGamma::from_slice(&phi.iter().map(|v| v.exp()).collect::<Vec<_>>());

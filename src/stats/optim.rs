@@ -25,7 +25,7 @@ impl Default for NelderMead {
             initial_step: 0.5,
             x_tol: 1e-9,
             f_tol: 1e-12,
-            max_evals: 20_000,
+            max_evals: 3_000,
             max_restarts: 5,
         }
     }
