@@ -37,6 +37,9 @@ pub struct Config {
     pub reengagement: Reengagement,
     #[serde(default = "default_stages")]
     pub stages: Vec<Stage>,
+    /// Predictive CLV (BG/NBD + Gamma-Gamma).
+    #[serde(default)]
+    pub clv: Clv,
     /// Per canonical table: column renames and value rewrites.
     #[serde(default)]
     pub mapping: BTreeMap<String, TableMapping>,
@@ -73,6 +76,63 @@ impl Default for Reengagement {
             max_days: 180,
         }
     }
+}
+
+/// `[clv]`: the predictive CLV models' time unit, horizon, discounting and segmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clv {
+    #[serde(default)]
+    pub time_unit: ClvTimeUnit,
+    #[serde(default = "default_horizon_months")]
+    pub horizon_months: u32,
+    #[serde(default = "default_monthly_discount_rate")]
+    pub monthly_discount_rate: f64,
+    #[serde(default)]
+    pub segment_by: ClvSegmentBy,
+}
+
+impl Default for Clv {
+    fn default() -> Self {
+        Clv {
+            time_unit: ClvTimeUnit::default(),
+            horizon_months: default_horizon_months(),
+            monthly_discount_rate: default_monthly_discount_rate(),
+            segment_by: ClvSegmentBy::default(),
+        }
+    }
+}
+
+/// The unit of recency, T and the fitted BG/NBD rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClvTimeUnit {
+    #[default]
+    Weeks,
+    Days,
+}
+
+impl ClvTimeUnit {
+    /// Days per unit.
+    pub fn days(self) -> f64 {
+        match self {
+            ClvTimeUnit::Weeks => 7.0,
+            ClvTimeUnit::Days => 1.0,
+        }
+    }
+}
+
+/// Which groups of customers get their own CLV models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClvSegmentBy {
+    /// One model for every customer.
+    #[default]
+    None,
+    /// The source of the account's first lead.
+    Source,
+    /// `accounts.segment`.
+    Segment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +176,12 @@ fn default_buckets() -> Vec<f64> {
 }
 fn default_stale_days() -> u32 {
     30
+}
+fn default_horizon_months() -> u32 {
+    12
+}
+fn default_monthly_discount_rate() -> f64 {
+    0.01
 }
 fn default_stages() -> Vec<Stage> {
     let s = |name: &str, probability, terminal| Stage {
@@ -212,6 +278,21 @@ impl Config {
                     self.reengagement.min_days, self.reengagement.max_days
                 ),
                 "make min_days <= max_days",
+            ));
+        }
+        if !(1..=1200).contains(&self.clv.horizon_months) {
+            return Err(bad(
+                "clv.horizon_months",
+                format!("{} is not a horizon of 1 to 1200 months", self.clv.horizon_months),
+                "use a number of months, e.g. 12",
+            ));
+        }
+        let d = self.clv.monthly_discount_rate;
+        if !(d.is_finite() && (0.0..1.0).contains(&d)) {
+            return Err(bad(
+                "clv.monthly_discount_rate",
+                format!("{d} is not a rate in [0, 1)"),
+                "write the monthly rate as a fraction, e.g. 0.01 for 1% a month",
             ));
         }
         if self.stages.is_empty() {
@@ -359,6 +440,12 @@ mod tests {
             ),
             ("[[stages]]\nname = \"a\"\nprobability = 0.5", "stages", "terminal"),
             ("[mapping.deals.columns]\nx = \"y\"", "mapping.deals", "opportunities"),
+            ("[clv]\nhorizon_months = 0", "clv.horizon_months", "e.g. 12"),
+            (
+                "[clv]\nmonthly_discount_rate = 1.5",
+                "clv.monthly_discount_rate",
+                "0.01 for 1%",
+            ),
             (
                 "[mapping.leads.columns]\n\"Lead\" = \"nope\"",
                 "mapping.leads.columns.\"Lead\"",
@@ -369,6 +456,24 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
             assert!(e.contains(fix), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn clv_section_parses_and_rejects_unknown_values() {
+        let c = parse("[clv]\ntime_unit = \"days\"\nhorizon_months = 24\nsegment_by = \"source\"").unwrap();
+        assert_eq!(c.clv.time_unit, ClvTimeUnit::Days);
+        assert_eq!(c.clv.horizon_months, 24);
+        assert_eq!(c.clv.monthly_discount_rate, 0.01);
+        assert_eq!(c.clv.segment_by, ClvSegmentBy::Source);
+        assert_eq!(Config::default().clv, Clv::default());
+        for text in [
+            "[clv]\ntime_unit = \"months\"",
+            "[clv]\nsegment_by = \"region\"",
+            "[clv]\nhorizon = 3",
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("t.toml"), "{text}: {e}");
         }
     }
 
