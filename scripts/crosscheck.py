@@ -555,7 +555,7 @@ QUERIES = {
 # dims_union, sql_list, ...) and `build` is either a function returning SQL, or one taking the
 # connection and returning (columns, rows) like `fetch`. An optional `setup(cc, con)` creates
 # shared views after the main setup.
-EXTENSIONS = ["crosscheck_leads", "crosscheck_trends", "crosscheck_revenue"]
+EXTENSIONS = ["crosscheck_leads", "crosscheck_trends", "crosscheck_revenue", "crosscheck_clv"]
 CONNECTION_BUILDS = set()
 EXTENSION_SETUPS = []
 

@@ -11,7 +11,7 @@ WORK=${WORK:-/tmp/crm-kpi-crosscheck-$SCALE}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
 VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import duckdb, pandas" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas
+"$VENV/bin/python" -c "import duckdb, pandas, numpy, scipy, mpmath" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas numpy scipy mpmath
 cargo build --release -q || echo "crosscheck: cargo build failed; using the existing binary" >&2
 BIN="$CARGO_TARGET_DIR/release/crm-kpi"
 rm -rf "$WORK" && mkdir -p "$WORK"

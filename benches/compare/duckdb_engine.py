@@ -14,6 +14,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import crosscheck as cc  # noqa: E402
 
 
+# The cross-check of the predictive CLV evaluates its formulas at crm-kpi's fitted parameters
+# (it reads crm-kpi's output), so it is not an independent engine run: left out of the timing
+# and reported as not implemented until the DuckDB side fits its own model.
+NEEDS_CRM_KPI_OUTPUT = {"clv_predictive", "clv_model"}
+
+
 def main():
     store, out, as_of, threads = sys.argv[1:5]
     os.makedirs(out, exist_ok=True)
@@ -24,6 +30,8 @@ def main():
     for ext_setup in cc.EXTENSION_SETUPS:
         ext_setup(cc, con)
     for kpi, (_key, build) in cc.QUERIES.items():
+        if kpi in NEEDS_CRM_KPI_OUTPUT:
+            continue
         path = f"{out}/{kpi}.parquet"
         if build in (cc.stage_duration_ref, cc.stage_duration_survival_ref) or build in cc.CONNECTION_BUILDS:
             # Computed partly in Python (e.g. Kaplan-Meier): materialize the rows through DuckDB.
