@@ -20,7 +20,7 @@ VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
 DATA=${BENCH_DATA:-$HOME/.cache/crm-kpi-bench}/$SCALE
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import duckdb, pandas, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas pyarrow
+"$VENV/bin/python" -c "import duckdb, pandas, pyarrow, numpy, scipy, mpmath" 2>/dev/null || "$VENV/bin/pip" install -q duckdb pandas pyarrow numpy scipy mpmath
 PY="$VENV/bin/python"
 [ -x /usr/bin/time ] || { echo "compare: needs /usr/bin/time (GNU time; apt-get install time)" >&2; exit 2; }
 
