@@ -174,8 +174,10 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             .cast(DataType::UInt32)
             .alias("__prefix")]);
     // Every deal × every step (a complete grid, so missing steps count 0), with its flags.
+    // The deals' own fields only: the as-of opportunities, not the stage-derived deal state
+    // (which would sort every stage event again for nothing).
     let per_deal = i
-        .deals
+        .opportunities
         .clone()
         .select([
             col("opportunity_id"),
@@ -207,7 +209,8 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                         .otherwise(col("__prefix").eq(lit(n_chain))),
                 )
                 .alias("__ordered"),
-        );
+        )
+        .cache();
     let counts = by_dimensions(&["owner_id", "campaign_id", "created_period"], |d| {
         Ok(per_deal
             .clone()
