@@ -175,7 +175,9 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             .alias("__prefix")]);
     // Every deal × every step (a complete grid, so missing steps count 0), with its flags.
     // The deals' own fields only: the as-of opportunities, not the stage-derived deal state
-    // (which would sort every stage event again for nothing).
+    // (which would sort every stage event again for nothing). Not `.cache()`d across its four
+    // dimensions: that made stage_funnel alone 2.5x faster at scale m but its family's collect_all
+    // 30% slower (benches/README.md).
     let per_deal = i
         .opportunities
         .clone()
@@ -209,8 +211,7 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                         .otherwise(col("__prefix").eq(lit(n_chain))),
                 )
                 .alias("__ordered"),
-        )
-        .cache();
+        );
     let counts = by_dimensions(&["owner_id", "campaign_id", "created_period"], |d| {
         Ok(per_deal
             .clone()
