@@ -34,7 +34,7 @@ use crm_kpi::kpi::inputs::Tables;
 use crm_kpi::kpi::{Grain, Params, parse_as_of};
 use polars::prelude::*;
 
-use crate::kpi_trends::{assert_schema_and_key, canonical, compute_on, kpi, rows};
+use crate::fixtures::{assert_schema_and_key, canonical, compute_on, kpi, rows};
 
 fn tables() -> Tables {
     let amounts = [100.0, 50.0, 150.0, 80.0, 100.0, 50.0, 400.0, 70.0, 200.0, 500.0];

@@ -34,33 +34,12 @@ use std::sync::OnceLock;
 use crm_kpi::config::{ClvSegmentBy, ClvTimeUnit, Config};
 use crm_kpi::kpi::clv::{DAYS_PER_MONTH, predict};
 use crm_kpi::kpi::inputs::Tables;
-use crm_kpi::kpi::run::compute;
-use crm_kpi::kpi::{Grain, Params, find, parse_as_of};
-use crm_kpi::schema;
+use crm_kpi::kpi::{Grain, Params, parse_as_of};
 use crm_kpi::stats::bgnbd::{BgNbd, Customer};
 use crm_kpi::stats::gamma_gamma::GammaGamma;
 use polars::prelude::*;
 
-/// A canonical frame of `table` from a few given columns (nulls for the rest); Int64
-/// timestamps are µs since the epoch, UTC.
-fn canonical(table: &str, given: DataFrame) -> DataFrame {
-    let def = schema::table(table).expect("canonical table");
-    let exprs: Vec<Expr> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let dt = c.kind.dtype();
-            // Int64 timestamps are µs: the cast to Datetime(us, UTC) keeps the number.
-            match given.column(c.name) {
-                Err(_) => lit(NULL).cast(dt).alias(c.name),
-                Ok(_) => col(c.name).cast(dt),
-            }
-        })
-        .collect();
-    let df = given.lazy().select(exprs).collect().expect("canonical frame");
-    assert_eq!(df.schema().as_ref(), &def.polars_schema(), "{table}");
-    df
-}
+use crate::fixtures::{canonical, compute_on, kpi, rows_with_decimals};
 
 fn us(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -89,35 +68,15 @@ fn orders(rows: &[(&str, &str, &str, f64, bool)]) -> DataFrame {
 fn run(tables: Tables, cfg: Config, as_of: &str) -> (DataFrame, DataFrame) {
     let as_of = parse_as_of(as_of, cfg.tz()).unwrap();
     let params = Params::new(as_of, Grain::Month, cfg);
-    std::thread::Builder::new()
-        .stack_size(16 << 20)
-        .spawn(move || {
-            let kpis = vec![find("clv_predictive").unwrap(), find("clv_model").unwrap()];
-            let mut out = compute(&tables, &params, kpis, Engine::InMemory).unwrap().0;
-            let model = out.pop().unwrap().df;
-            (out.pop().unwrap().df, model)
-        })
-        .unwrap()
-        .join()
-        .unwrap()
+    let kpis = vec![kpi("clv_predictive"), kpi("clv_model")];
+    let mut out = compute_on(tables, params, kpis, Engine::InMemory);
+    let model = out.pop().unwrap();
+    (out.pop().unwrap(), model)
 }
 
-/// Rows as `a|b|c` strings: floats to 6 decimals, nulls as `null`.
+/// Rows with 6 decimals: the model columns need them.
 fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
-    (0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| match df.column(c).unwrap().get(i).unwrap() {
-                    AnyValue::Null => "null".to_string(),
-                    AnyValue::Float64(v) => format!("{v:.6}"),
-                    AnyValue::String(s) => s.to_string(),
-                    AnyValue::StringOwned(s) => s.to_string(),
-                    v => v.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
+    rows_with_decimals(df, cols, 6)
 }
 
 fn fixture() -> Tables {

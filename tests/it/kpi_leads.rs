@@ -47,41 +47,10 @@
 use crm_kpi::config::{Config, ConvertedEvent};
 use crm_kpi::kpi::inputs::{Inputs, Tables};
 use crm_kpi::kpi::leads::lead_conversions;
-use crm_kpi::kpi::run::compute;
-use crm_kpi::kpi::{Grain, Params, find, parse_as_of};
-use crm_kpi::schema::{self, Kind};
+use crm_kpi::kpi::{Grain, Params, parse_as_of};
 use polars::prelude::*;
 
-/// A canonical frame of `table` from a few given columns (nulls for the rest); timestamps and
-/// dates given as `YYYY-MM-DD` strings (timestamps at midnight UTC).
-fn canonical(table: &str, given: DataFrame) -> DataFrame {
-    let def = schema::table(table).expect("canonical table");
-    let exprs: Vec<Expr> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let dt = c.kind.dtype();
-            let is_str = given.column(c.name).map(|s| s.dtype() == &DataType::String).ok();
-            match (is_str, c.kind) {
-                (None, _) => lit(NULL).cast(dt).alias(c.name),
-                (Some(true), Kind::Timestamp) => col(c.name).str().to_datetime(
-                    Some(TimeUnit::Microseconds),
-                    Some(TimeZone::UTC),
-                    StrptimeOptions {
-                        format: Some("%Y-%m-%d".into()),
-                        ..Default::default()
-                    },
-                    lit("raise"),
-                ),
-                (Some(true), Kind::Date) => col(c.name).str().to_date(StrptimeOptions::default()),
-                (Some(_), _) => col(c.name).cast(dt),
-            }
-        })
-        .collect();
-    let df = given.lazy().select(exprs).collect().expect("canonical frame");
-    assert_eq!(df.schema().as_ref(), &def.polars_schema(), "{table}");
-    df
-}
+use crate::fixtures::{self, big_stack, canonical, compute_on as compute_all, kpi, rows};
 
 fn tables() -> Tables {
     let leads = df!(
@@ -166,20 +135,8 @@ fn params_at(as_of: &str, grain: Grain, cfg: Config) -> Params {
     Params::new(us, grain, cfg)
 }
 
-/// Runs `f` on a thread with a 16 MiB stack: in debug builds polars' plan conversion of these
-/// deep plans can need more than a test thread's 2 MiB.
-fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(16 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 fn compute_on(tables: Tables, params: Params, name: &str, engine: Engine) -> DataFrame {
-    let kpi = find(name).unwrap_or_else(|| panic!("KPI {name} registered"));
-    big_stack(move || compute(&tables, &params, vec![kpi], engine).unwrap().0.remove(0).df)
+    compute_all(tables, params, vec![kpi(name)], engine).remove(0)
 }
 
 fn run_at(name: &str, as_of: &str, grain: Grain, cfg: Config) -> DataFrame {
@@ -188,29 +145,6 @@ fn run_at(name: &str, as_of: &str, grain: Grain, cfg: Config) -> DataFrame {
 
 fn run(name: &str) -> DataFrame {
     run_at(name, "2024-03-31", Grain::Month, Config::default())
-}
-
-/// Rows as `a|b|c` strings: floats to 4 decimals, dates as YYYY-MM-DD, nulls as `null`.
-fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
-    (0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| match df.column(c).unwrap().get(i).unwrap() {
-                    AnyValue::Null => "null".to_string(),
-                    AnyValue::Float64(v) => format!("{v:.4}"),
-                    AnyValue::Date(d) => crm_kpi::timefmt::date_from_days(d).to_string(),
-                    AnyValue::Datetime(us, _, _) => chrono::DateTime::from_timestamp_micros(us)
-                        .unwrap()
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string(),
-                    AnyValue::String(s) => s.to_string(),
-                    AnyValue::StringOwned(s) => s.to_string(),
-                    v => v.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
 }
 
 fn filter(df: &DataFrame, e: Expr) -> DataFrame {
@@ -231,21 +165,7 @@ const KPIS: [&str; 5] = [
 
 /// Asserts the declared schema, a unique key and the run's as_of.
 fn assert_schema_and_key(name: &str, df: &DataFrame, as_of: &str) {
-    let kpi = find(name).unwrap();
-    let declared: Vec<(String, DataType)> = (kpi.columns)().into_iter().map(|(n, t)| (n.to_string(), t)).collect();
-    let got: Vec<(String, DataType)> = df
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_string(), c.dtype().clone()))
-        .collect();
-    assert_eq!(got, declared, "{name}");
-    let unique = df
-        .select(kpi.key.iter().copied())
-        .unwrap()
-        .unique_stable(None, UniqueKeepStrategy::First, None)
-        .unwrap()
-        .height();
-    assert_eq!(unique, df.height(), "{name}: duplicate keys");
+    fixtures::assert_schema_and_key(name, df);
     assert!(rows(df, &["as_of"]).iter().all(|r| r == as_of), "{name}");
 }
 

@@ -24,41 +24,10 @@
 
 use crm_kpi::config::Config;
 use crm_kpi::kpi::inputs::Tables;
-use crm_kpi::kpi::run::compute;
-use crm_kpi::kpi::{Grain, Kpi, Params, find, parse_as_of};
-use crm_kpi::schema::{self, Kind};
+use crm_kpi::kpi::{Grain, Params, find, parse_as_of};
 use polars::prelude::*;
 
-/// A canonical frame of `table` from a few given columns (nulls for the rest). Timestamps
-/// and dates may be given as `YYYY-MM-DD` strings (timestamps at midnight UTC).
-fn canonical(table: &str, given: DataFrame) -> DataFrame {
-    let def = schema::table(table).expect("canonical table");
-    let exprs: Vec<Expr> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let dt = c.kind.dtype();
-            let is_str = given.column(c.name).map(|s| s.dtype() == &DataType::String).ok();
-            match (is_str, c.kind) {
-                (None, _) => lit(NULL).cast(dt).alias(c.name),
-                (Some(true), Kind::Timestamp) => col(c.name).str().to_datetime(
-                    Some(TimeUnit::Microseconds),
-                    Some(TimeZone::UTC),
-                    StrptimeOptions {
-                        format: Some("%Y-%m-%d".into()),
-                        ..Default::default()
-                    },
-                    lit("raise"),
-                ),
-                (Some(true), Kind::Date) => col(c.name).str().to_date(StrptimeOptions::default()),
-                (Some(_), _) => col(c.name).cast(dt),
-            }
-        })
-        .collect();
-    let df = given.lazy().select(exprs).collect().expect("canonical frame");
-    assert_eq!(df.schema().as_ref(), &def.polars_schema(), "{table}");
-    df
-}
+use crate::fixtures::{canonical, compute_on, kpi, rows};
 
 fn tables() -> Tables {
     let ids: Vec<String> = (1..=11).map(|i| format!("d{i}")).collect();
@@ -158,28 +127,6 @@ fn params(grain: Grain) -> Params {
     Params::new(as_of, grain, cfg)
 }
 
-/// Runs `f` on a thread with an 8 MiB stack, like the binary's main thread: in debug builds
-/// polars' plan conversion of these deep plans can need more than a test thread's 2 MiB.
-fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn compute_on(tables: Tables, params: Params, kpis: Vec<Kpi>, engine: Engine) -> Vec<DataFrame> {
-    big_stack(move || {
-        compute(&tables, &params, kpis, engine)
-            .unwrap()
-            .0
-            .into_iter()
-            .map(|c| c.df)
-            .collect()
-    })
-}
-
 fn run_with(name: &str, grain: Grain, engine: Engine) -> DataFrame {
     let kpi = find(name).unwrap_or_else(|| panic!("KPI {name} registered"));
     compute_on(tables(), params(grain), vec![kpi], engine).remove(0)
@@ -187,25 +134,6 @@ fn run_with(name: &str, grain: Grain, engine: Engine) -> DataFrame {
 
 fn run(name: &str) -> DataFrame {
     run_with(name, Grain::Month, Engine::InMemory)
-}
-
-/// Rows as `a|b|c` strings: floats to 4 decimals, dates as YYYY-MM-DD, nulls as `null`.
-fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
-    (0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| match df.column(c).unwrap().get(i).unwrap() {
-                    AnyValue::Null => "null".to_string(),
-                    AnyValue::Float64(v) => format!("{v:.4}"),
-                    AnyValue::Date(d) => crm_kpi::timefmt::date_from_days(d).to_string(),
-                    AnyValue::String(s) => s.to_string(),
-                    AnyValue::StringOwned(s) => s.to_string(),
-                    v => v.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
 }
 
 const KPIS: [&str; 7] = [
@@ -540,10 +468,6 @@ fn lost_reengagement_windows() {
             "2024-03-31|d9|a6|r3|null|2024-01-05|2024-04-04|2024-07-03|upcoming",
         ]
     );
-}
-
-fn kpi(name: &str) -> Kpi {
-    find(name).unwrap()
 }
 
 #[test]

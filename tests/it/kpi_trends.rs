@@ -38,94 +38,10 @@
 
 use crm_kpi::config::Config;
 use crm_kpi::kpi::inputs::Tables;
-use crm_kpi::kpi::run::compute;
-use crm_kpi::kpi::{Grain, Kpi, Params, find, parse_as_of};
-use crm_kpi::schema::{self, Kind};
+use crm_kpi::kpi::{Grain, Params, parse_as_of};
 use polars::prelude::*;
 
-/// A canonical frame of `table` from a few given columns (nulls for the rest). Timestamps
-/// and dates may be given as `YYYY-MM-DD` strings (timestamps at midnight UTC).
-pub(crate) fn canonical(table: &str, given: DataFrame) -> DataFrame {
-    let def = schema::table(table).expect("canonical table");
-    let exprs: Vec<Expr> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let dt = c.kind.dtype();
-            let is_str = given.column(c.name).map(|s| s.dtype() == &DataType::String).ok();
-            match (is_str, c.kind) {
-                (None, _) => lit(NULL).cast(dt).alias(c.name),
-                (Some(true), Kind::Timestamp) => col(c.name).str().to_datetime(
-                    Some(TimeUnit::Microseconds),
-                    Some(TimeZone::UTC),
-                    StrptimeOptions {
-                        format: Some("%Y-%m-%d".into()),
-                        ..Default::default()
-                    },
-                    lit("raise"),
-                ),
-                (Some(true), Kind::Date) => col(c.name).str().to_date(StrptimeOptions::default()),
-                (Some(_), _) => col(c.name).cast(dt),
-            }
-        })
-        .collect();
-    let df = given.lazy().select(exprs).collect().expect("canonical frame");
-    assert_eq!(df.schema().as_ref(), &def.polars_schema(), "{table}");
-    df
-}
-
-/// Runs the KPIs on a thread with a 16 MiB stack: in debug builds polars' plan conversion of
-/// these deep plans needs more than a test thread's 2 MiB.
-pub(crate) fn compute_on(tables: Tables, params: Params, kpis: Vec<Kpi>, engine: Engine) -> Vec<DataFrame> {
-    std::thread::Builder::new()
-        .stack_size(16 << 20)
-        .spawn(move || {
-            compute(&tables, &params, kpis, engine)
-                .unwrap()
-                .0
-                .into_iter()
-                .map(|c| c.df)
-                .collect()
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-/// Rows as `a|b|c` strings: floats to 4 decimals, dates as YYYY-MM-DD, nulls as `null`.
-pub(crate) fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
-    (0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| match df.column(c).unwrap().get(i).unwrap() {
-                    AnyValue::Null => "null".to_string(),
-                    AnyValue::Float64(v) => format!("{v:.4}"),
-                    AnyValue::Date(d) => crm_kpi::timefmt::date_from_days(d).to_string(),
-                    AnyValue::String(s) => s.to_string(),
-                    AnyValue::StringOwned(s) => s.to_string(),
-                    v => v.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
-}
-
-pub(crate) fn kpi(name: &str) -> Kpi {
-    find(name).unwrap_or_else(|| panic!("KPI {name} registered"))
-}
-
-/// Checks the declared schema and the key's uniqueness.
-pub(crate) fn assert_schema_and_key(name: &str, df: &DataFrame) {
-    let k = kpi(name);
-    assert_eq!(df.schema().as_ref(), &k.schema(), "{name}");
-    let key: Vec<String> = k.key.iter().map(|c| c.to_string()).collect();
-    let distinct = df
-        .unique_stable(Some(&key), UniqueKeepStrategy::Any, None)
-        .unwrap()
-        .height();
-    assert_eq!(distinct, df.height(), "{name}: duplicate keys");
-}
+use crate::fixtures::{assert_schema_and_key, canonical, compute_on, kpi, rows};
 
 fn tables() -> Tables {
     let leads = df!(

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod common;
+mod fixtures;
 mod generate;
 mod help;
 mod ingest;

@@ -1,0 +1,115 @@
+//! Helpers shared by the in-process KPI tests: canonical frames from a few columns, computing
+//! KPIs on a big stack, printing rows for hand-checked expectations.
+
+#![allow(dead_code)]
+
+use crm_kpi::kpi::inputs::Tables;
+use crm_kpi::kpi::run::compute;
+use crm_kpi::kpi::{Kpi, Params, find};
+use crm_kpi::schema::{self, Kind};
+use polars::prelude::*;
+
+/// A canonical frame of `table` from a few given columns (nulls for the rest). Timestamps and
+/// dates may be given as `YYYY-MM-DD` strings (timestamps at midnight UTC); other types are
+/// cast (Int64 timestamps are µs since the epoch).
+pub fn canonical(table: &str, given: DataFrame) -> DataFrame {
+    let def = schema::table(table).expect("canonical table");
+    let exprs: Vec<Expr> = def
+        .columns
+        .iter()
+        .map(|c| {
+            let dt = c.kind.dtype();
+            let is_str = given.column(c.name).map(|s| s.dtype() == &DataType::String).ok();
+            match (is_str, c.kind) {
+                (None, _) => lit(NULL).cast(dt).alias(c.name),
+                (Some(true), Kind::Timestamp) => col(c.name).str().to_datetime(
+                    Some(TimeUnit::Microseconds),
+                    Some(TimeZone::UTC),
+                    StrptimeOptions {
+                        format: Some("%Y-%m-%d".into()),
+                        ..Default::default()
+                    },
+                    lit("raise"),
+                ),
+                (Some(true), Kind::Date) => col(c.name).str().to_date(StrptimeOptions::default()),
+                (Some(_), _) => col(c.name).cast(dt),
+            }
+        })
+        .collect();
+    let df = given.lazy().select(exprs).collect().expect("canonical frame");
+    assert_eq!(df.schema().as_ref(), &def.polars_schema(), "{table}");
+    df
+}
+
+/// Runs `f` on a thread with a 16 MiB stack: planning a KPI recurses deeply in debug builds.
+pub fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Computes `kpis` together, as `run` does; one frame per KPI, in order.
+pub fn compute_on(tables: Tables, params: Params, kpis: Vec<Kpi>, engine: Engine) -> Vec<DataFrame> {
+    big_stack(move || {
+        compute(&tables, &params, kpis, engine)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|c| c.df)
+            .collect()
+    })
+}
+
+pub fn kpi(name: &str) -> Kpi {
+    find(name).unwrap_or_else(|| panic!("KPI {name} registered"))
+}
+
+/// The output has the declared columns, in order and with their types, and a unique key.
+pub fn assert_schema_and_key(name: &str, df: &DataFrame) {
+    let k = kpi(name);
+    let declared: Vec<(String, DataType)> = (k.columns)().into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+    let got: Vec<(String, DataType)> = df
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.dtype().clone()))
+        .collect();
+    assert_eq!(got, declared, "{name}");
+    let key: Vec<String> = k.key.iter().map(|c| c.to_string()).collect();
+    let distinct = df
+        .unique_stable(Some(&key), UniqueKeepStrategy::Any, None)
+        .unwrap()
+        .height();
+    assert_eq!(distinct, df.height(), "{name}: duplicate keys");
+}
+
+/// Rows as `a|b|c` strings, floats with 4 decimals.
+pub fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
+    rows_with_decimals(df, cols, 4)
+}
+
+/// Rows as `a|b|c` strings: null as `null`, floats with `decimals` decimals, dates as
+/// `YYYY-MM-DD`, timestamps as `YYYY-MM-DD HH:MM` (UTC).
+pub fn rows_with_decimals(df: &DataFrame, cols: &[&str], decimals: usize) -> Vec<String> {
+    (0..df.height())
+        .map(|i| {
+            cols.iter()
+                .map(|c| match df.column(c).unwrap().get(i).unwrap() {
+                    AnyValue::Null => "null".to_string(),
+                    AnyValue::Float64(v) => format!("{v:.decimals$}"),
+                    AnyValue::Date(d) => crm_kpi::timefmt::date_from_days(d).to_string(),
+                    AnyValue::Datetime(us, _, _) => chrono::DateTime::from_timestamp_micros(us)
+                        .unwrap()
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string(),
+                    AnyValue::String(s) => s.to_string(),
+                    AnyValue::StringOwned(s) => s.to_string(),
+                    v => v.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
