@@ -6,8 +6,8 @@ use polars::lazy::dsl;
 use polars::prelude::*;
 
 use crate::config::ConvertedEvent;
-use crate::kpi::periods::{Grain, period_start};
-use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
+use crate::kpi::periods::{period_ordinal, period_start};
+use crate::kpi::pipeline::{current_period_start, explode_dates, period_complete, periods_to_as_of};
 use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, utc};
 
 /// The conversion rule, shared by the definitions of every KPI that counts conversions.
@@ -326,30 +326,16 @@ fn lead_calendar(i: &Inputs, p: &Params, first_of: &[&str]) -> PolarsResult<Lazy
         .iter()
         .map(|c| period_start(col(*c), p.grain, &p.config).min())
         .collect();
-    let ranges = date_ranges(
-        Some(col("__first")),
-        Some(current_period_start(p)),
-        Some(Duration::parse(period_every(p.grain))),
-        None,
-        ClosedWindow::Both,
-    )?;
-    Ok(i.leads
+    let firsts_row = i
+        .leads
         .clone()
         .select([dsl::min_horizontal(firsts)?.alias("__first"), len().alias("__n")])
         .filter(col("__n").gt(lit(0)).and(col("__first").is_not_null()))
-        .select([ranges.alias("period_start")])
-        .explode(
-            cols(["period_start"]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .with_column(
-            day_end(period_end(col("period_start"), p.grain), p)
-                .lt_eq(p.as_of_lit())
-                .alias("complete"),
-        ))
+        .select([periods_to_as_of(col("__first"), p)?.alias("period_start")]);
+    Ok(
+        explode_dates(firsts_row, "period_start")
+            .with_column(period_complete(col("period_start"), p).alias("complete")),
+    )
 }
 
 fn lead_velocity_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
@@ -408,29 +394,11 @@ fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     ]))
 }
 
-/// A period's position on the grain's grid (Int64) from its start date: differences between
-/// two period starts of the same grain are the number of periods between them (calendar or
-/// fiscal quarters and years alike, since their starts share one residue of the month count).
-fn period_ordinal(start: Expr, grain: Grain) -> Expr {
-    let months_per = match grain {
-        Grain::Week => {
-            return start.cast(DataType::Int32).cast(DataType::Int64).floor_div(lit(7i64));
-        }
-        Grain::Month => 1i64,
-        Grain::Quarter => 3,
-        Grain::Year => 12,
-    };
-    let months = start.clone().dt().year().cast(DataType::Int64) * lit(12i64)
-        + start.dt().month().cast(DataType::Int64)
-        - lit(1i64);
-    months.floor_div(lit(months_per))
-}
-
 fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let cur = period_ordinal(current_period_start(p), p.grain);
     // As_of's own period is observable only if as_of is its last instant.
-    let cur_complete = day_end(period_end(current_period_start(p), p.grain), p).lt_eq(p.as_of_lit());
+    let cur_complete = period_complete(current_period_start(p), p);
     // Each lead: its cohort and, converted, the k of its conversion period (a conversion dated
     // before its cohort's period counts from k = 0).
     let base = leads_with_conversion(i, p)

@@ -30,6 +30,24 @@ pub fn local_date(ts: Expr, cfg: &Config) -> Expr {
     ts.dt().convert_time_zone(super::tz_name(cfg.tz())).dt().date()
 }
 
+/// A period's position on the grain's grid (Int64) from its start date: differences between
+/// two period starts of the same grain are the number of periods between them (calendar or
+/// fiscal quarters and years alike, since their starts share one residue of the month count).
+pub fn period_ordinal(start: Expr, grain: Grain) -> Expr {
+    let months_per = match grain {
+        Grain::Week => {
+            return start.cast(DataType::Int32).cast(DataType::Int64).floor_div(lit(7i64));
+        }
+        Grain::Month => 1i64,
+        Grain::Quarter => 3,
+        Grain::Year => 12,
+    };
+    let months = start.clone().dt().year().cast(DataType::Int64) * lit(12i64)
+        + start.dt().month().cast(DataType::Int64)
+        - lit(1i64);
+    months.floor_div(lit(months_per))
+}
+
 /// The first day of the period a local date falls in.
 pub fn period_start_of_date(date: Expr, grain: Grain, cfg: &Config) -> Expr {
     match grain {

@@ -86,6 +86,37 @@ pub(crate) fn current_period_start(p: &Params) -> Expr {
     period_start_of_date(as_of_col(p), p.grain, &p.config)
 }
 
+/// Every period start from `first` (a period start, `Date`) to as_of's period, as a list of
+/// dates (empty when `first` is later; null when `first` is null). Explode it with
+/// [`explode_dates`].
+pub(crate) fn periods_to_as_of(first: Expr, p: &Params) -> PolarsResult<Expr> {
+    date_ranges(
+        Some(first),
+        Some(current_period_start(p)),
+        Some(Duration::parse(period_every(p.grain))),
+        None,
+        ClosedWindow::Both,
+    )
+}
+
+/// One row per date of the list column `c`; rows with an empty or null list are dropped.
+pub(crate) fn explode_dates(lf: LazyFrame, c: &str) -> LazyFrame {
+    lf.explode(
+        cols([c]),
+        ExplodeOptions {
+            empty_as_null: false,
+            keep_nulls: false,
+        },
+    )
+    .filter(col(c).is_not_null())
+}
+
+/// Whether the period starting at `start` had ended at as_of (its last local instant is at or
+/// before as_of).
+pub(crate) fn period_complete(start: Expr, p: &Params) -> Expr {
+    day_end(period_end(start, p.grain), p).lt_eq(p.as_of_lit())
+}
+
 /// The last day of the period starting at `start` (a `Date` expression).
 pub(crate) fn period_end(start: Expr, grain: Grain) -> Expr {
     start
@@ -197,20 +228,14 @@ pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> 
         None,
         ClosedWindow::Left,
     )?;
-    let past = base
-        .clone()
-        .drop(cols(["stage", "status"]))
-        .with_column(ranges.alias("period_start"))
-        .explode(
-            cols(["period_start"]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .filter(col("period_start").is_not_null())
-        .with_column(period_end(col("period_start"), p.grain).alias("snapshot_at"))
-        .with_column(day_end(col("snapshot_at"), p).alias("__t"));
+    let past = explode_dates(
+        base.clone()
+            .drop(cols(["stage", "status"]))
+            .with_column(ranges.alias("period_start")),
+        "period_start",
+    )
+    .with_column(period_end(col("period_start"), p.grain).alias("snapshot_at"))
+    .with_column(day_end(col("snapshot_at"), p).alias("__t"));
     let past = open_at(past, i, p);
     // At as_of the deal's state is the shared one of `Inputs::deals`.
     let now = base

@@ -2,10 +2,10 @@
 
 use polars::prelude::*;
 
-use crate::kpi::periods::period_start;
-use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
+use crate::kpi::periods::{period_ordinal, period_start};
+use crate::kpi::pipeline::{explode_dates, period_complete, periods_to_as_of};
 use crate::kpi::revenue::is_refund;
-use crate::kpi::{Grain, Inputs, Kpi, Params, as_of_col, ratio};
+use crate::kpi::{Inputs, Kpi, Params, as_of_col, ratio};
 
 pub fn kpis() -> Vec<Kpi> {
     vec![Kpi {
@@ -45,21 +45,10 @@ pub fn kpis() -> Vec<Kpi> {
     }]
 }
 
-/// Whole periods of `grain` from the period starting at `from` to the one starting at `to`
-/// (both period starts, `Date`), as Int64.
-fn periods_between(from: Expr, to: Expr, grain: Grain) -> Expr {
-    let months =
-        |d: Expr| d.clone().dt().year().cast(DataType::Int64) * lit(12i64) + d.dt().month().cast(DataType::Int64);
-    match grain {
-        Grain::Week => (to - from).dt().total_days(false) / lit(7i64),
-        Grain::Month => months(to) - months(from),
-        Grain::Quarter => (months(to) - months(from)) / lit(3i64),
-        Grain::Year => (months(to) - months(from)) / lit(12i64),
-    }
-}
-
 fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
+    let periods_since_cohort =
+        || period_ordinal(col("period_start"), p.grain) - period_ordinal(col("cohort_start"), p.grain);
     // One row per account and period with a non-refund order at or after the account's
     // acquisition (its first paid non-refund order), with the cohort and k. Cached: every part
     // below reads it, and without the cache each would recompute it with its own projection.
@@ -82,7 +71,7 @@ fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             [col("account_id")],
             JoinArgs::new(JoinType::Inner),
         )
-        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"))
+        .with_column(periods_since_cohort().alias("k"))
         .filter(col("k").gt_eq(lit(0i64)))
         .cache();
     let cell = [col("cohort_start"), col("k")];
@@ -111,27 +100,10 @@ fn retention(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .clone()
         .filter(col("k").eq(lit(0i64)))
         .select([col("cohort_start"), col("__active").alias("cohort_size")])
-        .with_column(
-            date_ranges(
-                Some(col("cohort_start")),
-                Some(current_period_start(p)),
-                Some(Duration::parse(period_every(p.grain))),
-                None,
-                ClosedWindow::Both,
-            )?
-            .alias("period_start"),
-        )
-        .explode(
-            cols(["period_start"]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .filter(col("period_start").is_not_null())
-        .with_column(periods_between(col("cohort_start"), col("period_start"), p.grain).alias("k"));
+        .with_column(periods_to_as_of(col("cohort_start"), p)?.alias("period_start"));
+    let grid = explode_dates(grid, "period_start").with_column(periods_since_cohort().alias("k"));
     let left = || JoinArgs::new(JoinType::Left);
-    let observable = day_end(period_end(col("period_start"), p.grain), p).lt_eq(p.as_of_lit());
+    let observable = period_complete(col("period_start"), p);
     let null_u32 = || lit(NULL).cast(DataType::UInt32);
     Ok(grid
         .join(active, cell.clone(), cell.clone(), left())

@@ -9,7 +9,7 @@
 use polars::prelude::*;
 
 use crate::kpi::periods::{Grain, period_start};
-use crate::kpi::pipeline::{current_period_start, day_end, period_end, period_every};
+use crate::kpi::pipeline::{explode_dates, period_complete, periods_to_as_of};
 use crate::kpi::{Inputs, Kpi, Params, as_of_col, ratio};
 
 /// The series of `trends`, in documentation order.
@@ -195,22 +195,8 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         UnionArgs::default(),
     )?
     .select([col("period_start").min().alias("__first")])
-    .select([date_ranges(
-        Some(col("__first")),
-        Some(current_period_start(p)),
-        Some(Duration::parse(period_every(g))),
-        None,
-        ClosedWindow::Both,
-    )?
-    .alias("period_start")])
-    .explode(
-        cols(["period_start"]),
-        ExplodeOptions {
-            empty_as_null: false,
-            keep_nulls: false,
-        },
-    )
-    .filter(col("period_start").is_not_null());
+    .select([periods_to_as_of(col("__first"), p)?.alias("period_start")]);
+    let grid = explode_dates(grid, "period_start");
 
     let left = |a: LazyFrame, b: LazyFrame| a.join(b, by_period(), by_period(), JoinArgs::new(JoinType::Left));
     let mut wide = grid;
@@ -280,9 +266,7 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     Ok(concat(parts, UnionArgs::default())?.with_columns([
         change("prev_value").alias("pop_change"),
         change("prev_year_value").alias("yoy_change"),
-        day_end(period_end(col("period_start"), g), p)
-            .lt_eq(p.as_of_lit())
-            .alias("complete"),
+        period_complete(col("period_start"), p).alias("complete"),
         as_of_col(p),
     ]))
 }
