@@ -73,30 +73,25 @@ def trends(ctx):
     w["active_customers"] = _count(pairs["m"].to_numpy(), first, n)
     act12 = _trailing_distinct(pairs["acc"].to_numpy(), pairs["m"].to_numpy(), first, n)
 
+    def series(f):
+        """The eight series from per-period sums (of one period, or of the trailing 12)."""
+        wins = f["won"] + f["lost"]
+        return {
+            "new_leads": f["new_leads"],
+            "qualified_leads": f["qualified_leads"],
+            "deals_won": f["won"],
+            "won_revenue": f["won_revenue"],
+            "win_rate": (f["won"] / wins).where(wins != 0),
+            "mean_deal_size": (f["won_revenue"] / f["won_amounted"]).where(f["won_amounted"] != 0),
+            "order_revenue": f["order_revenue"],
+            "active_customers": f["active_customers"],
+        }
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        wins = w["won"] + w["lost"]
-        value = {
-            "new_leads": w["new_leads"],
-            "qualified_leads": w["qualified_leads"],
-            "deals_won": w["won"],
-            "won_revenue": w["won_revenue"],
-            "win_rate": (w["won"] / wins).where(wins != 0),
-            "mean_deal_size": (w["won_revenue"] / w["won_amounted"]).where(w["won_amounted"] != 0),
-            "order_revenue": w["order_revenue"],
-            "active_customers": w["active_customers"],
-        }
-        t = w.rolling(YEAR, min_periods=YEAR).sum()
-        t_wins = t["won"] + t["lost"]
-        trailing = {
-            "new_leads": t["new_leads"],
-            "qualified_leads": t["qualified_leads"],
-            "deals_won": t["won"],
-            "won_revenue": t["won_revenue"],
-            "win_rate": (t["won"] / t_wins).where(t_wins != 0),
-            "mean_deal_size": (t["won_revenue"] / t["won_amounted"]).where(t["won_amounted"] != 0),
-            "order_revenue": t["order_revenue"],
-            "active_customers": pd.Series(act12).where(np.arange(n) >= YEAR - 1),
-        }
+        value = series(w)
+        trailing = series(w.rolling(YEAR, min_periods=YEAR).sum())
+        # Distinct customers over the window, not the sum of each period's.
+        trailing["active_customers"] = pd.Series(act12).where(np.arange(n) >= YEAR - 1)
     parts = []
     done = complete(ctx, months)
     for name, v in value.items():
