@@ -67,8 +67,7 @@ pub fn kpis() -> Vec<Kpi> {
 fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let first_won = i
-        .deals
-        .clone()
+        .deals()?
         .filter(col("status").eq(lit("won")))
         .group_by([col("account_id")])
         .agg([col("closed_at").min().alias("__first_won")]);
@@ -84,8 +83,7 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .agg([col("paid_at").min().alias("__first_paid")]);
     let before_created = |c: &str| col(c).lt(col("created_at")).fill_null(lit(false));
     let typed = i
-        .deals
-        .clone()
+        .deals()?
         .join(
             first_won,
             [col("account_id")],
@@ -126,8 +124,7 @@ fn lost_reengagement(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let today = as_of_col(p);
     let days = |n: u32| lit(format!("{n}d"));
     let horizon = today.clone().dt().offset_by(days(REENGAGEMENT_LOOKAHEAD_DAYS));
-    Ok(i.deals
-        .clone()
+    Ok(i.deals()?
         .filter(col("status").eq(lit("lost")))
         .with_column(local_date(col("closed_at"), &p.config).alias("lost_at"))
         .with_columns([

@@ -80,11 +80,10 @@ pub fn kpis() -> Vec<Kpi> {
 }
 
 /// Deals closed at as_of, with `period_start` of their close.
-fn closed(i: &Inputs, p: &Params) -> LazyFrame {
-    i.deals
-        .clone()
+fn closed(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    Ok(i.deals()?
         .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
-        .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start"))
+        .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start")))
 }
 
 fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
@@ -92,7 +91,7 @@ fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
 }
 
 fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let closed = closed(i, p);
+    let closed = closed(i, p)?;
     let won = col("status").eq(lit("won"));
     let lost = col("status").eq(lit("lost"));
     Ok(by_dimensions(&["owner_id", "source", "region"], |d| {
@@ -111,7 +110,7 @@ fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 }
 
 fn loss_reasons(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    Ok(closed(i, p)
+    Ok(closed(i, p)?
         .filter(col("status").eq(lit("lost")))
         .with_column(col("loss_reason").fill_null(lit("unspecified")))
         .group_by([col("period_start"), col("loss_reason")])
@@ -126,7 +125,7 @@ fn loss_reasons(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 }
 
 fn sales_cycle(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let closed = closed(i, p)
+    let closed = closed(i, p)?
         .with_column(
             (col("closed_at") - col("created_at"))
                 .dt()

@@ -68,8 +68,7 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 
     // Each deal is looked at once: at the start of the period its expected close falls in.
     let expected = i
-        .deals
-        .clone()
+        .deals()?
         .filter(col("expected_close_date").is_not_null())
         .select([
             col("opportunity_id"),
@@ -86,15 +85,14 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .offset_by(lit("-1us"))
                 .alias("__t"),
         );
-    let pipeline = open_at(expected, i, p)
+    let pipeline = open_at(expected, i, p)?
         .group_by(keys.clone())
         .agg([(col("amount_base") * col("__probability"))
             .sum()
             .alias("pipeline_forecast")]);
 
     let actual = i
-        .deals
-        .clone()
+        .deals()?
         .filter(col("status").eq(lit("won")))
         .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
         .group_by(keys.clone())

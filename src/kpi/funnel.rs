@@ -242,12 +242,11 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 
 /// Visits to non-terminal stages with the deal's owner: `completed` (ended by as_of) and `days`
 /// (to the visit's end, or to as_of while censored).
-fn stage_visits(i: &Inputs, p: &Params) -> LazyFrame {
-    i.visits
-        .clone()
+fn stage_visits(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    Ok(i.visits()?
         .filter(col("terminal").eq(lit(false)))
         .join(
-            i.deals.clone().select([col("opportunity_id"), col("owner_id")]),
+            i.deals()?.select([col("opportunity_id"), col("owner_id")]),
             [col("opportunity_id")],
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
@@ -258,13 +257,13 @@ fn stage_visits(i: &Inputs, p: &Params) -> LazyFrame {
                 .dt()
                 .total_days(true)
                 .alias("days"),
-        ])
+        ]))
 }
 
 /// Per stage × dimension value: the aggregates `aggs` plus the visits' durations and event flags
 /// as lists (`__days`, `__events`) for the Kaplan-Meier step.
 fn visits_by_stage(i: &Inputs, p: &Params, aggs: Vec<Expr>) -> PolarsResult<LazyFrame> {
-    let visits = stage_visits(i, p);
+    let visits = stage_visits(i, p)?;
     by_dimensions(&["owner_id"], |d| {
         let lists = [col("days").alias("__days"), col("completed").alias("__events")];
         Ok(visits

@@ -1,6 +1,10 @@
 //! The as-of inputs every KPI reads: the store's tables with nothing after `as_of`, and the
-//! shared intermediates several KPIs use (each deal's state at as_of, stage visits), built
-//! once as lazy plans so `collect_all` shares their scans.
+//! shared intermediates several KPIs use (each deal's state at as_of, stage visits).
+//!
+//! The shared intermediates are collected once, on first use, and every later reader scans the
+//! collected frame: polars' common-subplan elimination does not merge one plan across the KPIs
+//! of a `collect_all` (nor across collects), so as lazy plans they were recomputed by every KPI
+//! reading them (benches/README.md has the numbers).
 //!
 //! As-of rules:
 //! - a row counts only if its main timestamp is at or before as_of (leads.created_at,
@@ -13,6 +17,8 @@
 //!   closes the deal at that event. A deal with no terminal event anywhere in its history
 //!   falls back to its `status` and `closed_at` fields when `closed_at <= as_of`;
 //! - amounts are the current ones (the canonical schema keeps no amount history).
+
+use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
@@ -35,19 +41,34 @@ pub struct Inputs {
     pub forecasts: LazyFrame,
     pub campaigns: LazyFrame,
     pub fx_rates: LazyFrame,
-    /// One row per deal created at or before as_of: its state at as_of. Columns: the
-    /// opportunity's own (opportunity_id, account_id, owner_id, created_at, amount_base, lead_id,
-    /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
-    /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
-    /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
-    pub deals: LazyFrame,
-    /// One row per stage event at or before as_of (a visit to a stage): opportunity_id, stage,
-    /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
-    /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
-    pub visits: LazyFrame,
-    /// Stage events at or before as_of with their stage metadata (stage_index, probability,
-    /// terminal, outcome), sorted by opportunity_id, entered_at, stage_index.
-    pub ordered_events: LazyFrame,
+    /// Engine of the shared intermediates' collects (the run's engine).
+    pub engine: Engine,
+    shared: Arc<Shared>,
+}
+
+/// What the shared intermediates are built from, and each one once collected.
+struct Shared {
+    params: Params,
+    /// Stage events of every time (a deal with a terminal event anywhere in its history).
+    events_all: LazyFrame,
+    ordered_events: Mutex<Option<DataFrame>>,
+    deals: Mutex<Option<DataFrame>>,
+    visits: Mutex<Option<DataFrame>>,
+}
+
+/// The frame in `slot`, collected from `plan()` on first use; a scan of it.
+fn once(
+    slot: &Mutex<Option<DataFrame>>,
+    engine: Engine,
+    plan: impl FnOnce() -> PolarsResult<LazyFrame>,
+) -> PolarsResult<LazyFrame> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(df) = slot.as_ref() {
+        return Ok(df.clone().lazy());
+    }
+    let df = plan()?.collect_with_engine(engine)?.unwrap_single();
+    *slot = Some(df.clone());
+    Ok(df.lazy())
 }
 
 /// All unfiltered store tables, lazily.
@@ -95,14 +116,12 @@ fn known(c: &str, p: &Params) -> Expr {
 
 impl Inputs {
     pub fn new(t: &Tables, p: &Params) -> Inputs {
-        let cfg = &p.config;
         let leads = t.get("leads").filter(not_after("created_at", p)).with_columns([
             known("qualified_at", p),
             known("converted_at", p),
             known("disqualified_at", p),
         ]);
-        let opportunities_all = t.get("opportunities");
-        let opportunities = opportunities_all.clone().filter(not_after("created_at", p));
+        let opportunities = t.get("opportunities").filter(not_after("created_at", p));
         let events_all = t.get("stage_events");
         let stage_events = events_all.clone().filter(not_after("entered_at", p)).semi_join(
             opportunities.clone(),
@@ -116,139 +135,6 @@ impl Inputs {
         let activities = t.get("activities").filter(not_after("occurred_at", p));
         let accounts = t.get("accounts").filter(not_after("created_at", p));
         let forecasts = t.get("forecasts").filter(not_after("submitted_at", p));
-
-        // Stage metadata as a small frame: stage, stage_index, probability, terminal.
-        let stages = stage_frame(cfg);
-        let won_stages: Vec<String> = cfg
-            .stages
-            .iter()
-            .filter(|s| s.terminal == Some(Terminal::Won))
-            .map(|s| s.name.clone())
-            .collect();
-        let lost_stages: Vec<String> = cfg
-            .stages
-            .iter()
-            .filter(|s| s.terminal == Some(Terminal::Lost))
-            .map(|s| s.name.clone())
-            .collect();
-        let in_list = |c: &str, v: &[String]| col(c).is_in(lit(Series::new("s".into(), v)).implode(false), false);
-
-        // Events with their stage metadata, sorted by deal, time and pipeline position: on equal
-        // times the later stage counts as the later event. One plan, shared by every reader.
-        let ordered_events = stage_events
-            .clone()
-            .join(stages, [col("stage")], [col("stage")], JoinArgs::new(JoinType::Left))
-            .sort(
-                ["opportunity_id", "entered_at", "stage_index"],
-                SortMultipleOptions::default(),
-            );
-
-        // Last event at or before as_of per deal.
-        let last = ordered_events.clone().group_by([col("opportunity_id")]).agg([
-            col("stage").last().alias("last_stage"),
-            col("entered_at").last().alias("stage_entered_at"),
-        ]);
-        // Deals with a terminal event anywhere in their history use events as the truth.
-        let terminal_ever = events_all
-            .filter(in_list("stage", &won_stages).or(in_list("stage", &lost_stages)))
-            .select([col("opportunity_id")])
-            .unique(None, UniqueKeepStrategy::Any)
-            .with_column(lit(true).alias("has_terminal"));
-        let source = leads.clone().select([col("lead_id"), col("source")]);
-        let fallback_closed = col("has_terminal")
-            .not()
-            .and(col("status").is_in(lit(Series::new("s".into(), ["won", "lost"])).implode(false), false))
-            .and(col("closed_at").lt_eq(p.as_of_lit()));
-        let deals = opportunities
-            .clone()
-            .join(
-                last,
-                [col("opportunity_id")],
-                [col("opportunity_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .join(
-                terminal_ever,
-                [col("opportunity_id")],
-                [col("opportunity_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .join(
-                source,
-                [col("lead_id")],
-                [col("lead_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .with_column(col("has_terminal").fill_null(lit(false)))
-            .with_columns([
-                when(in_list("last_stage", &won_stages))
-                    .then(lit("won"))
-                    .when(in_list("last_stage", &lost_stages))
-                    .then(lit("lost"))
-                    .when(fallback_closed.clone())
-                    .then(col("status"))
-                    .otherwise(lit("open"))
-                    .alias("status_as_of"),
-                when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
-                    .then(col("stage_entered_at"))
-                    .when(fallback_closed)
-                    .then(col("closed_at"))
-                    .otherwise(lit(NULL).cast(crate::kpi::utc()))
-                    .alias("closed_at_as_of"),
-            ])
-            .select([
-                col("opportunity_id"),
-                col("account_id"),
-                col("owner_id"),
-                col("created_at"),
-                col("amount_base"),
-                col("lead_id"),
-                col("campaign_id"),
-                col("source"),
-                col("region"),
-                col("product"),
-                col("loss_reason"),
-                col("expected_close_date"),
-                col("forecast_category"),
-                col("last_stage").alias("stage"),
-                col("stage_entered_at"),
-                col("status_as_of").alias("status"),
-                col("closed_at_as_of").alias("closed_at"),
-            ]);
-
-        // Visits: sort by deal and time, the next event of the same deal ends the visit; the
-        // last visit of a deal closed without a terminal event ends at its close.
-        let visits = ordered_events
-            .clone()
-            .with_columns([
-                col("opportunity_id").shift(lit(-1)).alias("__next_opp"),
-                col("entered_at").shift(lit(-1)).alias("__next_at"),
-            ])
-            .join(
-                deals
-                    .clone()
-                    .select([col("opportunity_id"), col("closed_at").alias("__closed_at")]),
-                [col("opportunity_id")],
-                [col("opportunity_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .with_column(
-                when(col("__next_opp").eq(col("opportunity_id")))
-                    .then(col("__next_at"))
-                    .when(col("terminal").not())
-                    .then(col("__closed_at"))
-                    .otherwise(lit(NULL).cast(crate::kpi::utc()))
-                    .alias("exited_at"),
-            )
-            .select([
-                col("opportunity_id"),
-                col("stage"),
-                col("stage_index"),
-                col("terminal"),
-                col("entered_at"),
-                col("exited_at"),
-            ]);
-
         Inputs {
             leads,
             accounts,
@@ -261,11 +147,191 @@ impl Inputs {
             forecasts,
             campaigns: t.get("campaigns"),
             fx_rates: t.get("fx_rates"),
-            ordered_events,
-            deals,
-            visits,
+            engine: Engine::Auto,
+            shared: Arc::new(Shared {
+                params: p.clone(),
+                events_all,
+                ordered_events: Mutex::new(None),
+                deals: Mutex::new(None),
+                visits: Mutex::new(None),
+            }),
         }
     }
+
+    /// Stage events at or before as_of with their stage metadata (stage_index, probability,
+    /// terminal, outcome), sorted by opportunity_id, entered_at, stage_index: on equal times
+    /// the later stage counts as the later event.
+    pub fn ordered_events(&self) -> PolarsResult<LazyFrame> {
+        once(&self.shared.ordered_events, self.engine, || {
+            Ok(self
+                .stage_events
+                .clone()
+                .join(
+                    stage_frame(&self.shared.params.config),
+                    [col("stage")],
+                    [col("stage")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .sort(
+                    ["opportunity_id", "entered_at", "stage_index"],
+                    SortMultipleOptions::default(),
+                ))
+        })
+    }
+
+    /// One row per deal created at or before as_of: its state at as_of. Columns: the
+    /// opportunity's own (opportunity_id, account_id, owner_id, created_at, amount_base, lead_id,
+    /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
+    /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
+    /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
+    pub fn deals(&self) -> PolarsResult<LazyFrame> {
+        let ordered_events = self.ordered_events()?;
+        once(&self.shared.deals, self.engine, || {
+            Ok(deal_state(
+                ordered_events,
+                self.opportunities.clone(),
+                self.shared.events_all.clone(),
+                self.leads.clone(),
+                &self.shared.params,
+            ))
+        })
+    }
+
+    /// One row per stage event at or before as_of (a visit to a stage): opportunity_id, stage,
+    /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
+    /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
+    pub fn visits(&self) -> PolarsResult<LazyFrame> {
+        let ordered_events = self.ordered_events()?;
+        let deals = self.deals()?;
+        once(&self.shared.visits, self.engine, || {
+            Ok(stage_visits(ordered_events, deals))
+        })
+    }
+}
+
+/// Each deal's state at as_of (see `Inputs::deals`) from its ordered as-of events.
+fn deal_state(
+    ordered_events: LazyFrame,
+    opportunities: LazyFrame,
+    events_all: LazyFrame,
+    leads: LazyFrame,
+    p: &Params,
+) -> LazyFrame {
+    let cfg = &p.config;
+    let stages_of = |t: Terminal| -> Vec<String> {
+        cfg.stages
+            .iter()
+            .filter(|s| s.terminal == Some(t))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let won_stages = stages_of(Terminal::Won);
+    let lost_stages = stages_of(Terminal::Lost);
+    let in_list = |c: &str, v: &[String]| col(c).is_in(lit(Series::new("s".into(), v)).implode(false), false);
+
+    // Last event at or before as_of per deal.
+    let last = ordered_events.group_by([col("opportunity_id")]).agg([
+        col("stage").last().alias("last_stage"),
+        col("entered_at").last().alias("stage_entered_at"),
+    ]);
+    // Deals with a terminal event anywhere in their history use events as the truth.
+    let terminal_ever = events_all
+        .filter(in_list("stage", &won_stages).or(in_list("stage", &lost_stages)))
+        .select([col("opportunity_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(lit(true).alias("has_terminal"));
+    let source = leads.select([col("lead_id"), col("source")]);
+    let fallback_closed = col("has_terminal")
+        .not()
+        .and(col("status").is_in(lit(Series::new("s".into(), ["won", "lost"])).implode(false), false))
+        .and(col("closed_at").lt_eq(p.as_of_lit()));
+    opportunities
+        .join(
+            last,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            terminal_ever,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            source,
+            [col("lead_id")],
+            [col("lead_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("has_terminal").fill_null(lit(false)))
+        .with_columns([
+            when(in_list("last_stage", &won_stages))
+                .then(lit("won"))
+                .when(in_list("last_stage", &lost_stages))
+                .then(lit("lost"))
+                .when(fallback_closed.clone())
+                .then(col("status"))
+                .otherwise(lit("open"))
+                .alias("status_as_of"),
+            when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
+                .then(col("stage_entered_at"))
+                .when(fallback_closed)
+                .then(col("closed_at"))
+                .otherwise(lit(NULL).cast(crate::kpi::utc()))
+                .alias("closed_at_as_of"),
+        ])
+        .select([
+            col("opportunity_id"),
+            col("account_id"),
+            col("owner_id"),
+            col("created_at"),
+            col("amount_base"),
+            col("lead_id"),
+            col("campaign_id"),
+            col("source"),
+            col("region"),
+            col("product"),
+            col("loss_reason"),
+            col("expected_close_date"),
+            col("forecast_category"),
+            col("last_stage").alias("stage"),
+            col("stage_entered_at"),
+            col("status_as_of").alias("status"),
+            col("closed_at_as_of").alias("closed_at"),
+        ])
+}
+
+/// Visits (see `Inputs::visits`): in the sorted events the next event of the same deal ends
+/// the visit; the last visit of a deal closed without a terminal event ends at its close.
+fn stage_visits(ordered_events: LazyFrame, deals: LazyFrame) -> LazyFrame {
+    ordered_events
+        .with_columns([
+            col("opportunity_id").shift(lit(-1)).alias("__next_opp"),
+            col("entered_at").shift(lit(-1)).alias("__next_at"),
+        ])
+        .join(
+            deals.select([col("opportunity_id"), col("closed_at").alias("__closed_at")]),
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            when(col("__next_opp").eq(col("opportunity_id")))
+                .then(col("__next_at"))
+                .when(col("terminal").not())
+                .then(col("__closed_at"))
+                .otherwise(lit(NULL).cast(crate::kpi::utc()))
+                .alias("exited_at"),
+        )
+        .select([
+            col("opportunity_id"),
+            col("stage"),
+            col("stage_index"),
+            col("terminal"),
+            col("entered_at"),
+            col("exited_at"),
+        ])
 }
 
 /// The configured pipeline: stage, stage_index (0-based), probability, terminal (bool),

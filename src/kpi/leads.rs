@@ -187,17 +187,17 @@ pub fn kpis() -> Vec<Kpi> {
 ///   after the lead's `created_at`.
 ///
 /// Leads that did not convert have no row.
-pub fn lead_conversions(i: &Inputs, p: &Params) -> LazyFrame {
-    leads_with_conversion(i, p)
+pub fn lead_conversions(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    Ok(leads_with_conversion(i, p)?
         .filter(col("converted_at").is_not_null())
-        .select([col("lead_id"), col("converted_at")])
+        .select([col("lead_id"), col("converted_at")]))
 }
 
 /// Every lead at as_of (all of `Inputs::leads`' columns) with its conversion instant by the
 /// rule of [`lead_conversions`] in place of its own `converted_at` field (null when not
 /// converted at as_of), and `__days` to it. The lead KPIs read this, so the leads are scanned
 /// once and never joined to themselves.
-fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
+fn leads_with_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let leads = i.leads.clone();
     let lead_id = || [col("lead_id")];
     let converted = match p.config.lead_converted_event {
@@ -218,8 +218,7 @@ fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
         }
         ConvertedEvent::Won => {
             let first_won = i
-                .deals
-                .clone()
+                .deals()?
                 // No filter on lead_id: pushed down, it would make this copy of the deals plan
                 // differ from the other KPIs' (the null lead group finds no lead below anyway).
                 .filter(col("status").eq(lit("won")))
@@ -257,7 +256,7 @@ fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
             )
         }
     };
-    converted
+    Ok(converted
         .with_column(
             when(col("__first").lt_eq(p.as_of_lit()))
                 .then(col("__first"))
@@ -270,7 +269,7 @@ fn leads_with_conversion(i: &Inputs, p: &Params) -> LazyFrame {
                 .dt()
                 .total_days(true)
                 .alias("__days"),
-        )
+        ))
 }
 
 fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
@@ -362,7 +361,7 @@ fn lead_velocity_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 }
 
 fn lead_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let base = leads_with_conversion(i, p).select(
+    let base = leads_with_conversion(i, p)?.select(
         LEAD_DIMS
             .iter()
             .map(|d| col(*d))
@@ -401,7 +400,7 @@ fn cohort_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cur_complete = period_complete(current_period_start(p), p);
     // Each lead: its cohort and, converted, the k of its conversion period (a conversion dated
     // before its cohort's period counts from k = 0).
-    let base = leads_with_conversion(i, p)
+    let base = leads_with_conversion(i, p)?
         .select([
             col("source"),
             period_start(col("created_at"), p.grain, cfg).alias("cohort_start"),
@@ -528,8 +527,7 @@ fn campaign_performance(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .select([col("lead_id"), col("campaign_id").alias("__lead_campaign")]);
     let won = col("status").eq(lit("won"));
     let deals = i
-        .deals
-        .clone()
+        .deals()?
         .select([col("lead_id"), col("campaign_id"), col("status"), col("amount_base")])
         .join(
             lead_campaign,

@@ -157,11 +157,11 @@ pub(crate) fn day_end(date: Expr, p: &Params) -> Expr {
 /// is terminal (a deal won, then reopened before as_of, for instance). A deal without any
 /// terminal event closes only through the fallback, so the first test already decides it.
 /// Amounts are the current ones (no amount history is kept).
-pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> LazyFrame {
+pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let stages = stage_frame(&p.config);
     // Events sorted by deal, time and pipeline position: the backward as-of join takes the last
     // row at or before `__t`, so on equal times the later stage wins (as in `inputs.rs`).
-    let events = i.ordered_events.clone().select([
+    let events = i.ordered_events()?.select([
         col("opportunity_id"),
         col("entered_at").alias("__entered_at"),
         col("stage").alias("__stage"),
@@ -173,30 +173,31 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> LazyFrame {
         allow_eq: true,
         ..Default::default()
     };
-    rows.filter(
-        col("created_at")
-            .lt_eq(col("__t"))
-            .and(col("closed_at").is_null().or(col("closed_at").gt(col("__t")))),
-    )
-    .sort(["opportunity_id", "__t"], SortMultipleOptions::default())
-    .join(
-        events,
-        [col("__t")],
-        [col("__entered_at")],
-        JoinArgs::new(JoinType::AsOf(Box::new(asof))),
-    )
-    .join(
-        stages.select([
-            col("stage").alias("__stage"),
-            col("probability").alias("__probability"),
-            col("terminal").alias("__terminal"),
-        ]),
-        [col("__stage")],
-        [col("__stage")],
-        JoinArgs::new(JoinType::Left),
-    )
-    .filter(col("__terminal").fill_null(lit(false)).not())
-    .drop(cols(["__terminal", "__entered_at"]))
+    Ok(rows
+        .filter(
+            col("created_at")
+                .lt_eq(col("__t"))
+                .and(col("closed_at").is_null().or(col("closed_at").gt(col("__t")))),
+        )
+        .sort(["opportunity_id", "__t"], SortMultipleOptions::default())
+        .join(
+            events,
+            [col("__t")],
+            [col("__entered_at")],
+            JoinArgs::new(JoinType::AsOf(Box::new(asof))),
+        )
+        .join(
+            stages.select([
+                col("stage").alias("__stage"),
+                col("probability").alias("__probability"),
+                col("terminal").alias("__terminal"),
+            ]),
+            [col("__stage")],
+            [col("__stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(col("__terminal").fill_null(lit(false)).not())
+        .drop(cols(["__terminal", "__entered_at"])))
 }
 
 /// One row per deal per snapshot at which it is open: the end of every past period (from the
@@ -206,7 +207,7 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> LazyFrame {
 pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let cur = current_period_start(p);
-    let base = i.deals.clone().select([
+    let base = i.deals()?.select([
         col("opportunity_id"),
         col("owner_id"),
         col("created_at"),
@@ -236,7 +237,7 @@ pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> 
     )
     .with_column(period_end(col("period_start"), p.grain).alias("snapshot_at"))
     .with_column(day_end(col("snapshot_at"), p).alias("__t"));
-    let past = open_at(past, i, p);
+    let past = open_at(past, i, p)?;
     // At as_of the deal's state is the shared one of `Inputs::deals`.
     let now = base
         .filter(col("status").eq(lit("open")))
@@ -276,8 +277,7 @@ fn snapshot_dates(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .min()
         .fill_null(cur.clone());
     let past = i
-        .deals
-        .clone()
+        .deals()?
         .select([first.alias("__first")])
         .select([polars::lazy::dsl::date_range(
             Some(col("__first").first()),
@@ -349,8 +349,7 @@ fn deal_size(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let (lo, hi) = (b[0], b[b.len() - 1]);
     let amount = || col("amount_base");
     let won = i
-        .deals
-        .clone()
+        .deals()?
         .filter(col("status").eq(lit("won")))
         .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start"));
     by_dimensions(&["owner_id"], |d| {

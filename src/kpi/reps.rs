@@ -179,8 +179,7 @@ fn open_deals_per_rep(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let stale = p.config.stale_after_days as f64;
     let idle = p.age_days(col("stage_entered_at").fill_null(col("created_at")));
     let teams = i.reps.clone().select([col("rep_id").alias("owner_id"), col("team")]);
-    Ok(i.deals
-        .clone()
+    Ok(i.deals()?
         .filter(col("status").eq(lit("open")))
         .group_by([col("owner_id")])
         .agg([
@@ -208,8 +207,7 @@ fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let open = open_snapshots(i, p)?;
     let won = || col("status").eq(lit("won"));
     let closed = i
-        .deals
-        .clone()
+        .deals()?
         .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
         .with_columns([
             period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
@@ -256,8 +254,7 @@ fn rep_scorecard(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let keys = || [col("period_start"), col("owner_id")];
     let won = || col("status").eq(lit("won"));
     let closed = i
-        .deals
-        .clone()
+        .deals()?
         .filter(won().or(col("status").eq(lit("lost"))))
         .select([
             period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),

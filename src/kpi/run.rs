@@ -39,7 +39,8 @@ pub fn compute(
     kpis: Vec<Kpi>,
     engine: Engine,
 ) -> PolarsResult<(Vec<Computed>, u128)> {
-    let inputs = Inputs::new(tables, params);
+    let mut inputs = Inputs::new(tables, params);
+    inputs.engine = engine;
     let mut plans = Vec::with_capacity(kpis.len());
     let mut plan_ms = Vec::with_capacity(kpis.len());
     for k in &kpis {

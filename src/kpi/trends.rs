@@ -127,8 +127,7 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .group_by(by_period())
         .agg([len().alias("qualified_leads")]);
     let closed = i
-        .deals
-        .clone()
+        .deals()?
         .filter(is_won().or(col("status").eq(lit("lost"))))
         .select([ps("closed_at"), col("status"), col("amount_base")])
         .group_by(by_period())

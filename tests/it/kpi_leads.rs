@@ -262,6 +262,7 @@ fn conversions(cfg: Config) -> Vec<String> {
     let df = big_stack(move || {
         let inputs = Inputs::new(&tables(), &p);
         lead_conversions(&inputs, &p)
+            .unwrap()
             .sort(["lead_id"], SortMultipleOptions::default())
             .collect()
             .unwrap()
