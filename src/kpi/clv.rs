@@ -218,15 +218,18 @@ struct SegmentFit {
 
 fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
     let started = std::time::Instant::now();
-    let df = rfm_days(i, p)
-        .select([
-            col("account_id"),
-            col("segment").cast(DataType::String),
-            col("frequency"),
-            col("recency_days"),
-            col("t_days"),
-            col("monetary_value"),
-        ])
+    // Shared: clv_predictive and clv_model both read it.
+    let df = i
+        .shared("clv_rfm", || {
+            Ok(rfm_days(i, p).select([
+                col("account_id"),
+                col("segment").cast(DataType::String),
+                col("frequency"),
+                col("recency_days"),
+                col("t_days"),
+                col("monetary_value"),
+            ]))
+        })?
         .collect()?;
     let unit = p.config.clv.time_unit.days();
     let ids = df.column("account_id")?.str()?.clone();

@@ -112,72 +112,55 @@ fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
     first.iter().map(|c| col(*c)).chain(dim.map(col)).collect()
 }
 
-/// The funnel steps: stage, stage_index (position in the configured pipeline), step (position
-/// in the funnel), in_chain (non-terminal: required by the `ordered` mode). Returns the number of
-/// chain steps too.
-fn funnel_steps(cfg: &Config) -> PolarsResult<(LazyFrame, u32)> {
+/// The funnel steps in order: (stage_index in the configured pipeline, stage, in_chain), where
+/// the chain is the non-terminal stages (required by the `ordered` mode), then the won stage.
+fn funnel_steps(cfg: &Config) -> Vec<(u32, &str, bool)> {
     let chain = cfg.stages.iter().enumerate().filter(|(_, s)| s.terminal.is_none());
     let won = cfg
         .stages
         .iter()
         .enumerate()
         .filter(|(_, s)| s.terminal == Some(Terminal::Won));
-    let steps: Vec<(usize, &str, bool)> = chain
+    chain
         .chain(won)
-        .map(|(i, s)| (i, s.name.as_str(), s.terminal.is_none()))
-        .collect();
-    let n_chain = steps.iter().filter(|s| s.2).count() as u32;
-    let df = df!(
-        "stage" => steps.iter().map(|s| s.1).collect::<Vec<_>>(),
-        "stage_index" => steps.iter().map(|s| s.0 as u32).collect::<Vec<_>>(),
-        "step" => (0..steps.len() as u32).collect::<Vec<_>>(),
-        "in_chain" => steps.iter().map(|s| s.2).collect::<Vec<_>>(),
-    )?;
-    Ok((df.lazy(), n_chain))
+        .map(|(i, s)| (i as u32, s.name.as_str(), s.terminal.is_none()))
+        .collect()
 }
 
+/// One wide row per deal and per dimension value: for each funnel step `s`, `__any_s` (the deal
+/// entered the step) and `__ord_s` (it entered the step and every earlier chain step), summed per
+/// dimension value. Summing flags per deal (no deal x step grid, no join on dimension values)
+/// keeps every dimension value, even one whose deals reached nothing, with 0 at every step.
 fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let (steps, n_chain) = funnel_steps(&p.config)?;
-    // (deal, step) pairs the deal touched at or before as_of.
+    let steps = funnel_steps(&p.config);
+    let any = |s: usize| format!("__any_{s}");
+    let ord = |s: usize| format!("__ord_{s}");
+    let step_names: Vec<String> = steps.iter().map(|s| s.1.to_string()).collect();
+    // Per deal that entered a funnel stage at or before as_of: one flag per step.
     let touched = i
         .stage_events
         .clone()
         .select([col("opportunity_id"), col("stage")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .join(
-            steps.clone(),
-            [col("stage")],
-            [col("stage")],
-            JoinArgs::new(JoinType::Inner),
-        );
-    // Per deal, how many chain steps from the first one it touched without a gap: with the
-    // touched chain steps ranked 1.. in order, step + 1 == rank exactly on that prefix.
-    let prefix = touched
-        .clone()
-        .filter(col("in_chain"))
-        .with_column(
-            col("step")
-                .rank(
-                    RankOptions {
-                        method: RankMethod::Ordinal,
-                        descending: false,
-                    },
-                    None,
-                )
-                .over([col("opportunity_id")])?
-                .alias("__rank"),
-        )
+        .filter(col("stage").is_in(lit(Series::new("s".into(), step_names)).implode(false), false))
         .group_by([col("opportunity_id")])
-        .agg([col("__rank")
-            .eq(col("step") + lit(1u32))
-            .sum()
-            .cast(DataType::UInt32)
-            .alias("__prefix")]);
-    // Every deal × every step (a complete grid, so missing steps count 0), with its flags.
-    // The deals' own fields only: the as-of opportunities, not the stage-derived deal state
-    // (which would sort every stage event again for nothing). Not `.cache()`d across its four
-    // dimensions: that made stage_funnel alone 2.5x faster at scale m but its family's collect_all
-    // 30% slower (benches/README.md).
+        .agg(
+            steps
+                .iter()
+                .enumerate()
+                .map(|(s, step)| col("stage").eq(lit(step.1)).any(true).alias(any(s)))
+                .collect::<Vec<_>>(),
+        );
+    // `ordered`: a chain step counts when every chain step up to it was entered, in any order;
+    // the won step when the whole chain was, and won.
+    let mut ordered = Vec::with_capacity(steps.len());
+    let mut chain_so_far = lit(true);
+    for (s, step) in steps.iter().enumerate() {
+        let flag = chain_so_far.clone().and(col(any(s)));
+        if step.2 {
+            chain_so_far = flag.clone();
+        }
+        ordered.push(flag.alias(ord(s)));
+    }
     let per_deal = i
         .opportunities
         .clone()
@@ -189,60 +172,63 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .cast(DataType::String)
                 .alias("created_period"),
         ])
-        .cross_join(steps, None)
         .join(
-            touched.select([col("opportunity_id"), col("step"), lit(true).alias("__any")]),
-            [col("opportunity_id"), col("step")],
-            [col("opportunity_id"), col("step")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .join(
-            prefix,
+            touched,
             [col("opportunity_id")],
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_columns([col("__any").fill_null(lit(false)), col("__prefix").fill_null(lit(0u32))])
-        .with_column(
-            col("__any")
-                .and(
-                    when(col("in_chain"))
-                        .then(col("step").lt(col("__prefix")))
-                        .otherwise(col("__prefix").eq(lit(n_chain))),
-                )
-                .alias("__ordered"),
-        );
+        .with_columns(
+            (0..steps.len())
+                .map(|s| col(any(s)).fill_null(lit(false)))
+                .collect::<Vec<_>>(),
+        )
+        .with_columns(ordered);
+    let sums: Vec<Expr> = (0..steps.len())
+        .flat_map(|s| [col(any(s)).sum().alias(any(s)), col(ord(s)).sum().alias(ord(s))])
+        .collect();
     let counts = by_dimensions(&["owner_id", "campaign_id", "created_period"], |d| {
-        Ok(per_deal
-            .clone()
-            .group_by(keys(&["stage", "stage_index", "step"], d))
-            .agg([
-                col("__any").sum().cast(DataType::UInt32).alias("any"),
-                col("__ordered").sum().cast(DataType::UInt32).alias("ordered"),
-            ]))
+        Ok(match d {
+            Some(d) => per_deal.clone().group_by([col(d)]).agg(sums.clone()),
+            // No deal at all: no `all` rows either (as a group-by would give).
+            None => per_deal
+                .clone()
+                .select(sums.iter().cloned().chain([len().alias("__deals")]).collect::<Vec<_>>())
+                .filter(col("__deals").gt(lit(0))),
+        })
     })?;
-    let modes = ["any", "ordered"].map(|m| {
-        counts
-            .clone()
-            .with_columns([lit(m).alias("mode"), col(m).alias("reached")])
-    });
-    let part = vec![col("mode"), col("dimension"), col("dimension_value")];
-    let next = col("reached").shift(lit(-1)).over_with_options(
-        Some(part.clone()),
-        Some((vec![col("step")], SortOptions::default())),
-        WindowMapping::default(),
-    )?;
-    let first = col("reached").filter(col("step").eq(lit(0u32))).sum().over(part)?;
-    Ok(concat(modes, UnionArgs::default())?.with_columns([
-        ratio(next, col("reached")).alias("next_stage_rate"),
-        ratio(col("reached"), first).alias("from_first_rate"),
-        as_of_col(p),
-    ]))
+    // Long form: one row per mode x dimension value x step, with the rates from the wide row.
+    let mut rows = Vec::with_capacity(2 * steps.len());
+    for (mode, name) in [("any", any as fn(usize) -> String), ("ordered", ord)] {
+        for (s, step) in steps.iter().enumerate() {
+            let next = match s + 1 < steps.len() {
+                true => ratio(col(name(s + 1)), col(name(s))),
+                false => lit(NULL).cast(DataType::Float64),
+            };
+            rows.push(counts.clone().select([
+                lit(mode).alias("mode"),
+                col("dimension"),
+                col("dimension_value"),
+                lit(step.1).alias("stage"),
+                lit(step.0).alias("stage_index"),
+                col(name(s)).alias("reached"),
+                next.alias("next_stage_rate"),
+                ratio(col(name(s)), col(name(0))).alias("from_first_rate"),
+                as_of_col(p),
+            ]));
+        }
+    }
+    concat(rows, UnionArgs::default())
 }
 
 /// Visits to non-terminal stages with the deal's owner: `completed` (ended by as_of) and `days`
 /// (to the visit's end, or to as_of while censored).
+/// Shared: stage_duration and stage_duration_survival read it.
 fn stage_visits(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    i.shared("stage_visits", || stage_visits_plan(i, p))
+}
+
+fn stage_visits_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     Ok(i.visits()?
         .filter(col("terminal").eq(lit(false)))
         .join(

@@ -18,6 +18,7 @@
 //!   falls back to its `status` and `closed_at` fields when `closed_at <= as_of`;
 //! - amounts are the current ones (the canonical schema keeps no amount history).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
@@ -46,29 +47,12 @@ pub struct Inputs {
     shared: Arc<Shared>,
 }
 
-/// What the shared intermediates are built from, and each one once collected.
+/// What the shared intermediates are built from, and those already collected.
 struct Shared {
     params: Params,
     /// Stage events of every time (a deal with a terminal event anywhere in its history).
     events_all: LazyFrame,
-    ordered_events: Mutex<Option<DataFrame>>,
-    deals: Mutex<Option<DataFrame>>,
-    visits: Mutex<Option<DataFrame>>,
-}
-
-/// The frame in `slot`, collected from `plan()` on first use; a scan of it.
-fn once(
-    slot: &Mutex<Option<DataFrame>>,
-    engine: Engine,
-    plan: impl FnOnce() -> PolarsResult<LazyFrame>,
-) -> PolarsResult<LazyFrame> {
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(df) = slot.as_ref() {
-        return Ok(df.clone().lazy());
-    }
-    let df = plan()?.collect_with_engine(engine)?.unwrap_single();
-    *slot = Some(df.clone());
-    Ok(df.lazy())
+    frames: Mutex<HashMap<&'static str, DataFrame>>,
 }
 
 /// All unfiltered store tables, lazily.
@@ -151,18 +135,34 @@ impl Inputs {
             shared: Arc::new(Shared {
                 params: p.clone(),
                 events_all,
-                ordered_events: Mutex::new(None),
-                deals: Mutex::new(None),
-                visits: Mutex::new(None),
+                frames: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The intermediate `name`, collected from `plan()` on its first use and kept for the run;
+    /// a scan of the collected frame. For a frame several KPIs (or several dimensions of one
+    /// KPI) read: collected once, it is not recomputed by each reader.
+    pub fn shared(
+        &self,
+        name: &'static str,
+        plan: impl FnOnce() -> PolarsResult<LazyFrame>,
+    ) -> PolarsResult<LazyFrame> {
+        let frames = || self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(df) = frames().get(name) {
+            return Ok(df.clone().lazy());
+        }
+        // Not locked while collecting: `plan` may read other shared frames.
+        let df = plan()?.collect_with_engine(self.engine)?.unwrap_single();
+        frames().insert(name, df.clone());
+        Ok(df.lazy())
     }
 
     /// Stage events at or before as_of with their stage metadata (stage_index, probability,
     /// terminal, outcome), sorted by opportunity_id, entered_at, stage_index: on equal times
     /// the later stage counts as the later event.
     pub fn ordered_events(&self) -> PolarsResult<LazyFrame> {
-        once(&self.shared.ordered_events, self.engine, || {
+        self.shared("ordered_events", || {
             Ok(self
                 .stage_events
                 .clone()
@@ -186,7 +186,7 @@ impl Inputs {
     /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
     pub fn deals(&self) -> PolarsResult<LazyFrame> {
         let ordered_events = self.ordered_events()?;
-        once(&self.shared.deals, self.engine, || {
+        self.shared("deals", || {
             Ok(deal_state(
                 ordered_events,
                 self.opportunities.clone(),
@@ -203,9 +203,7 @@ impl Inputs {
     pub fn visits(&self) -> PolarsResult<LazyFrame> {
         let ordered_events = self.ordered_events()?;
         let deals = self.deals()?;
-        once(&self.shared.visits, self.engine, || {
-            Ok(stage_visits(ordered_events, deals))
-        })
+        self.shared("visits", || Ok(stage_visits(ordered_events, deals)))
     }
 }
 

@@ -198,6 +198,10 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 /// converted at as_of), and `__days` to it. The lead KPIs read this, so the leads are scanned
 /// once and never joined to themselves.
 fn leads_with_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    i.shared("leads_with_conversion", || leads_with_conversion_plan(i, p))
+}
+
+fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let leads = i.leads.clone();
     let lead_id = || [col("lead_id")];
     let converted = match p.config.lead_converted_event {

@@ -204,7 +204,12 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<L
 /// deal's creation period to the period before as_of's) and as_of itself. Columns:
 /// `snapshot_at` (Date), `period_start` (of the snapshot's period), `__t` (the instant),
 /// opportunity_id, owner_id, created_at, amount_base, `__stage`, `__probability`.
+/// Shared: pipeline_snapshot, sales_velocity and rep_scorecard read it.
 pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    i.shared("open_snapshots", || open_snapshots_plan(i, p))
+}
+
+fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let cur = current_period_start(p);
     let base = i.deals()?.select([

@@ -50,6 +50,7 @@ pub fn compute(
             (k.build)(&inputs, params).map_err(|e| e.context(format!("building KPI {}", k.name).into()))?,
         );
         plan_ms.push(t.elapsed().as_millis());
+        tracing::debug!(kpi = k.name, ms = t.elapsed().as_millis() as u64, "planned");
         plans.push(lf);
     }
     let t = Instant::now();
@@ -67,6 +68,7 @@ pub fn compute(
         }
     }
     for family in families {
+        let started = Instant::now();
         let idx: Vec<usize> = (0..kpis.len()).filter(|&i| kpis[i].family == family).collect();
         let dsl: Vec<DslPlan> = idx
             .iter()
@@ -78,6 +80,7 @@ pub fn compute(
         {
             frames[i] = Some(df);
         }
+        tracing::debug!(family, ms = started.elapsed().as_millis() as u64, "family collected");
     }
     let frames: Vec<DataFrame> = frames.into_iter().map(|f| f.unwrap_or_default()).collect();
     let collect_ms = t.elapsed().as_millis();
