@@ -5,6 +5,7 @@
 //! ```text
 //! scan_floor columns              # which columns the catalog reads, as JSON {table: [columns]}
 //! scan_floor scan STORE COLUMNS   # scan those columns of the store (COLUMNS: that JSON file)
+//! scan_floor size STORE COLUMNS   # in-memory size of those columns (the RSS yardstick)
 //! ```
 //!
 //! Which columns are read is found by probing, not by a hand-kept list: for every stored
@@ -98,6 +99,27 @@ fn scan(store: &str, columns: &str) -> PolarsResult<()> {
     Ok(())
 }
 
+/// The in-memory size (polars' estimate, bytes) of every used column, one table at a time: the
+/// yardstick of the peak-RSS target (peak RSS <= 2x the in-memory size of the columns read).
+fn size(store: &str, columns: &str) -> PolarsResult<()> {
+    let used: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&std::fs::read_to_string(columns)?).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+    let store = Store::open(std::path::Path::new(store)).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+    let mut total = 0usize;
+    for (table, cols) in &used {
+        let def = schema::table(table).ok_or_else(|| polars_err!(ComputeError: "unknown table {table}"))?;
+        let lf = store.scan_table(def).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        let df = lf
+            .select(cols.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
+            .collect()?;
+        let bytes = df.estimated_size();
+        total += bytes;
+        println!("{table:<14} rows {} bytes {bytes}", df.height());
+    }
+    println!("columns read {total} bytes");
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -117,8 +139,16 @@ fn main() {
                 std::process::exit(2);
             }
         }
+        ["size", store, columns] => {
+            if let Err(e) = size(store, columns) {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        }
         _ => {
-            eprintln!("usage: scan_floor columns | scan_floor scan STORE COLUMNS_JSON");
+            eprintln!(
+                "usage: scan_floor columns | scan_floor scan STORE COLUMNS_JSON | scan_floor size STORE COLUMNS_JSON"
+            );
             std::process::exit(2);
         }
     }

@@ -122,6 +122,17 @@ def agreement(work, store, as_of, engine):
     return bad, missing
 
 
+def columns_read_bytes(work):
+    """The in-memory size of the columns the catalog reads (`scan_floor size`), or None."""
+    p = f"{work}/size.txt"
+    if not os.path.exists(p):
+        return None
+    for line in open(p):
+        if line.startswith("columns read "):
+            return int(line.split()[2])
+    return None
+
+
 def main():
     work, store, as_of, scale, threads, runs = sys.argv[1:7]
     engines = sys.argv[7:]
@@ -161,6 +172,10 @@ def main():
             print(f"pandas / crm-kpi wall: {t['pandas'][0] / base[0]:.2f}x (target >= 5x at scale m)")
         if t.get("scan"):
             print(f"crm-kpi / scan floor wall: {base[0] / t['scan'][0]:.2f}x (target <= 3x)")
+        size = columns_read_bytes(work)
+        if size:
+            print(f"crm-kpi peak RSS / in-memory size of the columns read ({size / 2**20:.0f} MiB): "
+                  f"{base[2] * 2**20 / size:.2f}x (target <= 2x at scale l)")
     failed = any(r is not None and (r[0] > 0 or r[1]) for r in results.values()) or bool(unchecked)
     if failed:
         for e, r in results.items():

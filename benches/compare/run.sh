@@ -6,7 +6,8 @@
 #
 # Usage: benches/compare/run.sh SCALE [RUNS]      (SCALE: tiny|s|m|l; RUNS default 3)
 # Env: AS_OF (2026-06-30), THREADS (2), STREAMING=1 (polars streaming engine for crm-kpi and the
-# scan floor), ENGINES (default "crm-kpi duckdb pandas scan"), BENCH_DATA (~/.cache/crm-kpi-bench:
+# scan floor; default at scale l), ENGINES (default "crm-kpi duckdb pandas scan"; at scale l
+# "crm-kpi duckdb scan"), BENCH_DATA (~/.cache/crm-kpi-bench:
 # the generated store of each scale is kept there and reused).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +15,12 @@ SCALE=${1:-s}
 RUNS=${2:-3}
 AS_OF=${AS_OF:-2026-06-30}
 THREADS=${THREADS:-2}
+# Scale l: pandas would need more memory than the machine has (its target is at scale m), and
+# crm-kpi runs on polars' streaming engine.
+if [ "$SCALE" = l ]; then
+  ENGINES=${ENGINES:-crm-kpi duckdb scan}
+  STREAMING=${STREAMING:-1}
+fi
 ENGINES=${ENGINES:-crm-kpi duckdb pandas scan}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
 VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
@@ -39,6 +46,8 @@ STORE="$DATA/store"
 WORK="$DATA/compare"
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$FLOOR" columns > "$WORK/columns.json"
+# The in-memory size of those columns (the yardstick of the peak-RSS target), not timed.
+"$FLOOR" size "$STORE" "$WORK/columns.json" > "$WORK/size.txt"
 
 export POLARS_MAX_THREADS=$THREADS
 STREAM_FLAG=()
