@@ -53,6 +53,9 @@ pub fn compute(
         tracing::debug!(kpi = k.name, ms = t.elapsed().as_millis() as u64, "planned");
         plans.push(lf);
     }
+    // The shared frames collected while planning are now held by the plans that scan them only,
+    // so each is freed once the last family reading it is collected.
+    drop(inputs);
     let t = Instant::now();
     let flags = plans.first().map(|p| p.get_current_optimizations()).unwrap_or_default();
     // One collect_all per family: KPIs of a family share most of their sub-plans, and one
