@@ -29,6 +29,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let opts = IngestOptions {
         mode: args.mode,
         table: args.table.clone(),
+        batch_rows: None,
     };
     // A spinner on a terminal; nothing otherwise (logs stay quiet for cron and Airflow).
     let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {

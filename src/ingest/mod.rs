@@ -4,10 +4,11 @@
 
 pub mod convert;
 pub mod mapping;
+pub mod merge;
 pub mod read;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +16,10 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::error::{Error, IngestError, StoreError};
-use crate::schema::{self, Rule, TableDef, UPDATED_AT};
+use crate::error::{Error, IngestError};
+use crate::schema::{self, Rule, TableDef};
 use crate::store::{Batch, BatchFile, Transaction};
 use convert::Reasons;
-use read::RawFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
@@ -48,6 +48,31 @@ pub struct IngestOptions {
     pub mode: Mode,
     /// Table of every file, instead of guessing it from the file name.
     pub table: Option<String>,
+    /// Rows read, checked and held in memory at a time (default `DEFAULT_BATCH_ROWS`, or
+    /// the `CRM_KPI_INGEST_BATCH_ROWS` environment variable). Peak memory grows with it;
+    /// the result does not depend on it.
+    pub batch_rows: Option<usize>,
+}
+
+/// Rows per batch unless `IngestOptions::batch_rows` says otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 1 << 20;
+
+impl IngestOptions {
+    pub fn batch_rows(&self) -> usize {
+        self.batch_rows
+            .or_else(|| {
+                std::env::var("CRM_KPI_INGEST_BATCH_ROWS")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(DEFAULT_BATCH_ROWS)
+            .max(1)
+    }
+
+    /// Rows buffered per table (accepted rows before spilling, quarantined rows per file).
+    fn buffer_rows(&self) -> usize {
+        self.batch_rows().saturating_mul(2)
+    }
 }
 
 /// Counts for one table of one ingest.
@@ -215,27 +240,33 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
         return Ok(report);
     }
     let tz = config.tz();
-    let base = tx.base_store();
-    // Tables merged in this batch, for the lookups of the tables after them.
-    let mut merged: HashMap<&'static str, DataFrame> = HashMap::new();
+    let batch_rows = opts.batch_rows();
+    let scratch = tx.scratch_dir();
     let mut batch_files = Vec::new();
     for def in schema::TABLES {
         let mine: Vec<&Input> = inputs.iter().filter(|i| i.table.name == def.name).collect();
         if mine.is_empty() {
             continue;
         }
-        let lookup = |name: &'static str, merged: &HashMap<&'static str, DataFrame>| -> Result<DataFrame, StoreError> {
-            match merged.get(name) {
-                Some(df) => Ok(df.clone()),
-                None => base.read_table(schema::table(name).expect("canonical table")),
-            }
+        // Lookups read the store as this batch leaves it so far (tables earlier in
+        // dependency order are already written), only the columns they need.
+        let staged = tx.staged_store();
+        let lookup = |name: &'static str, cols: &[&str]| -> Result<DataFrame, Error> {
+            let def = schema::table(name).expect("canonical table");
+            let cols: Vec<Expr> = cols.iter().map(|c| col(*c)).collect();
+            Ok(staged.scan_table(def)?.select(cols).collect()?)
         };
         let deals = match def.name {
-            "stage_events" | "orders" | "activities" => rules::deals_from(&lookup("opportunities", &merged)?)?,
+            "stage_events" | "orders" | "activities" => {
+                rules::deals_from(&lookup("opportunities", &["opportunity_id", "created_at"])?)?
+            }
             _ => rules::Deals::new(),
         };
         let fx = match def.money {
-            Some(_) => rules::Fx::from_table(&config.base_currency, &lookup("fx_rates", &merged)?)?,
+            Some(_) => rules::Fx::from_table(
+                &config.base_currency,
+                &lookup("fx_rates", &["currency", "date", "rate_to_base"])?,
+            )?,
             None => rules::Fx::default(),
         };
         let ctx = rules::Context {
@@ -244,10 +275,19 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
             deals: &deals,
             fx: &fx,
         };
-        let mut out = TableOutcome::default();
+        let mut out = TableOutcome {
+            merge: merge::TableMerge::new(def, tz, &scratch, opts.buffer_rows())?,
+            quarantine: merge::QuarantineWriter::new(def.name, opts.buffer_rows()),
+            read: 0,
+            rejected: 0,
+            by_rule: BTreeMap::new(),
+        };
+        let mut names = Vec::new();
         for input in &mine {
-            let raw = read::read_file(&input.path)?;
-            let file_counts = check_file(def, raw, config, &ctx, &mut out, &mut report.notes)?;
+            let src = read::RawBatches::open(&input.path, batch_rows)?;
+            out.merge.start_file();
+            let file_counts = check_file(def, &src, config, &ctx, &mut out, &mut tx, &mut report.notes)?;
+            names.push(input.path.display().to_string());
             batch_files.push(BatchFile {
                 path: input.path.display().to_string(),
                 table: def.name.to_string(),
@@ -258,21 +298,48 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
                 duplicates: 0,
             });
         }
+        drop(deals);
+        let base = tx.base_store();
         let existing = match opts.mode {
             Mode::Replace => None,
-            _ => Some(base.read_table(def)?),
+            _ => Some(&base),
         };
-        let (table_df, counts, per_file) = merge(def, out, existing, opts.mode, &mut tx)?;
+        let TableOutcome {
+            merge,
+            mut quarantine,
+            read,
+            rejected,
+            mut by_rule,
+        } = out;
+        let merged = merge.finish(existing, opts.mode, &names, batch_rows, &mut tx)?;
         let mine_files = batch_files.iter_mut().filter(|f| f.table == def.name);
-        for (f, (accepted, duplicates)) in mine_files.zip(per_file) {
-            f.accepted = accepted;
-            f.duplicates = duplicates;
+        for (f, (accepted, duplicates)) in mine_files.zip(&merged.per_file) {
+            f.accepted = *accepted;
+            f.duplicates = *duplicates;
         }
-        tx.write_table(def, &table_df, tz)?;
-        merged.insert(def.name, table_df);
+        // Duplicate losers go to quarantine after the rejected rows, with their original values.
+        let duplicates = merged.losers.len() as u64;
+        if duplicates > 0 {
+            *by_rule.entry(Rule::DuplicateKey.code().to_string()).or_default() += duplicates;
+            let mut per_file: BTreeMap<usize, Vec<(u32, String)>> = BTreeMap::new();
+            for (f, r, m) in merged.losers {
+                per_file.entry(f).or_default().push((r, m));
+            }
+            for (f, rows) in per_file {
+                let q = quarantine_from_file(&mine[f].path, batch_rows, &rows)?;
+                quarantine.push(q, &mut tx)?;
+            }
+        }
+        quarantine.flush(&mut tx)?;
         report.tables.push(TableCounts {
+            table: def.name.to_string(),
             files: mine.len(),
-            ..counts
+            read,
+            accepted: merged.accepted,
+            rejected,
+            duplicates,
+            stored: merged.stored,
+            by_rule,
         });
     }
     let generation = tx.generation();
@@ -288,42 +355,28 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
     Ok(report)
 }
 
-/// The rows of one table from all files of a batch, checked.
-#[derive(Default)]
+/// The rows of one table from all files of a batch, as they are checked.
 struct TableOutcome {
-    /// Accepted rows, typed, with provenance columns `__file` and `__row`.
-    accepted: Vec<DataFrame>,
-    /// Raw rows of each file (to quarantine duplicates later), by file index.
-    raws: Vec<(String, DataFrame)>,
-    /// Rejected rows, as quarantine frames.
-    quarantine: Vec<DataFrame>,
+    merge: merge::TableMerge,
+    quarantine: merge::QuarantineWriter,
     read: u64,
     rejected: u64,
     by_rule: BTreeMap<String, u64>,
 }
 
-const FILE_IDX: &str = "__file";
-const ROW_NO: &str = "__row";
-
-/// Reads, maps, converts and checks one file; returns (rows read, rows rejected).
+/// Reads, maps, converts and checks one file batch by batch; returns (rows read, rows rejected).
 fn check_file(
     def: &TableDef,
-    raw: RawFile,
+    src: &read::RawBatches,
     config: &Config,
     ctx: &rules::Context,
     out: &mut TableOutcome,
+    tx: &mut Transaction,
     notes: &mut Vec<String>,
 ) -> Result<(u64, u64), Error> {
-    let path = raw.path.clone();
-    let format = raw.format;
-    let df = raw.df;
-    let n = df.height();
-    let names: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|s| s != read::READ_ERROR && s != read::RAW_LINE)
-        .collect();
+    let path = src.path.clone();
+    let format = src.format;
+    let names = src.names();
     let mapping = config.mapping(def.name);
     let cmap = mapping::map_columns(def, &names, mapping);
     if let Some((input, column)) = cmap.conflicts.first() {
@@ -374,68 +427,79 @@ fn check_file(
             cmap.ignored.join(", ")
         ));
     }
-    let mut reasons = Reasons::new(n);
-    if let Ok(errs) = df.column(read::READ_ERROR) {
-        for (i, e) in errs.str()?.iter().enumerate() {
-            if let Some(e) = e {
-                reasons.set(i, Rule::Unparseable, e.to_string());
+    let file_name = path.display().to_string();
+    let (mut read_rows, mut rejected) = (0u64, 0u64);
+    for &(offset, len) in src.ranges() {
+        let df = src.read(offset, len)?;
+        let n = df.height();
+        let mut reasons = Reasons::new(n);
+        if let Ok(errs) = df.column(read::READ_ERROR) {
+            for (i, e) in errs.str()?.iter().enumerate() {
+                if let Some(e) = e {
+                    reasons.set(i, Rule::Unparseable, e.to_string());
+                }
             }
         }
-    }
-    let typed = convert::convert(def, &df, &cmap, mapping, ctx.tz, &mut reasons).map_err(|(column, e)| {
-        let canonical = cmap
-            .columns
-            .iter()
-            .find(|(_, i)| **i == column)
-            .and_then(|(c, _)| def.column(c));
-        IngestError::ColumnType {
-            path: path.clone(),
-            table: def.name.into(),
-            dtype: df.column(&column).map(|c| c.dtype().to_string()).unwrap_or_default(),
-            column,
-            expected: format!(
-                "{} values ({})",
-                canonical.map_or("text", |c| c.kind.name()),
-                crate::error::first_line(&e.to_string())
-            ),
+        let typed = convert::convert(def, &df, &cmap, mapping, ctx.tz, &mut reasons).map_err(|(column, e)| {
+            let canonical = cmap
+                .columns
+                .iter()
+                .find(|(_, i)| **i == column)
+                .and_then(|(c, _)| def.column(c));
+            IngestError::ColumnType {
+                path: path.clone(),
+                table: def.name.into(),
+                dtype: df.column(&column).map(|c| c.dtype().to_string()).unwrap_or_default(),
+                column,
+                expected: format!(
+                    "{} values ({})",
+                    canonical.map_or("text", |c| c.kind.name()),
+                    crate::error::first_line(&e.to_string())
+                ),
+            }
+        })?;
+        let mut typed = typed;
+        if let Some(base) = rules::apply(def, &typed, &mut reasons, ctx)? {
+            typed.with_column(base)?;
         }
-    })?;
-    let mut typed = typed;
-    if let Some(base) = rules::apply(def, &typed, &mut reasons, ctx)? {
-        typed.with_column(base)?;
+        let ok = reasons.ok_mask();
+        let accepted = typed.filter(&ok)?;
+        drop(typed);
+        let rows: Vec<u32> = (0..n)
+            .filter(|i| reasons.is_ok(*i))
+            .map(|i| (offset + i + 1) as u32)
+            .collect();
+        let bad: Vec<(usize, Rule, String)> = reasons
+            .0
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|(rule, m)| (i, rule, m)))
+            .collect();
+        for (_, rule, _) in &bad {
+            *out.by_rule.entry(rule.code().to_string()).or_default() += 1;
+        }
+        if !bad.is_empty() {
+            out.quarantine
+                .push(quarantine_rows(&df, &file_name, offset, &bad)?, tx)?;
+        }
+        drop(df);
+        out.merge.add(accepted, &rows)?;
+        read_rows += n as u64;
+        rejected += bad.len() as u64;
     }
-    let file_idx = out.raws.len() as u32;
-    let file_name = path.display().to_string();
-    let ok = reasons.ok_mask();
-    let mut accepted = typed.filter(&ok)?;
-    let rows: Vec<u32> = (0..n as u32)
-        .filter(|i| reasons.is_ok(*i as usize))
-        .map(|i| i + 1)
-        .collect();
-    accepted.with_column(Column::new(FILE_IDX.into(), vec![file_idx; rows.len()]))?;
-    accepted.with_column(Column::new(ROW_NO.into(), rows))?;
-    let bad: Vec<(usize, Rule, String)> = reasons
-        .0
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.as_ref().map(|(rule, m)| (i, *rule, m.clone())))
-        .collect();
-    for (_, rule, _) in &bad {
-        *out.by_rule.entry(rule.code().to_string()).or_default() += 1;
-    }
-    let rejected = bad.len() as u64;
-    if !bad.is_empty() {
-        out.quarantine.push(quarantine_rows(&df, &file_name, &bad)?);
-    }
-    out.accepted.push(accepted);
-    out.raws.push((file_name, df));
-    out.read += n as u64;
+    out.read += read_rows;
     out.rejected += rejected;
-    Ok((n as u64, rejected))
+    Ok((read_rows, rejected))
 }
 
-/// Original values (as text) of the given rows, with `_rule`, `_reason`, `_file`, `_row`.
-fn quarantine_rows(raw: &DataFrame, file: &str, rows: &[(usize, Rule, String)]) -> PolarsResult<DataFrame> {
+/// Original values (as text) of the given rows of a batch starting at file row `offset`,
+/// with `_rule`, `_reason`, `_file`, `_row` (file-relative, 1-based).
+fn quarantine_rows(
+    raw: &DataFrame,
+    file: &str,
+    offset: usize,
+    rows: &[(usize, Rule, String)],
+) -> PolarsResult<DataFrame> {
     let idx = IdxCa::from_vec("idx".into(), rows.iter().map(|(i, _, _)| *i as IdxSize).collect());
     let taken = raw.take(&idx)?;
     let mut cols: Vec<Column> = Vec::new();
@@ -459,191 +523,41 @@ fn quarantine_rows(raw: &DataFrame, file: &str, rows: &[(usize, Rule, String)]) 
     cols.push(Column::new("_file".into(), vec![file; k]));
     cols.push(Column::new(
         "_row".into(),
-        rows.iter().map(|(i, _, _)| *i as u64 + 1).collect::<Vec<_>>(),
+        rows.iter()
+            .map(|(i, _, _)| (offset + *i) as u64 + 1)
+            .collect::<Vec<_>>(),
     ));
     DataFrame::new(k, cols)
 }
 
-/// Primary-key text of every row (columns joined by U+001F; null as U+0000).
-fn keys(df: &DataFrame, pk: &[&str]) -> PolarsResult<Vec<String>> {
-    let cols: Vec<StringChunked> = pk
-        .iter()
-        .map(|c| Ok(df.column(c)?.cast(&DataType::String)?.str()?.clone()))
-        .collect::<PolarsResult<_>>()?;
-    Ok((0..df.height())
-        .map(|i| {
-            cols.iter()
-                .map(|c| c.get(i).unwrap_or("\u{0}"))
-                .collect::<Vec<_>>()
-                .join("\u{1f}")
-        })
-        .collect())
-}
-
-fn updated(df: &DataFrame) -> PolarsResult<Int64Chunked> {
-    Ok(df.column(UPDATED_AT)?.cast(&DataType::Int64)?.i64()?.clone())
-}
-
-/// Later `updated_at` wins; without both, the later-read row wins.
-fn newer(candidate: Option<i64>, incumbent: Option<i64>) -> bool {
-    match (candidate, incumbent) {
-        (Some(c), Some(i)) => c >= i,
-        _ => true,
-    }
-}
-
-/// Deduplicates the batch, merges it with the stored table by mode, and queues the
-/// quarantine file. Returns the new table, its counts, and (accepted, duplicates) per file.
-#[allow(clippy::type_complexity)]
-fn merge(
-    def: &TableDef,
-    mut out: TableOutcome,
-    existing: Option<DataFrame>,
-    mode: Mode,
-    tx: &mut Transaction,
-) -> Result<(DataFrame, TableCounts, Vec<(u64, u64)>), Error> {
-    let lfs: Vec<LazyFrame> = out.accepted.drain(..).map(|d| d.lazy()).collect();
-    let batch = concat(
-        lfs,
-        UnionArgs {
-            rechunk: true,
-            ..Default::default()
-        },
-    )?
-    .collect()?;
-    let bkeys = keys(&batch, def.primary_key)?;
-    let bupd = updated(&batch)?;
-    let files = batch.column(FILE_IDX)?.u32()?.clone();
-    let rows = batch.column(ROW_NO)?.u32()?.clone();
-    let origin = |i: usize| (files.get(i).unwrap_or(0) as usize, rows.get(i).unwrap_or(0) as usize);
-    // In-batch duplicates: one winner per key.
-    let mut winner: HashMap<&str, usize> = HashMap::with_capacity(bkeys.len());
-    let mut losers: Vec<(usize, usize, String)> = Vec::new(); // (file, row, reason)
-    let describe = |i: usize, out: &TableOutcome| {
-        let (f, r) = origin(i);
-        format!("row {r} of {}", out.raws[f].0)
-    };
-    let pk_text = |k: &str| {
-        format!(
-            "({}) = ({})",
-            def.primary_key.join(", "),
-            k.replace('\u{1f}', ", ").replace('\u{0}', "null")
-        )
-    };
-    for (i, k) in bkeys.iter().enumerate() {
-        match winner.get(k.as_str()).copied() {
-            None => {
-                winner.insert(k, i);
-            }
-            Some(w) => {
-                let (lose, win) = if newer(bupd.get(i), bupd.get(w)) {
-                    (w, i)
-                } else {
-                    (i, w)
-                };
-                winner.insert(k, win);
-                let (f, r) = origin(lose);
-                losers.push((
-                    f,
-                    r,
-                    format!("duplicate primary key {}; {} wins", pk_text(k), describe(win, &out)),
-                ));
-            }
+/// Quarantine rows of duplicate losers of one file (row numbers 1-based, in report order),
+/// re-reading only the batches that hold them.
+fn quarantine_from_file(path: &Path, batch_rows: usize, rows: &[(u32, String)]) -> Result<DataFrame, Error> {
+    const ORDER: &str = "__order";
+    let src = read::RawBatches::open(path, batch_rows)?;
+    let file = path.display().to_string();
+    let mut frames = Vec::new();
+    for &(offset, len) in src.ranges() {
+        let mine: Vec<(usize, usize, Rule, String)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| (*r as usize) > offset && (*r as usize) <= offset + len)
+            .map(|(k, (r, m))| (k, *r as usize - 1 - offset, Rule::DuplicateKey, m.clone()))
+            .collect();
+        if mine.is_empty() {
+            continue;
         }
+        let raw = src.read(offset, len)?;
+        let picked: Vec<(usize, Rule, String)> = mine.iter().map(|(_, i, r, m)| (*i, *r, m.clone())).collect();
+        let mut q = quarantine_rows(&raw, &file, offset, &picked)?;
+        q.with_column(Column::new(
+            ORDER.into(),
+            mine.iter().map(|(k, ..)| *k as u64).collect::<Vec<_>>(),
+        ))?;
+        frames.push(q.lazy());
     }
-    let mut keep = vec![false; batch.height()];
-    for &i in winner.values() {
-        keep[i] = true;
-    }
-    // Against the stored table.
-    let mut table = match existing {
-        Some(existing) if existing.height() > 0 => {
-            let ekeys = keys(&existing, def.primary_key)?;
-            let eupd = updated(&existing)?;
-            let stored: HashMap<&str, usize> = ekeys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-            let mut replaced = vec![false; existing.height()];
-            for (i, k) in bkeys.iter().enumerate() {
-                if !keep[i] {
-                    continue;
-                }
-                let Some(&e) = stored.get(k.as_str()) else { continue };
-                let (f, r) = origin(i);
-                if mode == Mode::Append {
-                    keep[i] = false;
-                    losers.push((
-                        f,
-                        r,
-                        format!(
-                            "duplicate primary key {}: already stored (append mode keeps the stored row)",
-                            pk_text(k)
-                        ),
-                    ));
-                } else if newer(bupd.get(i), eupd.get(e)) {
-                    replaced[e] = true;
-                } else {
-                    keep[i] = false;
-                    losers.push((
-                        f,
-                        r,
-                        format!(
-                            "duplicate primary key {}: the stored row has a later updated_at",
-                            pk_text(k)
-                        ),
-                    ));
-                }
-            }
-            let still: BooleanChunked = replaced.iter().map(|r| !r).collect();
-            Some(existing.filter(&still)?)
-        }
-        _ => None,
-    };
-    let mut per_file = vec![(0u64, 0u64); out.raws.len()];
-    for (i, k) in keep.iter().enumerate() {
-        if *k {
-            per_file[origin(i).0].0 += 1;
-        }
-    }
-    for (f, _, _) in &losers {
-        per_file[*f].1 += 1;
-    }
-    let keep_mask: BooleanChunked = keep.iter().copied().collect();
-    let new_rows = batch.filter(&keep_mask)?.drop_many([FILE_IDX, ROW_NO]);
-    let accepted = new_rows.height() as u64;
-    let merged = match table.take() {
-        Some(old) => {
-            let mut old = old;
-            old.vstack_mut_owned(new_rows.select(old.get_column_names_owned())?)?;
-            old
-        }
-        None => new_rows,
-    };
-    // Quarantine: rejected rows, then duplicate losers (original values from their files).
-    let duplicates = losers.len() as u64;
-    if duplicates > 0 {
-        *out.by_rule.entry(Rule::DuplicateKey.code().to_string()).or_default() += duplicates;
-        let mut per_file: BTreeMap<usize, Vec<(usize, Rule, String)>> = BTreeMap::new();
-        for (f, r, m) in losers {
-            per_file.entry(f).or_default().push((r - 1, Rule::DuplicateKey, m));
-        }
-        for (f, rows) in per_file {
-            let (name, raw) = &out.raws[f];
-            out.quarantine.push(quarantine_rows(raw, name, &rows)?);
-        }
-    }
-    if !out.quarantine.is_empty() {
-        let lfs: Vec<LazyFrame> = out.quarantine.drain(..).map(|d| d.lazy()).collect();
-        let mut q = concat_lf_diagonal(lfs, UnionArgs::default())?.collect()?;
-        tx.write_quarantine(def.name, &mut q)?;
-    }
-    let counts = TableCounts {
-        table: def.name.to_string(),
-        files: 0,
-        read: out.read,
-        accepted,
-        rejected: out.rejected,
-        duplicates,
-        stored: merged.height() as u64,
-        by_rule: out.by_rule,
-    };
-    Ok((merged, counts, per_file))
+    let q = concat_lf_diagonal(frames, UnionArgs::default())?
+        .sort([ORDER], SortMultipleOptions::default())
+        .collect()?;
+    Ok(q.drop(ORDER)?)
 }

@@ -84,6 +84,176 @@ pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
     })
 }
 
+/// A file read in batches of rows: Parquet row groups are decoded a few at a time; CSV and
+/// NDJSON are parsed whole and handed out in slices (their text is the smaller part of the
+/// memory an ingest needs). Row offsets are file-relative.
+pub struct RawBatches {
+    pub path: PathBuf,
+    pub format: FileFormat,
+    source: Source,
+    ranges: Vec<(usize, usize)>,
+}
+
+enum Source {
+    Frame(DataFrame),
+    Parquet {
+        metadata: polars::io::parquet::metadata::FileMetadataRef,
+        names: Vec<String>,
+    },
+}
+
+/// Splits `0..n` into ranges of at most `batch_rows` rows.
+fn even_ranges(n: usize, batch_rows: usize) -> Vec<(usize, usize)> {
+    let b = batch_rows.max(1);
+    (0..n).step_by(b).map(|o| (o, b.min(n - o))).collect()
+}
+
+impl RawBatches {
+    pub fn open(path: &Path, batch_rows: usize) -> Result<RawBatches, IngestError> {
+        let format = FileFormat::from_path(path)?;
+        if format != FileFormat::Parquet {
+            let raw = read_file(path)?;
+            let ranges = even_ranges(raw.df.height(), batch_rows);
+            return Ok(RawBatches {
+                path: raw.path,
+                format,
+                source: Source::Frame(raw.df),
+                ranges,
+            });
+        }
+        check_file_meta(path, format)?;
+        let (metadata, names) = parquet_metadata(path)?;
+        // Batches follow row-group boundaries (a row group is decoded once), cut inside a
+        // row group only when it alone is larger than a batch.
+        let b = batch_rows.max(1);
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        let mut offset = 0usize;
+        let (mut start, mut len) = (0usize, 0usize);
+        for rg in &metadata.row_groups {
+            let n = rg.num_rows();
+            if len > 0 && len + n > b {
+                ranges.push((start, len));
+                (start, len) = (offset, 0);
+            }
+            if n > b {
+                ranges.extend(even_ranges(n, b).into_iter().map(|(o, l)| (offset + o, l)));
+                start = offset + n;
+            } else {
+                len += n;
+            }
+            offset += n;
+        }
+        if len > 0 {
+            ranges.push((start, len));
+        }
+        Ok(RawBatches {
+            path: path.to_path_buf(),
+            format,
+            source: Source::Parquet { metadata, names },
+            ranges,
+        })
+    }
+
+    /// Column names as in the file (without the read-error columns).
+    pub fn names(&self) -> Vec<String> {
+        match &self.source {
+            Source::Frame(df) => df
+                .get_column_names()
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|s| s != READ_ERROR && s != RAW_LINE)
+                .collect(),
+            Source::Parquet { names, .. } => names.clone(),
+        }
+    }
+
+    /// (offset, rows) of every batch, in file order.
+    pub fn ranges(&self) -> &[(usize, usize)] {
+        &self.ranges
+    }
+
+    pub fn read(&self, offset: usize, len: usize) -> Result<DataFrame, IngestError> {
+        match &self.source {
+            Source::Frame(df) => Ok(df.slice(offset as i64, len)),
+            Source::Parquet { metadata, .. } => {
+                let path = &self.path;
+                let file = open(path)?;
+                let read = crate::panic_guard::guard(|| {
+                    let mut reader = ParquetReader::new(file).with_slice(Some((offset, len)));
+                    reader.set_metadata(metadata.clone());
+                    reader.finish()
+                });
+                match read {
+                    Ok(Ok(df)) => Ok(df),
+                    Ok(Err(e)) => Err(IngestError::unreadable(path, "Parquet", e)),
+                    Err(panic) => Err(IngestError::unreadable(
+                        path,
+                        "Parquet",
+                        format!("corrupt file ({panic})"),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn check_file_meta(path: &Path, format: FileFormat) -> Result<(), IngestError> {
+    let meta = std::fs::metadata(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Err(IngestError::unreadable(path, format.name(), "is a directory"));
+    }
+    if meta.len() == 0 {
+        return Err(IngestError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// The footer of a Parquet file and its column names, refusing types crm-kpi does not read.
+fn parquet_metadata(path: &Path) -> Result<(polars::io::parquet::metadata::FileMetadataRef, Vec<String>), IngestError> {
+    let start = head(path, 4)?;
+    if start != b"PAR1" {
+        return Err(IngestError::unreadable(
+            path,
+            "Parquet",
+            "no PAR1 magic bytes; this is not a Parquet file",
+        ));
+    }
+    let file = open(path)?;
+    let read = crate::panic_guard::guard(|| -> Result<_, IngestError> {
+        let mut reader = ParquetReader::new(file);
+        let schema = reader
+            .schema()
+            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?;
+        let mut names = Vec::new();
+        for (name, field) in schema.iter() {
+            let dtype = format!("{:?}", field.dtype);
+            if dtype.starts_with("Decimal") {
+                let msg = format!("column `{name}` is {dtype}, which crm-kpi does not read; export it as a double");
+                return Err(IngestError::unreadable(path, "Parquet", msg));
+            }
+            names.push(name.to_string());
+        }
+        let metadata = reader
+            .get_metadata()
+            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?
+            .clone();
+        Ok((metadata, names))
+    });
+    match read {
+        Ok(r) => r,
+        Err(panic) => Err(IngestError::unreadable(
+            path,
+            "Parquet",
+            format!("corrupt file ({panic})"),
+        )),
+    }
+}
+
 fn open(path: &Path) -> Result<File, IngestError> {
     File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),

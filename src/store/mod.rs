@@ -32,6 +32,15 @@ use crate::schema::TableDef;
 use lock::WriterLock;
 pub use manifest::{Batch, BatchFile, FileEntry, MANIFEST, Manifest, TableEntry};
 
+/// Directory of the store holding scratch files of a running ingest (never referenced by a
+/// manifest).
+pub const SCRATCH: &str = "tmp";
+
+/// The `month=` partition value of a timestamp (µs) in the store's timezone.
+pub fn month_of(us: Option<i64>, tz: Tz) -> String {
+    us.map_or_else(|| "null".to_string(), |us| crate::timefmt::month_key(us, tz))
+}
+
 /// A read-only view of a store, as of the manifest read at open.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -185,9 +194,62 @@ impl Transaction {
         }
     }
 
+    /// The store as it will be after this transaction, with the tables written so far.
+    pub fn staged_store(&self) -> Store {
+        Store {
+            root: self.root.clone(),
+            manifest: self.next.clone(),
+        }
+    }
+
+    /// Scratch directory of this transaction (spilled rows); removed by `commit` and by the
+    /// next writer if this one crashes.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.root.join(SCRATCH).join(format!("g{:06}", self.next.generation))
+    }
+
+    /// Store-relative directory of the new version of a table.
+    pub fn table_dir(&self, def: &TableDef) -> String {
+        format!("tables/{}/g{:06}", def.name, self.next.generation)
+    }
+
+    /// Writes one file of the new version of a table: `<dir>/[month=M/]part-<n>.parquet`.
+    pub fn write_table_file(
+        &mut self,
+        def: &TableDef,
+        month: Option<&str>,
+        part: usize,
+        df: &mut DataFrame,
+    ) -> Result<FileEntry, StoreError> {
+        let dir = self.table_dir(def);
+        let rel = match month {
+            Some(m) => format!("{dir}/month={m}/part-{part}.parquet"),
+            None => format!("{dir}/part-{part}.parquet"),
+        };
+        let rows = write_parquet(&self.root.join(&rel), df)?;
+        Ok(FileEntry { path: rel, rows })
+    }
+
+    /// Publishes (in this transaction) the files written with `write_table_file` as the new
+    /// version of a table.
+    pub fn set_table(&mut self, def: &TableDef, files: Vec<FileEntry>) -> Result<(), StoreError> {
+        let dir = self.table_dir(def);
+        sync_dir_tree(&self.root.join(&dir))?;
+        let rows = files.iter().map(|f| f.rows).sum();
+        self.next.tables.insert(
+            def.name.to_string(),
+            TableEntry {
+                dir,
+                rows,
+                partitioned_by: def.partition_by.map(str::to_string),
+                files,
+            },
+        );
+        Ok(())
+    }
+
     /// Writes a new version of a table (sorted, partitioned by local month if declared).
     pub fn write_table(&mut self, def: &TableDef, df: &DataFrame, tz: Tz) -> Result<(), StoreError> {
-        let dir = format!("tables/{}/g{:06}", def.name, self.next.generation);
         let mut df = if def.sort_by.is_empty() || df.height() < 2 {
             df.clone()
         } else {
@@ -203,43 +265,40 @@ impl Transaction {
                 let micros = micros.i64()?;
                 let mut groups: BTreeMap<String, Vec<IdxSize>> = BTreeMap::new();
                 for (i, v) in micros.iter().enumerate() {
-                    let key = v.map_or_else(|| "null".to_string(), |us| crate::timefmt::month_key(us, tz));
-                    groups.entry(key).or_default().push(i as IdxSize);
+                    groups.entry(month_of(v, tz)).or_default().push(i as IdxSize);
                 }
                 for (month, idx) in groups {
                     let mut part = df.take(&IdxCa::from_vec("idx".into(), idx))?;
-                    let rel = format!("{dir}/month={month}/part-0.parquet");
-                    let rows = write_parquet(&self.root.join(&rel), &mut part)?;
-                    files.push(FileEntry { path: rel, rows });
+                    files.push(self.write_table_file(def, Some(&month), 0, &mut part)?);
                 }
             }
-            _ => {
-                let rel = format!("{dir}/part-0.parquet");
-                let rows = write_parquet(&self.root.join(&rel), &mut df)?;
-                files.push(FileEntry { path: rel, rows });
-            }
+            _ => files.push(self.write_table_file(def, None, 0, &mut df)?),
         }
-        sync_dir_tree(&self.root.join(&dir))?;
-        let rows = files.iter().map(|f| f.rows).sum();
-        self.next.tables.insert(
-            def.name.to_string(),
-            TableEntry {
-                dir,
-                rows,
-                partitioned_by: def.partition_by.map(str::to_string),
-                files,
-            },
-        );
-        Ok(())
+        self.set_table(def, files)
     }
 
     /// Adds a file of quarantined rows for a table.
     pub fn write_quarantine(&mut self, table: &str, df: &mut DataFrame) -> Result<(), StoreError> {
+        let part = self.next_quarantine_part(table);
+        self.write_quarantine_part(table, part, df)
+    }
+
+    /// How many quarantine files this transaction already wrote for a table.
+    fn next_quarantine_part(&self, table: &str) -> usize {
+        let prefix = format!("quarantine/{table}/batch={:06}/", self.next.generation);
+        self.next
+            .quarantine
+            .get(table)
+            .map_or(0, |fs| fs.iter().filter(|f| f.path.starts_with(&prefix)).count())
+    }
+
+    /// Writes quarantine file `part-<part>` of this batch for a table.
+    fn write_quarantine_part(&mut self, table: &str, part: usize, df: &mut DataFrame) -> Result<(), StoreError> {
         if df.height() == 0 {
             return Ok(());
         }
         let dir = format!("quarantine/{table}/batch={:06}", self.next.generation);
-        let rel = format!("{dir}/part-0.parquet");
+        let rel = format!("{dir}/part-{part}.parquet");
         let rows = write_parquet(&self.root.join(&rel), df)?;
         sync_dir_tree(&self.root.join(&dir))?;
         self.next
@@ -307,6 +366,10 @@ impl Transaction {
         let tmp = self.root.join(format!("{MANIFEST}.tmp"));
         if tmp.exists() {
             std::fs::remove_file(&tmp).map_err(io_err(&tmp, "removing a stale temporary manifest"))?;
+        }
+        let scratch = self.root.join(SCRATCH);
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(io_err(&scratch, "removing scratch files"))?;
         }
         Ok(())
     }

@@ -375,3 +375,125 @@ fn the_previous_generation_stays_readable_until_the_next_write() {
     );
     assert!(store.join("tables/reps/g000002").exists());
 }
+
+/// Leads whose duplicates, upsert winners and bad rows fall on either side of batch
+/// boundaries when read two rows at a time.
+const BATCHED_LEADS: &str = "\
+lead_id,created_at,source,updated_at
+L1,2024-01-05,web,2024-01-01T00:00:00Z
+L2,2024-02-05,web,
+L1,2024-01-05,event,2024-02-01T00:00:00Z
+L3,not a date,web,
+L2,2024-02-06,referral,
+L4,2024-03-05,web,
+L5,2024-03-06,web,2024-05-01T00:00:00Z
+";
+
+fn ingest_batched(d: &Path, store: &Path, batch_rows: Option<usize>, files: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["ingest", "--store", s(store)])
+        .args(files)
+        .current_dir(d)
+        .env_remove("CRM_KPI_LOG")
+        .env("NO_COLOR", "1");
+    match batch_rows {
+        Some(n) => cmd.env("CRM_KPI_INGEST_BATCH_ROWS", n.to_string()),
+        None => cmd.env_remove("CRM_KPI_INGEST_BATCH_ROWS"),
+    };
+    cmd.output().expect("crm-kpi runs")
+}
+
+fn sorted_rows(df: &DataFrame) -> Vec<String> {
+    let cols: Vec<Vec<String>> = df.get_column_names().iter().map(|c| strs(df, c)).collect();
+    let mut rows: Vec<String> = (0..df.height())
+        .map(|i| cols.iter().map(|c| c[i].as_str()).collect::<Vec<_>>().join("|"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn small_batches_give_the_same_store_with_file_relative_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "leads.csv", BATCHED_LEADS);
+    // The same rows as Parquet in row groups of 3, so batches of 2 cut inside row groups.
+    let mut df = CsvReadOptions::default()
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(d.join("leads.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let mut f = std::fs::File::create(d.join("leads-pq.parquet")).unwrap();
+    ParquetWriter::new(&mut f)
+        .with_row_group_size(Some(3))
+        .finish(&mut df)
+        .unwrap();
+    let later = "lead_id,created_at,source,updated_at\nL5,2024-03-06,old,2024-04-01T00:00:00Z\nL6,2024-04-01,web,\n";
+    write(d, "leads-later.csv", later);
+
+    let mut stores = Vec::new();
+    for (name, batch) in [("one", None), ("b1", Some(1)), ("b2", Some(2)), ("b3", Some(3))] {
+        for input in ["leads.csv", "leads-pq.parquet"] {
+            let store = d.join(format!("store-{name}-{input}"));
+            let out = ingest_batched(d, &store, batch, &[input]);
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+            let out = ingest_batched(d, &store, batch, &["leads-later.csv"]);
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+            stores.push((format!("{name} {input}"), store));
+        }
+    }
+    let (_, first) = &stores[0];
+    let leads = table(first, &schema::LEADS);
+    assert_eq!(strs(&leads, "lead_id"), ["L1", "L2", "L4", "L5", "L6"]);
+    // L1: the later updated_at (row 3, second batch) wins; L2: no updated_at, the later row
+    // wins; L5: the stored row has a later updated_at than the re-ingested one.
+    assert_eq!(strs(&leads, "source"), ["event", "referral", "web", "web", "web"]);
+    for (name, store) in &stores[1..] {
+        assert_eq!(
+            sorted_rows(&table(store, &schema::LEADS)),
+            sorted_rows(&leads),
+            "{name}"
+        );
+    }
+    for (name, store) in &stores {
+        let q = quarantine(store, "leads");
+        let mut got: Vec<(String, String, String)> = strs(&q, "_row")
+            .into_iter()
+            .zip(strs(&q, "_rule"))
+            .zip(strs(&q, "lead_id"))
+            .map(|((r, u), l)| (r, u, l))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("1".into(), "duplicate_key".into(), "L1".into()),
+                ("1".into(), "duplicate_key".into(), "L5".into()),
+                ("2".into(), "duplicate_key".into(), "L2".into()),
+                ("4".into(), "unparseable".into(), "L3".into()),
+            ],
+            "{name}"
+        );
+        let reasons = strs(&q, "_reason").join("\n");
+        assert!(
+            reasons.contains("(lead_id) = (L1); row 3 of leads"),
+            "{name}: {reasons}"
+        );
+        assert!(
+            reasons.contains("(lead_id) = (L2); row 5 of leads"),
+            "{name}: {reasons}"
+        );
+        assert!(
+            reasons.contains("the stored row has a later updated_at"),
+            "{name}: {reasons}"
+        );
+    }
+    // Re-ingesting the same files changes nothing.
+    let (_, store) = &stores[3];
+    let before = manifest(store);
+    let out = ingest_batched(d, store, Some(2), &["leads-pq.parquet", "leads-later.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to commit"), "{}", stdout(&out));
+    assert_eq!(manifest(store), before);
+}
