@@ -53,6 +53,8 @@ struct Shared {
     /// Stage events of every time (a deal with a terminal event anywhere in its history).
     events_all: LazyFrame,
     frames: Mutex<HashMap<&'static str, DataFrame>>,
+    /// The shared frames read since the last `forget_unused`.
+    used: Mutex<Vec<&'static str>>,
 }
 
 /// All unfiltered store tables, lazily.
@@ -136,6 +138,7 @@ impl Inputs {
                 params: p.clone(),
                 events_all,
                 frames: Mutex::new(HashMap::new()),
+                used: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -149,6 +152,12 @@ impl Inputs {
         plan: impl FnOnce() -> PolarsResult<LazyFrame>,
     ) -> PolarsResult<LazyFrame> {
         let frames = || self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut used = self.shared.used.lock().unwrap_or_else(|e| e.into_inner());
+            if !used.contains(&name) {
+                used.push(name);
+            }
+        }
         if let Some(df) = frames().get(name) {
             return Ok(df.clone().lazy());
         }
@@ -156,6 +165,19 @@ impl Inputs {
         let df = plan()?.collect_with_engine(self.engine)?.unwrap_single();
         frames().insert(name, df.clone());
         Ok(df.lazy())
+    }
+
+    /// Forgets the shared frames not read since the last call (scans already planned keep
+    /// theirs alive until collected), except the deal state, which most families read. Returns
+    /// the names of those read.
+    pub fn forget_unused(&self) -> Vec<&'static str> {
+        let used = std::mem::take(&mut *self.shared.used.lock().unwrap_or_else(|e| e.into_inner()));
+        self.shared
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| used.contains(name) || *name == "deals");
+        used
     }
 
     /// Stage events at or before as_of with their stage metadata (stage_index, probability,
@@ -185,10 +207,9 @@ impl Inputs {
     /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
     /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
     pub fn deals(&self) -> PolarsResult<LazyFrame> {
-        let ordered_events = self.ordered_events()?;
         self.shared("deals", || {
             Ok(deal_state(
-                ordered_events,
+                self.ordered_events()?,
                 self.opportunities.clone(),
                 self.shared.events_all.clone(),
                 self.leads.clone(),
@@ -201,9 +222,7 @@ impl Inputs {
     /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
     /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
     pub fn visits(&self) -> PolarsResult<LazyFrame> {
-        let ordered_events = self.ordered_events()?;
-        let deals = self.deals()?;
-        self.shared("visits", || Ok(stage_visits(ordered_events, deals)))
+        self.shared("visits", || Ok(stage_visits(self.ordered_events()?, self.deals()?)))
     }
 }
 
