@@ -84,7 +84,13 @@ pub fn compute(
             frames[i] = Some(df);
         }
         collect_ms += t.elapsed().as_millis();
-        tracing::debug!(family, ms = t.elapsed().as_millis() as u64, shared = ?used, "family collected");
+        tracing::debug!(
+            family,
+            ms = t.elapsed().as_millis() as u64,
+            shared = ?used,
+            rss_mib = ?memory_mib(),
+            "family collected"
+        );
     }
     let out = kpis
         .into_iter()
@@ -97,4 +103,14 @@ pub fn compute(
         })
         .collect();
     Ok((out, collect_ms))
+}
+
+/// (current, peak) resident memory of this process in MiB, for the debug log (Linux only).
+fn memory_mib() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((kib("VmRSS:")? / 1024, kib("VmHWM:")? / 1024))
 }
