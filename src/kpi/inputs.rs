@@ -188,6 +188,7 @@ impl Inputs {
             Ok(self
                 .stage_events
                 .clone()
+                .select([col("opportunity_id"), col("stage"), col("entered_at")])
                 .join(
                     stage_frame(&self.shared.params.config),
                     [col("stage")],

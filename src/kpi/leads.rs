@@ -193,12 +193,19 @@ pub fn lead_conversions(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .select([col("lead_id"), col("converted_at")]))
 }
 
-/// Every lead at as_of (all of `Inputs::leads`' columns) with its conversion instant by the
-/// rule of [`lead_conversions`] in place of its own `converted_at` field (null when not
-/// converted at as_of), and `__days` to it. The lead KPIs read this, so the leads are scanned
-/// once and never joined to themselves.
+/// Every lead at as_of (lead_id, created_at, its dimensions) with its conversion instant by
+/// the rule of [`lead_conversions`] in place of its own `converted_at` field (null when not
+/// converted at as_of), and `__days` to it. Collected once and shared by the lead KPIs, so the
+/// leads are scanned once and never joined to themselves; only the columns they read are kept.
 fn leads_with_conversion(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    i.shared("leads_with_conversion", || leads_with_conversion_plan(i, p))
+    i.shared("leads_with_conversion", || {
+        let keep = ["lead_id", "created_at", "converted_at", "__days"]
+            .into_iter()
+            .chain(LEAD_DIMS)
+            .map(col)
+            .collect::<Vec<_>>();
+        Ok(leads_with_conversion_plan(i, p)?.select(keep))
+    })
 }
 
 fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {

@@ -203,7 +203,7 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<L
 /// One row per deal per snapshot at which it is open: the end of every past period (from the
 /// deal's creation period to the period before as_of's) and as_of itself. Columns:
 /// `snapshot_at` (Date), `period_start` (of the snapshot's period), `__t` (the instant),
-/// opportunity_id, owner_id, created_at, amount_base, `__stage`, `__probability`.
+/// owner_id, created_at, amount_base, `__stage`, `__probability`.
 /// Shared: pipeline_snapshot, sales_velocity and rep_scorecard read it.
 pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     i.shared("open_snapshots", || open_snapshots_plan(i, p))
@@ -259,11 +259,11 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         )
         .rename(["stage"], ["__stage"], true)
         .drop(cols(["status"]));
+    // No opportunity_id: the readers count and sum, and the frame is kept for several KPIs.
     let select = [
         "snapshot_at",
         "period_start",
         "__t",
-        "opportunity_id",
         "owner_id",
         "created_at",
         "amount_base",
