@@ -67,6 +67,11 @@ def main():
     cc.load_extensions()
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
+    # DuckDB takes 80% of RAM by default; the Kaplan-Meier tables are built in Python from its
+    # rows, so it gets half (scale l was OOM-killed at 24 GB) and spills beyond that.
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    con.execute(f"SET memory_limit = '{ram // 2**20 // 2}MB'")
+    con.execute(f"SET temp_directory = '{out}.duckdb-tmp'")
     cc.setup(con, store, as_of)
     for ext_setup in cc.EXTENSION_SETUPS:
         ext_setup(cc, con)
@@ -74,6 +79,7 @@ def main():
     own = {"clv_model": clv.model, "clv_predictive": clv.predictive}
     for kpi, (_key, build) in cc.QUERIES.items():
         path = f"{out}/{kpi}.parquet"
+        started = time.perf_counter()
         if kpi in own:
             t0 = time.perf_counter()
             write(own[kpi](), path)
@@ -84,6 +90,7 @@ def main():
             pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in cols}), path)
         else:
             con.execute(f"COPY ({build()}) TO '{path}' (FORMAT parquet)")
+        print(f"duckdb {kpi} {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

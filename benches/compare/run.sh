@@ -65,6 +65,7 @@ run_engine() { # engine run-index
     pandas) "${t[@]}" "$PY" benches/compare/pandas_engine.py "$STORE" "$out" "$AS_OF" >"$WORK/log.$e.$i" 2>&1 ;;
     scan) "${t[@]}" "$FLOOR" scan "$STORE" "$WORK/columns.json" >"$WORK/log.$e.$i" 2>&1 ;;
   esac || { echo "compare: $e run $i failed; see $WORK/log.$e.$i" >&2; tail -5 "$WORK/log.$e.$i" >&2; exit 1; }
+  rm -rf "$out.duckdb-tmp"
   # Keep one output of each engine for the agreement check.
   if [ "$i" -gt 1 ] && [ -d "$out" ]; then rm -rf "$out"; fi
 }

@@ -230,8 +230,7 @@ fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame>
         ConvertedEvent::Won => {
             let first_won = i
                 .deals()?
-                // No filter on lead_id: pushed down, it would make this copy of the deals plan
-                // differ from the other KPIs' (the null lead group finds no lead below anyway).
+                // Deals without a lead form a null group, which finds no lead below.
                 .filter(col("status").eq(lit("won")))
                 .group_by(lead_id())
                 .agg([col("closed_at").min().alias("__first")]);
