@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 sys.path.insert(0, HERE)
 import clv_fit  # noqa: E402
+import km_sql  # noqa: E402
 import crosscheck as cc  # noqa: E402
 from crosscheck_clv import rfm_sql  # noqa: E402
 
@@ -58,7 +59,9 @@ class Clv:
 
 def write(cols, path):
     """Columns (lists, numpy or masked arrays; NaN and masked values are null) to a Parquet file."""
-    pq.write_table(pa.table({c: pa.array(v, from_pandas=True) for c, v in cols.items()}), path)
+    arrow = (pa.Array, pa.ChunkedArray)
+    pq.write_table(pa.table({c: v if isinstance(v, arrow) else pa.array(v, from_pandas=True)
+                             for c, v in cols.items()}), path)
 
 
 def main():
@@ -76,7 +79,10 @@ def main():
     for ext_setup in cc.EXTENSION_SETUPS:
         ext_setup(cc, con)
     clv = Clv(con)
-    own = {"clv_model": clv.model, "clv_predictive": clv.predictive}
+    km = km_sql.KaplanMeier(con)
+    own = {"clv_model": clv.model, "clv_predictive": clv.predictive,
+           "stage_duration": lambda: km.duration(cc.stage_duration_sql()),
+           "stage_duration_survival": km.survival}
     for kpi, (_key, build) in cc.QUERIES.items():
         path = f"{out}/{kpi}.parquet"
         started = time.perf_counter()
@@ -84,8 +90,8 @@ def main():
             t0 = time.perf_counter()
             write(own[kpi](), path)
             print(f"duckdb-kpi {kpi} {time.perf_counter() - t0:.3f} s", file=sys.stderr)
-        elif build in (cc.stage_duration_ref, cc.stage_duration_survival_ref) or build in cc.CONNECTION_BUILDS:
-            # Computed partly in Python (e.g. Kaplan-Meier): materialize the rows through DuckDB.
+        elif build in cc.CONNECTION_BUILDS:
+            # Computed partly in Python: materialize the rows through DuckDB.
             cols, rows = build(con)
             pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in cols}), path)
         else:
