@@ -94,6 +94,59 @@ def times(work, engine, runs):
     return tuple(statistics.median(r[k] for r in rows) for k in range(3))
 
 
+# Above this many rows a KPI is compared inside DuckDB: the cross-check's row-by-row comparison
+# holds both sides as Python dicts (stage_duration_survival has 23M rows at scale l).
+BIG = int(os.environ.get("COMPARE_SQL_ROWS", 1_000_000))
+
+
+def compare_in_sql(con, kpi, key, ref_path, out, as_of, ref_name):
+    """cc.compare's rules as one DuckDB query: rows matched on the key (nulls equal), every
+    reference column present in crm-kpi's output, numbers equal to 1e-9 relative (at least 1e-9
+    absolute), anything else exactly; counts mismatching values and unmatched rows."""
+    mine = f"{out}/{kpi}/as_of={as_of}/part-0.parquet"
+    if not os.path.exists(mine):
+        print(f"{kpi:<24} no output at {mine}")
+        return 1
+    ref_schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{ref_path}')").fetchall()
+    mine_cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{mine}')").fetchall()}
+    mism = 0
+    checks = []
+    for name, typ, *_ in ref_schema:
+        if name in key:
+            continue
+        if name not in mine_cols:
+            print(f"  {kpi}: column {name} missing from crm-kpi's output")
+            mism += 1
+            continue
+        a, b = f'r."{name}"', f'm."{name}"'
+        if any(t in typ for t in ("INT", "DOUBLE", "FLOAT", "DECIMAL")):
+            checks.append(f"NOT (({a} IS NULL AND {b} IS NULL) OR (NOT isnan({a}::DOUBLE) AND NOT isnan({b}::DOUBLE)"
+                          f" AND abs({a}::DOUBLE - {b}::DOUBLE) <= 1e-9 * greatest(1.0, abs({a}::DOUBLE), abs({b}::DOUBLE))))")
+        else:
+            checks.append(f"{a}::VARCHAR IS DISTINCT FROM {b}::VARCHAR")
+    def key_sql(side, k):
+        # As cc.key_part: durations are whole microseconds on both sides, keyed on those.
+        if k == "t_days":
+            return f'round({side}."{k}" * {cc.US_PER_DAY})::BIGINT'
+        return f'{side}."{k}"::VARCHAR'
+    on = " AND ".join(f"{key_sql('r', k)} IS NOT DISTINCT FROM {key_sql('m', k)}" for k in key)
+    differ = " + ".join(f"COALESCE(({c})::INT, 1)" for c in checks) or "0"
+    only = con.execute(f"""
+        SELECT COUNT(*) FILTER (WHERE r.__row IS NULL), COUNT(*) FILTER (WHERE m.__row IS NULL),
+               COALESCE(SUM(CASE WHEN r.__row IS NOT NULL AND m.__row IS NOT NULL THEN {differ} END), 0),
+               COUNT(m.__row)
+        FROM (SELECT *, true AS __row FROM read_parquet('{ref_path}')) r
+        FULL OUTER JOIN (SELECT *, true AS __row FROM read_parquet('{mine}')) m ON {on}""").fetchone()
+    only_mine, only_ref, values, n_mine = only
+    n_ref = con.execute(f"SELECT COUNT(*) FROM read_parquet('{ref_path}')").fetchone()[0]
+    if only_mine or only_ref:
+        print(f"  {kpi}: {only_mine} rows only in crm-kpi, {only_ref} only in {ref_name}")
+    mism += only_mine + only_ref + values
+    print(f"{kpi:<24} rows {n_mine:>7} ({ref_name} {n_ref}): {'OK' if mism == 0 else f'{mism} MISMATCHES'}"
+          " (compared in SQL)")
+    return mism
+
+
 def agreement(work, store, as_of, engine):
     """Mismatching values/rows per KPI between crm-kpi and `engine` (None: engine did not run)."""
     d = f"{work}/{engine}.1"
@@ -105,6 +158,11 @@ def agreement(work, store, as_of, engine):
         path = f"{d}/{kpi}.parquet"
         if not os.path.exists(path):
             missing.append(kpi)
+            continue
+        n = con.execute(f"SELECT COUNT(*) FROM read_parquet('{path}')").fetchone()[0]
+        if n > BIG and kpi not in TOLERANCES:
+            print(f"[{engine}] ", end="")
+            bad += compare_in_sql(con, kpi, key, path, f"{work}/crm-kpi.1", as_of, engine)
             continue
         ref = cc.fetch(con, f"SELECT * FROM read_parquet('{path}')")
         # Every engine must produce every column of the DuckDB reference (the compare only
