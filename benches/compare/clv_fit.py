@@ -130,24 +130,30 @@ def _newton(f, phi, max_iter=100):
     return None
 
 
-def mle(ll, k, ll_sub):
+def mle(ll, k, ll_sub, starts=()):
     """(theta, hessian of -ll in log-parameters) or None. `ll_sub` is the log-likelihood on the
-    subsample used for the Nelder-Mead start."""
+    subsample used for the Nelder-Mead starts: from all-ones and from each of `starts`
+    (log-parameters); the best optimum after the Newton polish wins (scale l: Gamma-Gamma from
+    all-ones alone ends on a ridge far from the optimum)."""
     def on(fn):
         return lambda phi: -fn(np.exp(phi)) if np.all(np.abs(phi) < 50) else np.inf
     f = on(ll)
-    start = minimize(on(ll_sub), np.zeros(k), method="Nelder-Mead",
-                     options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 20000, "maxfev": 20000}).x
-    phi = _newton(f, start)
-    if phi is None:  # rare: fall back to a plain quasi-Newton search, then polish again
-        res = minimize(f, start, method="BFGS", options={"gtol": 1e-6})
-        phi = _newton(f, res.x) if np.isfinite(res.fun) else None
-    if phi is None:
+    best = None
+    for s0 in [np.zeros(k), *[np.asarray(s, dtype=np.float64) for s in starts]]:
+        start = minimize(on(ll_sub), s0, method="Nelder-Mead",
+                         options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 20000, "maxfev": 20000}).x
+        phi = _newton(f, start)
+        if phi is None:  # rare: fall back to a plain quasi-Newton search, then polish again
+            res = minimize(f, start, method="BFGS", options={"gtol": 1e-6})
+            phi = _newton(f, res.x) if np.isfinite(res.fun) else None
+        if phi is not None and (best is None or f(phi) < f(best)):
+            best = phi
+    if best is None:
         return None
-    theta = np.exp(phi)
+    theta = np.exp(best)
     if not np.all((theta >= 1e-8) & (theta <= 1e8)):
         return None
-    return theta, _hess(f, phi)
+    return theta, _hess(f, best)
 
 
 def std_errors(theta, H):
@@ -182,7 +188,8 @@ def fit_models(x, tx, T, m):
     if len(gx) >= 3:
         s = _subsample(len(gx))
         ll = gg_loglik(gx, gm)
-        gg = mle(ll, 3, gg_loglik(gx[s], gm[s]))
+        # Second start: p = 1, q = 2, v = mean spend (then E[spend] = p v / (q - 1) = the mean).
+        gg = mle(ll, 3, gg_loglik(gx[s], gm[s]), starts=[[0.0, math.log(2.0), math.log(float(np.mean(gm)))]])
     out["gamma_gamma"] = (GG_PARAMS, None, None, None, len(gx)) if gg is None else \
         (GG_PARAMS, gg[0], std_errors(*gg), ll(gg[0]), len(gx))
     return out
