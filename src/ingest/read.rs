@@ -215,6 +215,22 @@ fn check_file_meta(path: &Path, format: FileFormat) -> Result<(), IngestError> {
 
 /// The footer of a Parquet file and its column names, refusing types crm-kpi does not read.
 fn parquet_metadata(path: &Path) -> Result<(polars::io::parquet::metadata::FileMetadataRef, Vec<String>), IngestError> {
+    with_parquet(path, |mut reader, names| {
+        let metadata = reader
+            .get_metadata()
+            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?
+            .clone();
+        Ok((metadata, names))
+    })
+}
+
+/// Opens a Parquet file for `f` with its column names, once it has the PAR1 magic bytes and no
+/// column of a type crm-kpi does not read (Decimal). A corrupt file can trip assertions inside
+/// the decoder: those panics become errors.
+fn with_parquet<T>(
+    path: &Path,
+    f: impl FnOnce(ParquetReader<File>, Vec<String>) -> Result<T, IngestError>,
+) -> Result<T, IngestError> {
     let start = head(path, 4)?;
     if start != b"PAR1" {
         return Err(IngestError::unreadable(
@@ -224,7 +240,7 @@ fn parquet_metadata(path: &Path) -> Result<(polars::io::parquet::metadata::FileM
         ));
     }
     let file = open(path)?;
-    let read = crate::panic_guard::guard(|| -> Result<_, IngestError> {
+    let read = crate::panic_guard::guard(|| -> Result<T, IngestError> {
         let mut reader = ParquetReader::new(file);
         let schema = reader
             .schema()
@@ -238,11 +254,7 @@ fn parquet_metadata(path: &Path) -> Result<(polars::io::parquet::metadata::FileM
             }
             names.push(name.to_string());
         }
-        let metadata = reader
-            .get_metadata()
-            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?
-            .clone();
-        Ok((metadata, names))
+        f(reader, names)
     });
     match read {
         Ok(r) => r,
@@ -365,38 +377,9 @@ fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
 }
 
 fn read_parquet(path: &Path) -> Result<DataFrame, IngestError> {
-    let start = head(path, 4)?;
-    if start != b"PAR1" {
-        return Err(IngestError::unreadable(
-            path,
-            "Parquet",
-            "no PAR1 magic bytes; this is not a Parquet file",
-        ));
-    }
-    let file = open(path)?;
-    // A corrupt file can trip assertions inside the decoder: those panics become errors.
-    let read = crate::panic_guard::guard(|| -> Result<DataFrame, IngestError> {
-        let mut reader = ParquetReader::new(file);
-        let schema = reader
-            .schema()
-            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?;
-        for (name, field) in schema.iter() {
-            let dtype = format!("{:?}", field.dtype);
-            if dtype.starts_with("Decimal") {
-                let msg = format!("column `{name}` is {dtype}, which crm-kpi does not read; export it as a double");
-                return Err(IngestError::unreadable(path, "Parquet", msg));
-            }
-        }
+    with_parquet(path, |reader, _| {
         reader.finish().map_err(|e| IngestError::unreadable(path, "Parquet", e))
-    });
-    match read {
-        Ok(r) => r,
-        Err(panic) => Err(IngestError::unreadable(
-            path,
-            "Parquet",
-            format!("corrupt file ({panic})"),
-        )),
-    }
+    })
 }
 
 /// A multi-line message (polars quotes the offending field, which may span lines) as one line.
