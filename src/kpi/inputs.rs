@@ -52,7 +52,8 @@ struct Shared {
     params: Params,
     /// Stage events of every time (a deal with a terminal event anywhere in its history).
     events_all: LazyFrame,
-    frames: Mutex<HashMap<&'static str, DataFrame>>,
+    /// Collected frames, each with whether it is kept for the whole run.
+    frames: Mutex<HashMap<&'static str, (DataFrame, bool)>>,
     /// The shared frames read since the last `forget_unused`.
     used: Mutex<Vec<&'static str>>,
 }
@@ -143,12 +144,23 @@ impl Inputs {
         }
     }
 
-    /// The intermediate `name`, collected from `plan()` on its first use and kept for the run;
-    /// a scan of the collected frame. For a frame several KPIs (or several dimensions of one
-    /// KPI) read: collected once, it is not recomputed by each reader.
+    /// The intermediate `name`, collected from `plan()` on its first use; a scan of the
+    /// collected frame. For a frame several KPIs (or several dimensions of one KPI) read:
+    /// collected once, it is not recomputed by each reader. Kept until a family that does not
+    /// read it is planned (see [`Inputs::forget_unused`]).
     pub fn shared(
         &self,
         name: &'static str,
+        plan: impl FnOnce() -> PolarsResult<LazyFrame>,
+    ) -> PolarsResult<LazyFrame> {
+        self.collect_once(name, false, plan)
+    }
+
+    /// As [`Inputs::shared`], but `keep`: never forgotten, for a frame most families read.
+    fn collect_once(
+        &self,
+        name: &'static str,
+        keep: bool,
         plan: impl FnOnce() -> PolarsResult<LazyFrame>,
     ) -> PolarsResult<LazyFrame> {
         let frames = || self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());
@@ -158,25 +170,25 @@ impl Inputs {
                 used.push(name);
             }
         }
-        if let Some(df) = frames().get(name) {
+        if let Some((df, _)) = frames().get(name) {
             return Ok(df.clone().lazy());
         }
         // Not locked while collecting: `plan` may read other shared frames.
         let df = plan()?.collect_with_engine(self.engine)?.unwrap_single();
-        frames().insert(name, df.clone());
+        frames().insert(name, (df.clone(), keep));
         Ok(df.lazy())
     }
 
-    /// Forgets the shared frames not read since the last call (scans already planned keep
-    /// theirs alive until collected), except the deal state, which most families read. Returns
-    /// the names of those read.
+    /// Forgets the shared frames not read since the last call, except those kept for the run
+    /// (scans already planned keep theirs alive until collected). Returns the names of those
+    /// read.
     pub fn forget_unused(&self) -> Vec<&'static str> {
         let used = std::mem::take(&mut *self.shared.used.lock().unwrap_or_else(|e| e.into_inner()));
         self.shared
             .frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|name, _| used.contains(name) || *name == "deals");
+            .retain(|name, (_, keep)| *keep || used.contains(name));
         used
     }
 
@@ -207,8 +219,9 @@ impl Inputs {
     /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
     /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
     /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
+    /// Kept for the whole run: most families read it.
     pub fn deals(&self) -> PolarsResult<LazyFrame> {
-        self.shared("deals", || {
+        self.collect_once("deals", true, || {
             Ok(deal_state(
                 self.ordered_events()?,
                 self.opportunities.clone(),
