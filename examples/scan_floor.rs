@@ -69,19 +69,28 @@ fn used_columns() -> BTreeMap<&'static str, Vec<&'static str>> {
     used
 }
 
-fn scan(store: &str, columns: &str) -> PolarsResult<()> {
+/// Every table of the columns JSON with its used columns and a scan of it in the store.
+fn used_scans(store: &str, columns: &str) -> PolarsResult<Vec<(String, Vec<String>, LazyFrame)>> {
     let used: BTreeMap<String, Vec<String>> =
         serde_json::from_str(&std::fs::read_to_string(columns)?).map_err(|e| polars_err!(ComputeError: "{e}"))?;
     let store = Store::open(std::path::Path::new(store)).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+    used.into_iter()
+        .map(|(table, cols)| {
+            let def = schema::table(&table).ok_or_else(|| polars_err!(ComputeError: "unknown table {table}"))?;
+            let lf = store.scan_table(def).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+            Ok((table, cols, lf))
+        })
+        .collect()
+}
+
+fn scan(store: &str, columns: &str) -> PolarsResult<()> {
     let mut plans = Vec::new();
     let mut names = Vec::new();
-    for (table, cols) in &used {
-        let def = schema::table(table).ok_or_else(|| polars_err!(ComputeError: "unknown table {table}"))?;
-        let lf = store.scan_table(def).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+    for (table, cols, lf) in used_scans(store, columns)? {
         let mut aggs = vec![len().alias("__rows")];
         aggs.extend(cols.iter().map(|c| col(c.as_str()).min()));
         plans.push(lf.select(aggs).logical_plan);
-        names.push(table.clone());
+        names.push((table, cols.len()));
     }
     let t = Instant::now();
     let engine = if std::env::var_os("CRM_KPI_STREAMING").is_some() {
@@ -91,9 +100,9 @@ fn scan(store: &str, columns: &str) -> PolarsResult<()> {
     };
     let frames = LazyFrame::collect_all_with_engine(plans, engine, OptFlags::default())?;
     let ms = t.elapsed().as_millis();
-    for (name, df) in names.iter().zip(frames) {
+    for ((name, n_cols), df) in names.iter().zip(frames) {
         let rows = df.column("__rows")?.get(0)?;
-        println!("{name:<14} rows {rows} columns {}", used[name].len());
+        println!("{name:<14} rows {rows} columns {n_cols}");
     }
     println!("scan {ms} ms");
     Ok(())
@@ -102,13 +111,8 @@ fn scan(store: &str, columns: &str) -> PolarsResult<()> {
 /// The in-memory size (polars' estimate, bytes) of every used column, one table at a time: the
 /// yardstick of the peak-RSS target (peak RSS <= 2x the in-memory size of the columns read).
 fn size(store: &str, columns: &str) -> PolarsResult<()> {
-    let used: BTreeMap<String, Vec<String>> =
-        serde_json::from_str(&std::fs::read_to_string(columns)?).map_err(|e| polars_err!(ComputeError: "{e}"))?;
-    let store = Store::open(std::path::Path::new(store)).map_err(|e| polars_err!(ComputeError: "{e}"))?;
     let mut total = 0usize;
-    for (table, cols) in &used {
-        let def = schema::table(table).ok_or_else(|| polars_err!(ComputeError: "unknown table {table}"))?;
-        let lf = store.scan_table(def).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+    for (table, cols, lf) in used_scans(store, columns)? {
         let df = lf
             .select(cols.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
             .collect()?;
