@@ -49,30 +49,38 @@ pub fn kpis() -> Vec<Kpi> {
     }]
 }
 
-/// The ids of the activities that are the first touch of the value of `c` (lead_id or
-/// account_id): earliest occurred_at, ties broken by the smallest activity_id. In two plain
-/// aggregations (the earliest time per value, then the smallest id among the activities at that
-/// time), which the streaming engine runs in bounded memory; a sort within each group does not
-/// stream and held every group at scale l.
+/// The activities that are the first touch of the value of `c` (lead_id or account_id):
+/// earliest occurred_at, ties broken by the smallest activity_id, with their owner_id and
+/// occurred_at. In plain aggregations and joins (the earliest time per value, the activities at
+/// that time, the smallest id among them), which the streaming engine runs in bounded memory; a
+/// sort within each group does not stream and held every group at scale l.
 fn first_touches(acts: &LazyFrame, c: &str) -> LazyFrame {
     let touched = acts
         .clone()
-        .select([col(c), col("occurred_at"), col("activity_id")])
+        .select([col(c), col("occurred_at"), col("activity_id"), col("owner_id")])
         .filter(col(c).is_not_null());
     let earliest = touched
         .clone()
         .group_by([col(c)])
         .agg([col("occurred_at").min().alias("__first_at")]);
-    touched
-        .join(
-            earliest,
-            [col(c), col("occurred_at")],
-            [col(c), col("__first_at")],
-            JoinArgs::new(JoinType::Inner),
-        )
+    let at_earliest = touched.join(
+        earliest,
+        [col(c), col("occurred_at")],
+        [col(c), col("__first_at")],
+        JoinArgs::new(JoinType::Inner),
+    );
+    let smallest = at_earliest
+        .clone()
         .group_by([col(c)])
-        .agg([col("activity_id").min()])
-        .select([col("activity_id")])
+        .agg([col("activity_id").min().alias("__first_id")]);
+    at_earliest
+        .join(
+            smallest,
+            [col(c), col("activity_id")],
+            [col(c), col("__first_id")],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .select([col("activity_id"), col("owner_id"), col("occurred_at")])
 }
 
 const COUNTS: [&str; 7] = [
@@ -96,22 +104,20 @@ fn activity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         col("lead_id"),
         col("account_id"),
     ]);
-    let firsts = concat(
+    // New contacts are counted from the first touches themselves (each carries its owner and
+    // time), not by joining them back onto every activity by id: at scale l that join probed
+    // 57M string ids.
+    let new_contacts = concat(
         [first_touches(&acts, "lead_id"), first_touches(&acts, "account_id")],
         UnionArgs::default(),
     )?
-    .unique(None, UniqueKeepStrategy::Any)
-    .with_column(lit(true).alias("__first"));
+    .unique(Some(cols(["activity_id"])), UniqueKeepStrategy::Any)
+    .with_column(period_start(col("occurred_at"), p.grain, &p.config).alias("period_start"))
+    .group_by(keys())
+    .agg([len().cast(DataType::UInt32).alias("new_contacts")]);
     let kind = |k: &str| col("kind").eq(lit(k.to_string()));
     let counted = |e: Expr, name: &str| e.sum().cast(DataType::UInt32).alias(name);
     let per = acts
-        .clone()
-        .join(
-            firsts,
-            [col("activity_id")],
-            [col("activity_id")],
-            JoinArgs::new(JoinType::Left),
-        )
         .with_column(period_start(col("occurred_at"), p.grain, &p.config).alias("period_start"))
         .group_by(keys())
         .agg([
@@ -124,7 +130,6 @@ fn activity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             counted(kind("meeting"), "meetings"),
             counted(kind("visit"), "visits"),
             counted(kind("task"), "tasks"),
-            counted(col("__first").fill_null(lit(false)), "new_contacts"),
         ]);
     let targets = rep_targets(i, p, "calls")?.rename(["target"], ["calls_target"], true);
     let rows = concat(
@@ -133,7 +138,7 @@ fn activity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     )?
     .unique(None, UniqueKeepStrategy::Any);
     let left = |a: LazyFrame, b: LazyFrame| a.join(b, keys(), keys(), JoinArgs::new(JoinType::Left));
-    Ok(left(left(rows, per), targets)
+    Ok(left(left(left(rows, per), new_contacts), targets)
         .with_columns(COUNTS.map(|c| col(c).fill_null(lit(0u32))))
         .with_columns([
             ratio(col("connected_calls"), col("calls")).alias("connect_rate"),
