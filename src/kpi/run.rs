@@ -1,7 +1,6 @@
 //! Running KPIs: build every selected KPI's plan over shared inputs, collect them together
 //! (common sub-plans run once), conform each to its declared schema and key order.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -13,15 +12,6 @@ pub struct Computed {
     pub kpi: Kpi,
     pub df: DataFrame,
     pub plan_ms: u128,
-}
-
-/// How the process's allocator hands freed memory back to the OS; set by the binary.
-static MEMORY_RELEASE: OnceLock<fn()> = OnceLock::new();
-
-/// Registers the function `compute` calls after each family, once its frames are freed (the
-/// binary's jemalloc purge; without one, the allocator's own policy applies).
-pub fn set_memory_release(release: fn()) {
-    let _ = MEMORY_RELEASE.set(release);
 }
 
 /// Casts and orders the output to the KPI's declared columns, sorted by its key.
@@ -94,9 +84,6 @@ pub fn compute(
             frames[i] = Some(df);
         }
         collect_ms += t.elapsed().as_millis();
-        if let Some(release) = MEMORY_RELEASE.get() {
-            release();
-        }
         tracing::debug!(
             family,
             ms = t.elapsed().as_millis() as u64,
