@@ -321,6 +321,9 @@ fn rep_scorecard(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             [col("owner_id")],
             JoinArgs::new(JoinType::Left),
         )
+        // The team's sum adds floats in row order, and the order of the rows out of `unique`
+        // and the joins varies from run to run: sorted first, the sum is the same every run.
+        .sort(["period_start", "owner_id"], SortMultipleOptions::default())
         .with_columns([
             col("won_amount").fill_null(lit(0.0)),
             col("won_deals").fill_null(lit(0u32)),

@@ -284,3 +284,52 @@ fn rep_kpis_of_an_empty_store_are_empty() {
         assert_eq!(df.height(), 0, "{name}");
     }
 }
+
+/// Team east won 1e16 (r1), 1 (r2) and 1 (r3) in March: in floating point, (1e16 + 1) + 1 is
+/// 1e16 but 1e16 + (1 + 1) is 1e16 + 2, so a team total summed in row order changes with the
+/// order of the rows. Given in either order, the totals are the same to the bit.
+#[test]
+fn rep_scorecard_team_total_does_not_depend_on_row_order() {
+    let team_totals = |order: [usize; 3]| {
+        let ids = ["B1", "B2", "B3"];
+        let owners = ["r1", "r2", "r3"];
+        let amounts = [1e16, 1.0, 1.0];
+        let pick = |v: [&'static str; 3]| order.map(|i| v[i]);
+        let amount = order.map(|i| amounts[i]);
+        let opportunities = df!(
+            "opportunity_id" => pick(ids),
+            "account_id" => ["c1"; 3],
+            "owner_id" => pick(owners),
+            "created_at" => ["2024-03-01"; 3],
+            "amount" => amount,
+            "amount_base" => amount,
+            "status" => ["won"; 3],
+            "closed_at" => ["2024-03-10"; 3],
+        )
+        .unwrap();
+        let reps = df!(
+            "rep_id" => pick(owners),
+            "name" => pick(["Ann", "Bob", "Cid"]),
+            "team" => ["east"; 3],
+        )
+        .unwrap();
+        let tables = Tables::from_frames(vec![
+            ("opportunities", canonical("opportunities", opportunities)),
+            ("reps", canonical("reps", reps)),
+        ]);
+        let df = compute_on(
+            tables,
+            params(Grain::Month),
+            vec![kpi("rep_scorecard")],
+            Engine::InMemory,
+        )
+        .remove(0);
+        let col = df.column("team_won_amount").unwrap().f64().unwrap().clone();
+        col.iter().map(|v| v.unwrap().to_bits()).collect::<Vec<_>>()
+    };
+    let forward = team_totals([0, 1, 2]);
+    assert_eq!(forward.len(), 3);
+    assert!(forward.iter().all(|&b| b == forward[0]));
+    assert_eq!(team_totals([2, 1, 0]), forward);
+    assert_eq!(team_totals([1, 0, 2]), forward);
+}
