@@ -84,10 +84,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         pb
     });
-    let (computed, collect_ms) =
-        crate::kpi::run::compute(&tables, &params, kpis, engine).context("computing the KPIs")?;
+    // Each family's outputs are written as soon as it is collected and then dropped.
     let mut out_kpis = Vec::new();
-    for mut c in computed {
+    let collect_ms = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |mut c| {
         if let Some(pb) = &progress {
             pb.set_message(format!("writing {}", c.kpi.name));
         }
@@ -102,7 +101,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             plan_ms: c.plan_ms,
             write_ms: t.elapsed().as_millis(),
         });
-    }
+        Ok::<_, anyhow::Error>(())
+    })
+    .context("computing and writing the KPIs")?;
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }

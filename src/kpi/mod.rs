@@ -89,6 +89,7 @@ pub fn now_us() -> i64 {
 }
 
 /// One KPI of the catalog.
+#[derive(Clone)]
 pub struct Kpi {
     pub name: &'static str,
     pub family: &'static str,

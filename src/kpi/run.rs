@@ -42,6 +42,25 @@ pub fn compute(
     kpis: Vec<Kpi>,
     engine: Engine,
 ) -> PolarsResult<(Vec<Computed>, u128)> {
+    let mut out = Vec::with_capacity(kpis.len());
+    let collect_ms = compute_each(tables, params, kpis, engine, |c| {
+        out.push(c);
+        Ok::<_, PolarsError>(())
+    })?;
+    Ok((out, collect_ms))
+}
+
+/// As [`compute`], but hands each KPI to `done` as soon as its family is collected (family by
+/// family, in the order of the families' first KPIs), so that a caller writing the outputs
+/// holds one family's at a time: at scale l the stage-duration survival table alone is 23M
+/// rows. Returns the time spent collecting (ms).
+pub fn compute_each<E: From<PolarsError>>(
+    tables: &Tables,
+    params: &Params,
+    kpis: Vec<Kpi>,
+    engine: Engine,
+    mut done: impl FnMut(Computed) -> Result<(), E>,
+) -> Result<u128, E> {
     let mut inputs = Inputs::new(tables, params);
     inputs.engine = engine;
     // One collect_all per family: KPIs of a family share most of their sub-plans, and one
@@ -54,19 +73,18 @@ pub fn compute(
             families.push(k.family);
         }
     }
-    let mut frames: Vec<Option<DataFrame>> = vec![None; kpis.len()];
-    let mut plan_ms = vec![0u128; kpis.len()];
     let mut collect_ms = 0u128;
     for family in families {
         let idx: Vec<usize> = (0..kpis.len()).filter(|&i| kpis[i].family == family).collect();
         let mut dsl = Vec::with_capacity(idx.len());
+        let mut plan_ms = Vec::with_capacity(idx.len());
         let mut flags = OptFlags::default();
         for &i in &idx {
             let k = &kpis[i];
             let t = Instant::now();
             let lf = (k.build)(&inputs, params).map_err(|e| e.context(format!("building KPI {}", k.name).into()))?;
-            plan_ms[i] = t.elapsed().as_millis();
-            tracing::debug!(kpi = k.name, ms = plan_ms[i] as u64, "planned");
+            plan_ms.push(t.elapsed().as_millis());
+            tracing::debug!(kpi = k.name, ms = t.elapsed().as_millis() as u64, "planned");
             let lf = conform(k, lf);
             flags = lf.get_current_optimizations();
             dsl.push(lf.logical_plan);
@@ -77,12 +95,7 @@ pub fn compute(
         // and read again later is collected again.
         let used = inputs.forget_unused();
         let t = Instant::now();
-        for (i, df) in idx
-            .into_iter()
-            .zip(LazyFrame::collect_all_with_engine(dsl, engine, flags)?)
-        {
-            frames[i] = Some(df);
-        }
+        let dfs = LazyFrame::collect_all_with_engine(dsl, engine, flags)?;
         collect_ms += t.elapsed().as_millis();
         tracing::debug!(
             family,
@@ -91,18 +104,15 @@ pub fn compute(
             rss_mib = ?memory_mib(),
             "family collected"
         );
+        for ((i, df), plan_ms) in idx.into_iter().zip(dfs).zip(plan_ms) {
+            done(Computed {
+                kpi: kpis[i].clone(),
+                df,
+                plan_ms,
+            })?;
+        }
     }
-    let out = kpis
-        .into_iter()
-        .zip(frames)
-        .zip(plan_ms)
-        .map(|((kpi, df), plan_ms)| Computed {
-            kpi,
-            df: df.unwrap_or_default(),
-            plan_ms,
-        })
-        .collect();
-    Ok((out, collect_ms))
+    Ok(collect_ms)
 }
 
 /// (current, peak) resident memory of this process in MiB, for the debug log (Linux only).
