@@ -235,8 +235,11 @@ fn clv_historical(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 }
 
 fn clv_segments(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    // One group_by per dimension reads it: computed once.
-    let values = customer_values(i, p)?.cache();
+    // One group_by per dimension reads it: computed once. Sorted by account, so the float sums
+    // add in the same order every run (the order out of the group_by varies).
+    let values = customer_values(i, p)?
+        .sort(["account_id"], SortMultipleOptions::default())
+        .cache();
     let aggs = || {
         [
             len().cast(DataType::UInt32).alias("customers"),

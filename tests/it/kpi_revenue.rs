@@ -576,3 +576,43 @@ fn empty_store_gives_empty_outputs() {
         assert_eq!(df.schema().as_ref(), &kpi(name).schema(), "{name}");
     }
 }
+
+/// Accounts X1, X2 and X3 have revenues 1e16, 1 and 1: in floating point the total depends on
+/// the order of the additions ((1e16 + 1) + 1 is 1e16, 1e16 + (1 + 1) is 1e16 + 2). Given in
+/// any row order, the segments' totals and means are the same to the bit.
+#[test]
+fn clv_segments_do_not_depend_on_row_order() {
+    let segments = |order: [usize; 3]| {
+        #[rustfmt::skip]
+        let all: [OrderRow; 3] = [
+            ("x1", "X1", "2024-01-10", 1e16, None, None, None, "online", false),
+            ("x2", "X2", "2024-01-11", 1.0, None, None, None, "online", false),
+            ("x3", "X3", "2024-01-12", 1.0, None, None, None, "online", false),
+        ];
+        let tables = Tables::from_frames(vec![("orders", orders_frame(&order.map(|i| all[i])))]);
+        let df = compute_on(
+            tables,
+            params(Grain::Month),
+            vec![kpi("clv_segments")],
+            Engine::InMemory,
+        )
+        .remove(0);
+        ["mean_clv", "total_revenue"]
+            .iter()
+            .flat_map(|c| {
+                df.column(c)
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.map(f64::to_bits))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let forward = segments([0, 1, 2]);
+    assert!(!forward.is_empty());
+    assert_eq!(segments([2, 1, 0]), forward);
+    assert_eq!(segments([1, 2, 0]), forward);
+    assert_eq!(segments([1, 0, 2]), forward);
+}
