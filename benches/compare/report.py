@@ -14,6 +14,7 @@ import statistics
 import sys
 
 import duckdb
+import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 import crosscheck as cc  # noqa: E402
@@ -180,6 +181,14 @@ def agreement(work, store, as_of, engine):
     return bad, missing
 
 
+def reproducible(work, catalog):
+    """KPIs whose output differs between crm-kpi's runs 1 and 2 (None with a single run)."""
+    if not os.path.isdir(f"{work}/crm-kpi.2"):
+        return None
+    read = lambda run, k: pq.read_table(f"{work}/crm-kpi.{run}/{k}", partitioning=None)
+    return [k for k in catalog if not read(1, k).equals(read(2, k))]
+
+
 def columns_read_bytes(work):
     """The in-memory size of the columns the catalog reads (`scan_floor size`), or None."""
     p = f"{work}/size.txt"
@@ -234,7 +243,11 @@ def main():
         if size:
             print(f"crm-kpi peak RSS / in-memory size of the columns read ({size / 2**20:.0f} MiB): "
                   f"{base[2] * 2**20 / size:.2f}x (target <= 2x at scale l)")
-    failed = any(r is not None and (r[0] > 0 or r[1]) for r in results.values()) or bool(unchecked)
+    differing = reproducible(work, catalog)
+    if differing is not None:
+        print(f"crm-kpi runs 1 and 2: {len(catalog) - len(differing)} of {len(catalog)} KPIs identical"
+              + (f"; differing: {', '.join(differing)}" if differing else ""))
+    failed = any(r is not None and (r[0] > 0 or r[1]) for r in results.values()) or bool(unchecked) or bool(differing)
     if failed:
         for e, r in results.items():
             if r and r[1]:

@@ -1,6 +1,7 @@
 //! `crm-kpi run`: the nightly batch. Computes the selected KPIs (default: all) as of a date
 //! and writes `OUT/<kpi>/as_of=<date>/part-0.parquet` plus `OUT/_runs/<run id>.json`.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -125,15 +126,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         kpis: out_kpis,
     };
     let path = crate::output::write_run_manifest(&args.out, &manifest)?;
-    println!(
+    // writeln, not println: a closed pipe (`crm-kpi run | head -1`) is an error that ends the
+    // command quietly, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
         "{} KPIs as of {as_of} written to {} in {} ms (run manifest {})",
         manifest.kpis.len(),
         args.out.display(),
         manifest.total_ms,
         path.display()
-    );
+    )?;
     for k in &manifest.kpis {
-        println!("  {:<24} {:>8} rows", k.name, k.rows);
+        writeln!(stdout, "  {:<24} {:>8} rows", k.name, k.rows)?;
     }
     Ok(Outcome::Ok)
 }
