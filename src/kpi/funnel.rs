@@ -221,8 +221,8 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     concat(rows, UnionArgs::default())
 }
 
-/// Visits to non-terminal stages with the deal's owner: `completed` (ended by as_of) and `days`
-/// (to the visit's end, or to as_of while censored).
+/// Visits to non-terminal stages: `stage`, `owner_id` (the deal's), `completed` (ended by as_of)
+/// and `days` (to the visit's end, or to as_of while censored).
 /// Shared: stage_duration and stage_duration_survival read it.
 fn stage_visits(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     i.shared("stage_visits", || stage_visits_plan(i, p))
@@ -237,7 +237,11 @@ fn stage_visits_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_columns([
+        // Only what its readers group and aggregate: at scale l it is 20M rows, held through
+        // the funnel family.
+        .select([
+            col("stage"),
+            col("owner_id"),
             col("exited_at").is_not_null().alias("completed"),
             (col("exited_at").fill_null(p.as_of_lit()) - col("entered_at"))
                 .dt()
