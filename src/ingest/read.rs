@@ -60,18 +60,7 @@ pub struct RawFile {
 
 pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
     let format = FileFormat::from_path(path)?;
-    let meta = std::fs::metadata(path).map_err(|source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.is_dir() {
-        return Err(IngestError::unreadable(path, format.name(), "is a directory"));
-    }
-    if meta.len() == 0 {
-        return Err(IngestError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
+    check_file_meta(path, format)?;
     let df = match format {
         FileFormat::Csv => read_csv(path)?,
         FileFormat::Ndjson => read_ndjson(path)?,
@@ -178,20 +167,11 @@ impl RawBatches {
             Source::Parquet { metadata, .. } => {
                 let path = &self.path;
                 let file = open(path)?;
-                let read = crate::panic_guard::guard(|| {
+                parquet_guard(path, || {
                     let mut reader = ParquetReader::new(file).with_slice(Some((offset, len)));
                     reader.set_metadata(metadata.clone());
-                    reader.finish()
-                });
-                match read {
-                    Ok(Ok(df)) => Ok(df),
-                    Ok(Err(e)) => Err(IngestError::unreadable(path, "Parquet", e)),
-                    Err(panic) => Err(IngestError::unreadable(
-                        path,
-                        "Parquet",
-                        format!("corrupt file ({panic})"),
-                    )),
-                }
+                    reader.finish().map_err(|e| IngestError::unreadable(path, "Parquet", e))
+                })
             }
         }
     }
@@ -240,7 +220,7 @@ fn with_parquet<T>(
         ));
     }
     let file = open(path)?;
-    let read = crate::panic_guard::guard(|| -> Result<T, IngestError> {
+    parquet_guard(path, || {
         let mut reader = ParquetReader::new(file);
         let schema = reader
             .schema()
@@ -255,8 +235,13 @@ fn with_parquet<T>(
             names.push(name.to_string());
         }
         f(reader, names)
-    });
-    match read {
+    })
+}
+
+/// Runs `f` on a Parquet file's decoder: a corrupt file can trip assertions inside it, and
+/// those panics become errors naming the file.
+fn parquet_guard<T>(path: &Path, f: impl FnOnce() -> Result<T, IngestError>) -> Result<T, IngestError> {
+    match crate::panic_guard::guard(f) {
         Ok(r) => r,
         Err(panic) => Err(IngestError::unreadable(
             path,
