@@ -58,6 +58,13 @@ struct Shared {
     used: Mutex<Vec<&'static str>>,
 }
 
+/// A plan as every collect of a run takes it: without polars' CHECK_ORDER_OBSERVE, a pass
+/// that drops a sort whose order only a float sum reads (a sum is order-free in exact
+/// arithmetic, not in floating point); with it, clv_segments' sums differed from run to run.
+pub fn reproducible(lf: LazyFrame) -> LazyFrame {
+    lf.with_check_order(false)
+}
+
 /// All unfiltered store tables, lazily.
 pub struct Tables {
     pub scans: std::collections::HashMap<&'static str, LazyFrame>,
@@ -174,7 +181,7 @@ impl Inputs {
             return Ok(df.clone().lazy());
         }
         // Not locked while collecting: `plan` may read other shared frames.
-        let df = plan()?.collect_with_engine(self.engine)?.unwrap_single();
+        let df = reproducible(plan()?).collect_with_engine(self.engine)?.unwrap_single();
         frames().insert(name, (df.clone(), keep));
         Ok(df.lazy())
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use polars::prelude::*;
 
-use crate::kpi::inputs::{Inputs, Tables};
+use crate::kpi::inputs::{Inputs, Tables, reproducible};
 use crate::kpi::{Kpi, Params};
 
 pub struct Computed {
@@ -85,11 +85,8 @@ pub fn compute_each<E: From<PolarsError>>(
             let lf = (k.build)(&inputs, params).map_err(|e| e.context(format!("building KPI {}", k.name).into()))?;
             plan_ms.push(t.elapsed().as_millis());
             tracing::debug!(kpi = k.name, ms = t.elapsed().as_millis() as u64, "planned");
-            let lf = conform(k, lf);
-            // Without CHECK_ORDER_OBSERVE: that pass drops a sort whose order only a float sum
-            // reads (a sum is order-free in exact arithmetic, not in floating point), and the
-            // sums of clv_segments then came out different from run to run.
-            flags = lf.get_current_optimizations() - OptFlags::CHECK_ORDER_OBSERVE;
+            let lf = reproducible(conform(k, lf));
+            flags = lf.get_current_optimizations();
             dsl.push(lf.logical_plan);
         }
         // The family's plans hold the shared frames they scan; the inputs keep only those the
