@@ -231,12 +231,6 @@ fn stage_visits(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 fn stage_visits_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     Ok(i.visits()?
         .filter(col("terminal").eq(lit(false)))
-        .join(
-            i.deals()?.select([col("opportunity_id"), col("owner_id")]),
-            [col("opportunity_id")],
-            [col("opportunity_id")],
-            JoinArgs::new(JoinType::Left),
-        )
         // Only what its readers group and aggregate: at scale l it is 20M rows, held through
         // the funnel family.
         .select([

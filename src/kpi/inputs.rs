@@ -247,8 +247,9 @@ impl Inputs {
         })
     }
 
-    /// One row per stage event at or before as_of (a visit to a stage): opportunity_id, stage,
-    /// stage_index (position in the configured pipeline), terminal (bool), entered_at,
+    /// One row per stage event at or before as_of (a visit to a stage): opportunity_id,
+    /// owner_id (the deal's), stage, stage_index (position in the configured pipeline),
+    /// terminal (bool), entered_at,
     /// exited_at (the deal's next event, or its close; null while still in the stage at as_of).
     /// A plan, not a shared frame: its one reader (the funnel's shared stage visits) is itself
     /// collected once, and a collected copy would sit beside it (1 GB at scale l).
@@ -359,7 +360,11 @@ fn stage_visits(ordered_events: LazyFrame, deals: LazyFrame) -> LazyFrame {
             col("entered_at").shift(lit(-1)).alias("__next_at"),
         ])
         .join(
-            deals.select([col("opportunity_id"), col("closed_at").alias("__closed_at")]),
+            deals.select([
+                col("opportunity_id"),
+                col("owner_id"),
+                col("closed_at").alias("__closed_at"),
+            ]),
             [col("opportunity_id")],
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
@@ -374,6 +379,7 @@ fn stage_visits(ordered_events: LazyFrame, deals: LazyFrame) -> LazyFrame {
         )
         .select([
             col("opportunity_id"),
+            col("owner_id"),
             col("stage"),
             col("stage_index"),
             col("terminal"),
