@@ -50,7 +50,7 @@ fn store_dir(config: &Config) -> PathBuf {
             dirty: false,
         };
         generate(&opts, config).expect("generate the benchmark data");
-        let files: Vec<PathBuf> = schema::TABLES
+        let files: Vec<PathBuf> = schema::DATA_TABLES
             .iter()
             .map(|t| gen_dir.join(format!("{}.parquet", t.name)))
             .filter(|p| p.exists())
@@ -72,7 +72,7 @@ fn families(all: &[Kpi]) -> Vec<&'static str> {
 
 fn input_rows(store: &Path) -> u64 {
     let s = Store::open(store).expect("open the benchmark store");
-    schema::TABLES.iter().map(|t| s.manifest().rows(t.name)).sum()
+    schema::DATA_TABLES.iter().map(|t| s.manifest().rows(t.name)).sum()
 }
 
 fn kpis(c: &mut Criterion) {

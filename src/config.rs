@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
+use crate::ingest::staging::{self, Source};
 use crate::schema;
 
 /// The documented default configuration, verbatim.
@@ -43,6 +44,14 @@ pub struct Config {
     /// Per canonical table: column renames and value rewrites.
     #[serde(default)]
     pub mapping: BTreeMap<String, TableMapping>,
+    /// Built-in mapping sources for one CRM's exports: `salesforce`, `hubspot` or `pipedrive`
+    /// (`crm-kpi preset show NAME` prints one).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Mapping sources: how files of any export become canonical rows (docs/mapping.md).
+    /// They come before the preset's, so a source here can take files from it.
+    #[serde(default)]
+    pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,7 +155,10 @@ pub enum Terminal {
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     pub name: String,
-    pub probability: f64,
+    /// Win probability 0-1. Required in crm-kpi.toml; a stage list from the store (a CRM's
+    /// own) may not know it, and weighted amounts then leave that stage out.
+    #[serde(default)]
+    pub probability: Option<f64>,
     #[serde(default)]
     pub terminal: Option<Terminal>,
 }
@@ -160,6 +172,10 @@ pub struct TableMapping {
     /// canonical column -> (input value -> canonical value)
     #[serde(default)]
     pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// An unparseable optional value becomes null (counted in the report) instead of
+    /// rejecting its row; required values still reject it.
+    #[serde(default)]
+    pub lenient: bool,
 }
 
 fn default_timezone() -> String {
@@ -186,7 +202,7 @@ fn default_monthly_discount_rate() -> f64 {
 fn default_stages() -> Vec<Stage> {
     let s = |name: &str, probability, terminal| Stage {
         name: name.into(),
-        probability,
+        probability: Some(probability),
         terminal,
     };
     vec![
@@ -319,10 +335,17 @@ impl Config {
                     "give each stage a unique name",
                 ));
             }
-            if !(0.0..=1.0).contains(&s.probability) {
+            let Some(p) = s.probability else {
                 return Err(bad(
                     &format!("{key}.probability"),
-                    format!("{} for stage `{}` is outside 0-1", s.probability, s.name),
+                    format!("stage `{}` has no probability", s.name),
+                    "write probabilities as fractions, e.g. probability = 0.25 for 25%",
+                ));
+            };
+            if !(0.0..=1.0).contains(&p) {
+                return Err(bad(
+                    &format!("{key}.probability"),
+                    format!("{p} for stage `{}` is outside 0-1", s.name),
                     "write probabilities as fractions, e.g. 0.25 for 25%",
                 ));
             }
@@ -336,6 +359,7 @@ impl Config {
                 ));
             }
         }
+        self.check_sources(path)?;
         for (table, m) in &self.mapping {
             let Some(def) = schema::table(table) else {
                 return Err(bad(
@@ -361,6 +385,151 @@ impl Config {
                         &format!("use one of: {}", input_column_names(def)),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the mapping sources (the config's and its preset's): names, tables, columns,
+    /// lookups, zones, locales, patterns and SQL, so a typo fails at load with its key.
+    fn check_sources(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: String, problem: String, fix: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+            fix: fix.to_string(),
+        };
+        if let Some(p) = &self.preset
+            && staging::presets::text(p).is_none()
+        {
+            return Err(bad(
+                "preset".into(),
+                format!("`{p}` is not a built-in preset"),
+                &format!("use one of: {}", staging::presets::names().join(", ")),
+            ));
+        }
+        let all = staging::sources(self);
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in all.iter().enumerate() {
+            let key = if i < self.sources.len() {
+                format!("sources[{i}] ({})", s.name)
+            } else {
+                format!("preset {} source {}", self.preset.as_deref().unwrap_or(""), s.name)
+            };
+            let key = |k: &str| format!("{key}.{k}");
+            if i < self.sources.len() && !names.insert(s.name.as_str()) {
+                return Err(bad(
+                    key("name"),
+                    format!("source `{}` is declared twice", s.name),
+                    "give each source a unique name",
+                ));
+            }
+            let def = match s.table.as_deref() {
+                None => None,
+                Some(t) => Some(schema::table(t).ok_or_else(|| {
+                    bad(
+                        key("table"),
+                        format!("`{t}` is not a canonical table"),
+                        &format!("use one of: {}", schema::table_names().join(", ")),
+                    )
+                })?),
+            };
+            if s.files.is_empty() && s.rows.is_empty() {
+                return Err(bad(
+                    key("files"),
+                    "no file-name patterns and no rows".into(),
+                    "add files = [\"export*.csv\"] or rows = [...]",
+                ));
+            }
+            if let Some(tz) = &s.timezone
+                && tz.parse::<Tz>().is_err()
+            {
+                return Err(bad(
+                    key("timezone"),
+                    format!("`{tz}` is not an IANA time zone"),
+                    "use a name like \"UTC\" or \"Europe/Berlin\"",
+                ));
+            }
+            if let Some(l) = &s.locale
+                && crate::ingest::parse::Locale::parse(l).is_none()
+            {
+                return Err(bad(
+                    key("locale"),
+                    format!("`{l}` is not a locale crm-kpi knows"),
+                    &format!("use one of: {}", crate::ingest::parse::Locale::known()),
+                ));
+            }
+            if let Some(u) = &s.unpivot
+                && let Err(e) = regex::Regex::new(&u.columns)
+            {
+                return Err(bad(
+                    key("unpivot.columns"),
+                    format!("not a regular expression: {e}"),
+                    "fix the pattern",
+                ));
+            }
+            let sql_ok = |sql: &str, k: String| -> Result<(), ConfigError> {
+                polars::sql::sql_expr(sql).map(|_| ()).map_err(|e| {
+                    bad(
+                        k,
+                        format!(
+                            "`{sql}` is not a SQL expression: {}",
+                            crate::error::first_line(&e.to_string())
+                        ),
+                        "write a SQL expression over the file's columns; quote names with spaces in double quotes",
+                    )
+                })
+            };
+            if let Some(f) = &s.filter {
+                sql_ok(f, key("filter"))?;
+            }
+            let specs = s
+                .columns
+                .iter()
+                .map(|(c, spec)| (c.as_str(), spec))
+                .chain(s.initial_stage.iter().map(|spec| ("initial_stage", spec)));
+            for (c, spec) in specs {
+                if c != "initial_stage"
+                    && let Some(def) = def
+                    && def.column(c).is_none_or(|col| col.derived)
+                {
+                    return Err(bad(
+                        key(&format!("columns.{c}")),
+                        format!("`{c}` is not a column of {}", def.name),
+                        &format!("map to one of: {}", input_column_names(def)),
+                    ));
+                }
+                if let staging::Origin::Sql(sql) = &spec.from {
+                    sql_ok(sql, key(&format!("columns.{c}.sql")))?;
+                }
+                if let Some(w) = &spec.when {
+                    sql_ok(w, key(&format!("columns.{c}.when")))?;
+                }
+                if let Some(l) = &spec.lookup
+                    && !all.iter().any(|o| o.name == l.source)
+                {
+                    return Err(bad(
+                        key(&format!("columns.{c}.lookup.source")),
+                        format!("no source is named `{}`", l.source),
+                        "name a source declared here or in the preset",
+                    ));
+                }
+            }
+            if def.is_some_and(|d| d.name != "stage_events")
+                && (s.history != staging::History::Rows || s.initial_stage.is_some())
+            {
+                return Err(bad(
+                    key("history"),
+                    "`history` and `initial_stage` apply to stage_events sources only".into(),
+                    "remove them or set table = \"stage_events\"",
+                ));
+            }
+            if s.inverse && def.is_none_or(|d| d.name != "fx_rates") {
+                return Err(bad(
+                    key("inverse"),
+                    "`inverse` applies to fx_rates sources only".into(),
+                    "remove it or set table = \"fx_rates\"",
+                ));
             }
         }
         Ok(())

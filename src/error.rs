@@ -25,8 +25,12 @@ pub enum ConfigError {
 pub enum IngestError {
     #[error("{}: cannot read: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: cannot tell which table this is; name the file after a table ({tables}) or pass --table", path.display())]
-    UnknownTable { path: PathBuf, tables: String },
+    #[error("{}: cannot tell which table this is; name the file after a table ({tables}) or pass --table{hint}", path.display())]
+    UnknownTable {
+        path: PathBuf,
+        tables: String,
+        hint: String,
+    },
     #[error("{}: unsupported file type; use .csv, .ndjson/.jsonl or .parquet", path.display())]
     UnknownFormat { path: PathBuf },
     #[error("{}: the file is empty; export it again with a header row", path.display())]
@@ -74,6 +78,34 @@ impl IngestError {
     }
 }
 
+/// Problems of a mapping source (`[[sources]]`, presets) met while staging the files it takes.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("{what}: SQL `{sql}` failed: {message}")]
+    Sql { what: String, sql: String, message: String },
+    #[error("{what}: {message}")]
+    Spec { what: String, message: String },
+    #[error("{}: its name matches source{} {} but it lacks the column{} {}; found columns: {found}{hint}", path.display(), if sources.len() > 1 { "s" } else { "" }, sources.join(", "), if missing.len() > 1 { "s" } else { "" }, missing.join(", "))]
+    Unclaimed {
+        path: PathBuf,
+        sources: Vec<String>,
+        missing: Vec<String>,
+        found: String,
+        hint: String,
+    },
+    #[error("{} (source `{source_name}`, table {table}): no column `{column}` for the required `{canonical}`; found columns: {found}", path.display())]
+    MissingColumn {
+        path: PathBuf,
+        source_name: String,
+        table: String,
+        canonical: String,
+        column: String,
+        found: String,
+    },
+    #[error("internal error while staging (please report): {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {}: {source} (while {action})", path.display())]
@@ -119,6 +151,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
     #[error("{0}")]
     Usage(String),
     /// A polars failure outside the cases above: a bug or resource exhaustion, not bad input.

@@ -17,6 +17,9 @@ pub enum Kind {
     Timestamp,
     /// Calendar date local to the configured timezone.
     Date,
+    /// A length of time in whole seconds, stored as `Int64`; read from a number of seconds or
+    /// from `H:MM[:SS]`.
+    Duration,
 }
 
 impl Kind {
@@ -24,7 +27,7 @@ impl Kind {
         match self {
             Kind::Str => DataType::String,
             Kind::Float => DataType::Float64,
-            Kind::Int => DataType::Int64,
+            Kind::Int | Kind::Duration => DataType::Int64,
             Kind::Bool => DataType::Boolean,
             Kind::Timestamp => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
             Kind::Date => DataType::Date,
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Bool => "boolean",
             Kind::Timestamp => "timestamp",
             Kind::Date => "date",
+            Kind::Duration => "duration (seconds or H:MM[:SS])",
         }
     }
 }
@@ -169,14 +173,39 @@ pub const ACCOUNTS: TableDef = TableDef {
     money: None,
 };
 
+/// The pipeline's stages as the CRM defines them (Salesforce OpportunityStage, HubSpot's and
+/// Pipedrive's stage lists). When the store holds any, they replace the config's `[[stages]]`
+/// for every KPI and for the `unknown_stage` rule.
+pub const STAGES: TableDef = TableDef {
+    name: "stages",
+    columns: &[
+        req("stage", Kind::Str),
+        // Order in the pipeline (1 = first).
+        opt("position", Kind::Int),
+        // Win probability, 0-1.
+        opt("probability", Kind::Float),
+        // `won` or `lost` for the stages that close a deal; null for open stages.
+        opt_enum("terminal", &["won", "lost"]),
+        opt("pipeline", Kind::Str),
+        opt(UPDATED_AT, Kind::Timestamp),
+    ],
+    primary_key: &["stage"],
+    partition_by: None,
+    sort_by: &["position", "stage"],
+    money: None,
+};
+
+/// Opportunities may have no amount or no account: Salesforce and HubSpot allow both, and such
+/// a deal still counts in win rates, funnels and cycles (its amount is null; the ingest report
+/// counts them).
 pub const OPPORTUNITIES: TableDef = TableDef {
     name: "opportunities",
     columns: &[
         req("opportunity_id", Kind::Str),
-        req("account_id", Kind::Str),
+        opt("account_id", Kind::Str),
         req("created_at", Kind::Timestamp),
         req("owner_id", Kind::Str),
-        req("amount", Kind::Float),
+        opt("amount", Kind::Float),
         opt("currency", Kind::Str),
         req_enum("status", OPPORTUNITY_STATUS),
         opt("closed_at", Kind::Timestamp),
@@ -187,6 +216,8 @@ pub const OPPORTUNITIES: TableDef = TableDef {
         opt("product", Kind::Str),
         opt("region", Kind::Str),
         opt("forecast_category", Kind::Str),
+        // The stage the export shows the deal in (its history is in stage_events).
+        opt("stage", Kind::Str),
         opt(UPDATED_AT, Kind::Timestamp),
         derived("amount_base", Kind::Float),
     ],
@@ -253,7 +284,7 @@ pub const ACTIVITIES: TableDef = TableDef {
         req_enum("kind", ACTIVITY_KINDS),
         req("occurred_at", Kind::Timestamp),
         opt("outcome", Kind::Str),
-        opt("duration_s", Kind::Int),
+        opt("duration_s", Kind::Duration),
         opt("lead_id", Kind::Str),
         opt("opportunity_id", Kind::Str),
         opt("account_id", Kind::Str),
@@ -365,6 +396,23 @@ pub const FX_RATES: TableDef = TableDef {
 /// All tables, in dependency order: a table's references point only at tables before it,
 /// so ingesting in this order lets each batch check references against what precedes it.
 pub const TABLES: &[TableDef] = &[
+    STAGES,
+    FX_RATES,
+    REPS,
+    CAMPAIGNS,
+    ACCOUNTS,
+    LEADS,
+    OPPORTUNITIES,
+    STAGE_EVENTS,
+    ORDERS,
+    ACTIVITIES,
+    TARGETS,
+    FORECASTS,
+];
+
+/// The tables of a CRM's history, without its stage list: what `generate` writes (its pipeline
+/// is the config's).
+pub const DATA_TABLES: &[TableDef] = &[
     FX_RATES,
     REPS,
     CAMPAIGNS,
@@ -460,9 +508,9 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn eleven_tables_with_unique_names() {
+    fn twelve_tables_with_unique_names() {
         let names: HashSet<_> = TABLES.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 12);
     }
 
     #[test]

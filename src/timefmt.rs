@@ -5,6 +5,25 @@
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
+/// The instants crm-kpi stores: from 1900-01-01T00:00:00Z up to, not including,
+/// 2200-01-01T00:00:00Z. A value outside is a typo or a sentinel (`-9000000000000000`), and
+/// readers of the store (polars among them) fail on the far extremes of the 64-bit range.
+pub const MIN_US: i64 = -2_208_988_800_000_000;
+pub const MAX_US: i64 = 7_258_118_400_000_000;
+/// The same range in days since 1970-01-01, for dates.
+pub const MIN_DAY: i32 = -25_567;
+pub const MAX_DAY: i32 = 84_006;
+/// The allowed range, as said in quarantine reasons.
+pub const RANGE_TEXT: &str = "1900-01-01 to 2199-12-31";
+
+pub fn us_in_range(us: i64) -> bool {
+    (MIN_US..MAX_US).contains(&us)
+}
+
+pub fn day_in_range(day: i32) -> bool {
+    (MIN_DAY..MAX_DAY).contains(&day)
+}
+
 /// Epoch values at or above this are milliseconds (1e11 s is the year 5138).
 const EPOCH_MS_THRESHOLD: i64 = 100_000_000_000;
 
@@ -28,11 +47,14 @@ pub fn parse_timestamp_us(s: &str, tz: Tz) -> Option<i64> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_micros());
     }
-    // RFC 3339 with a space instead of `T`, or an offset without colon.
+    // RFC 3339 with a space instead of `T`, or an offset written `+0000` (Salesforce) or `+00`
+    // (PostgreSQL and DuckDB), with or without a space before it.
     for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M%#z",
     ] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Some(dt.timestamp_micros());
@@ -161,6 +183,12 @@ mod tests {
             "2024-03-05T10:30:00",
             "2024-03-05 10:30",
             "2024-03-05 10:30:00 UTC",
+            "2024-03-05T10:30:00.000+0000",
+            "2024-03-05 10:30:00+00",
+            "2024-03-05 10:30:00.000+00",
+            "2024-03-05 12:30:00+02",
+            "2024-03-05 10:30:00 +0000",
+            "2024-03-05T05:30:00-0500",
             "1709634600",
             "1709634600000",
             " 2024-03-05 10:30:00 ",
@@ -195,6 +223,17 @@ mod tests {
             parse_timestamp_us("2024-03-31 02:30:00", paris),
             Some(us(2024, 3, 31, 1, 30, 0))
         );
+    }
+
+    #[test]
+    fn the_stored_range_is_1900_to_2199() {
+        assert_eq!(MIN_US, us(1900, 1, 1, 0, 0, 0));
+        assert_eq!(MAX_US, us(2200, 1, 1, 0, 0, 0));
+        let d = |y, m, dd| days_since_epoch(NaiveDate::from_ymd_opt(y, m, dd).unwrap());
+        assert_eq!(MIN_DAY, d(1900, 1, 1));
+        assert_eq!(MAX_DAY, d(2200, 1, 1));
+        assert!(us_in_range(MIN_US) && !us_in_range(MIN_US - 1) && !us_in_range(MAX_US));
+        assert!(day_in_range(MAX_DAY - 1) && !day_in_range(MAX_DAY));
     }
 
     #[test]

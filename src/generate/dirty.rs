@@ -176,7 +176,7 @@ pub fn bad_rows(w: &World, c0: &ChunkData) -> BadRows {
                         ("region", s(REGIONS[a.region as usize])),
                     ];
                     match rule {
-                        Rule::MissingRequired => set(&mut r, "account_id", None),
+                        Rule::MissingRequired => set(&mut r, "owner_id", None),
                         Rule::Unparseable => set(&mut r, "amount", s(unparseable_value(table))),
                         Rule::InvalidValue => set(&mut r, "status", s("pending")),
                         Rule::ClosedWithoutDate => set(&mut r, "status", s("won")),

@@ -262,6 +262,12 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
                 opps().map(|(_, x, _)| Some(FORECAST_CATEGORIES[x.forecast as usize])),
                 n,
             ),
+            // The stage the export shows: the deal's last stage event.
+            strs(
+                "stage",
+                opps().map(|(_, x, _)| x.events.last().map(|e| stage_names[e.0 as usize].as_str())),
+                n,
+            ),
         ],
     )?;
 

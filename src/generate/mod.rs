@@ -85,7 +85,7 @@ impl GenerateReport {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{:<16} {:>12}", "table", "rows");
-        let mut names: Vec<&str> = schema::TABLES.iter().map(|t| t.name).collect();
+        let mut names: Vec<&str> = schema::DATA_TABLES.iter().map(|t| t.name).collect();
         names.extend(
             self.rows
                 .keys()

@@ -51,7 +51,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn tiny_frames() -> BTreeMap<&'static str, DataFrame> {
     let dir = tempfile::tempdir().unwrap();
     generate(&opts(dir.path(), Format::Parquet, false), &Config::default()).unwrap();
-    schema::TABLES
+    schema::DATA_TABLES
         .iter()
         .map(|t| (t.name, read_parquet(&dir.path().join(format!("{}.parquet", t.name)))))
         .collect()
@@ -116,7 +116,7 @@ fn csv_has_schema_columns_and_rfc3339_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let report = generate(&opts(dir.path(), Format::Csv, false), &Config::default()).unwrap();
     assert!(report.dirty.is_empty());
-    for t in schema::TABLES {
+    for t in schema::DATA_TABLES {
         let df = read_csv_text(&dir.path().join(format!("{}.csv", t.name)));
         assert_eq!(report.rows[t.name], df.height(), "{}", t.name);
         assert!(df.height() > 0, "{}", t.name);
@@ -150,7 +150,7 @@ fn clean_tiny_data_satisfies_the_ingest_rules() {
     let config = Config::default();
     let f = tiny_frames();
     // Typed columns match the schema.
-    for t in schema::TABLES {
+    for t in schema::DATA_TABLES {
         let df = &f[t.name];
         for (name, kind) in writer::output_columns(t) {
             assert_eq!(df.column(name).unwrap().dtype(), &kind.dtype(), "{}.{name}", t.name);
@@ -395,7 +395,7 @@ fn dirty_rows_are_counted_and_appended() {
         text.contains("duplicate_key") && text.contains("unknown_deal"),
         "{text}"
     );
-    for t in schema::TABLES {
+    for t in schema::DATA_TABLES {
         let extra: usize = rd
             .dirty
             .iter()
@@ -438,7 +438,7 @@ fn dirty_rows_are_counted_and_appended() {
 fn dirty_parquet_keeps_unparseable_columns_as_text() {
     let dir = tempfile::tempdir().unwrap();
     let r = generate(&opts(dir.path(), Format::Parquet, true), &Config::default()).unwrap();
-    for t in schema::TABLES {
+    for t in schema::DATA_TABLES {
         let df = read_parquet(&dir.path().join(format!("{}.parquet", t.name)));
         assert_eq!(df.height(), r.rows[t.name]);
         let text = dirty::stringified(t.name);

@@ -397,7 +397,7 @@ impl Stages {
             open,
             won: find(Terminal::Won),
             lost: find(Terminal::Lost),
-            probability: config.stages.iter().map(|s| s.probability).collect(),
+            probability: config.stages.iter().map(|s| s.probability.unwrap_or(0.0)).collect(),
         }
     }
 }

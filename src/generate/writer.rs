@@ -220,7 +220,7 @@ fn typed_column<'a>(name: &str, kind: Kind, cells: impl Iterator<Item = Option<&
                 .collect();
             Float64Chunked::from_iter_options(name.into(), v?.into_iter()).into_series()
         }
-        Kind::Int => {
+        Kind::Int | Kind::Duration => {
             let v: PolarsResult<Vec<Option<i64>>> = cells
                 .iter()
                 .map(|c| {

@@ -29,6 +29,9 @@ pub struct ColumnMap {
     pub ignored: Vec<String>,
     /// input columns that map to a canonical column already taken by an earlier one
     pub conflicts: Vec<(String, &'static str)>,
+    /// canonical column -> how reasons name its origin, where that is not the input column
+    /// (a mapping source's header or expression)
+    pub labels: BTreeMap<&'static str, String>,
 }
 
 pub fn map_columns(def: &TableDef, input: &[String], mapping: Option<&TableMapping>) -> ColumnMap {

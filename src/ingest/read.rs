@@ -12,10 +12,22 @@ use crate::error::IngestError;
 /// No line of a CSV or NDJSON export may be longer than this.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Columns crm-kpi adds to what it reads start with this; an input column whose name starts
+/// with it is renamed (see `reserve_names`).
+pub const INTERNAL: &str = "__crm_kpi_";
 /// Column of a raw frame holding a per-row read error (NDJSON lines that are not objects).
-pub const READ_ERROR: &str = "__read_error";
+pub const READ_ERROR: &str = "__crm_kpi_read_error";
 /// Column holding the original text of a line that could not be read.
-pub const RAW_LINE: &str = "__raw_line";
+pub const RAW_LINE: &str = "__crm_kpi_raw_line";
+/// The 1-based record number of each row in its file (blank CSV lines count, as they are
+/// records of the file, though no row is made of them).
+pub const ROW: &str = "__crm_kpi_row";
+/// The file a staged row was read from.
+pub const FILE: &str = "__crm_kpi_file";
+
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with(INTERNAL)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -50,27 +62,48 @@ impl FileFormat {
     }
 }
 
-/// A file as read: one row per input record, columns named as in the file.
+/// A file as read: one row per input record, columns named as in the file, plus `ROW`.
 #[derive(Debug)]
 pub struct RawFile {
     pub path: PathBuf,
     pub format: FileFormat,
     pub df: DataFrame,
+    /// Blank lines of a CSV file, skipped (no row is made of them).
+    pub blank_lines: u64,
 }
 
-pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
+/// Reads a whole file. `records` says where a JSON document keeps its records (see
+/// `json_records`).
+pub fn read_file_with(path: &Path, records: Option<&str>) -> Result<RawFile, IngestError> {
     let format = FileFormat::from_path(path)?;
     check_file_meta(path, format)?;
-    let df = match format {
+    let (df, blank_lines) = match format {
         FileFormat::Csv => read_csv(path)?,
-        FileFormat::Ndjson => read_ndjson(path)?,
-        FileFormat::Parquet => read_parquet(path)?,
+        FileFormat::Ndjson => (read_json(path, records)?, 0),
+        FileFormat::Parquet => (with_row_numbers(read_parquet(path)?, None)?, 0),
     };
     Ok(RawFile {
         path: path.to_path_buf(),
         format,
         df,
+        blank_lines,
     })
+}
+
+pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
+    read_file_with(path, None)
+}
+
+/// Adds `ROW`: 1-based record numbers, or the given ones.
+fn with_row_numbers(mut df: DataFrame, rows: Option<Vec<u64>>) -> Result<DataFrame, IngestError> {
+    let rows = rows.unwrap_or_else(|| (1..=df.height() as u64).collect());
+    df.with_column(Column::new(ROW.into(), rows))
+        .map_err(|e| IngestError::Unreadable {
+            path: PathBuf::new(),
+            format: "input",
+            message: e.to_string(),
+        })?;
+    Ok(df)
 }
 
 /// A file read in batches of rows: Parquet row groups are decoded a few at a time; CSV and
@@ -81,6 +114,8 @@ pub struct RawBatches {
     pub format: FileFormat,
     source: Source,
     ranges: Vec<(usize, usize)>,
+    /// Blank lines skipped (CSV).
+    pub blank_lines: u64,
 }
 
 enum Source {
@@ -108,6 +143,7 @@ impl RawBatches {
                 format,
                 source: Source::Frame(raw.df),
                 ranges,
+                blank_lines: raw.blank_lines,
             });
         }
         check_file_meta(path, format)?;
@@ -140,7 +176,20 @@ impl RawBatches {
             format,
             source: Source::Parquet { metadata, names },
             ranges,
+            blank_lines: 0,
         })
+    }
+
+    /// Rows already in memory (a mapping source's output), labelled with `path`.
+    pub fn from_frame(path: &Path, format: FileFormat, df: DataFrame, batch_rows: usize) -> RawBatches {
+        let ranges = even_ranges(df.height(), batch_rows);
+        RawBatches {
+            path: path.to_path_buf(),
+            format,
+            source: Source::Frame(df),
+            ranges,
+            blank_lines: 0,
+        }
     }
 
     /// Column names as in the file (without the read-error columns).
@@ -150,7 +199,7 @@ impl RawBatches {
                 .get_column_names()
                 .iter()
                 .map(|s| s.to_string())
-                .filter(|s| s != READ_ERROR && s != RAW_LINE)
+                .filter(|s| !is_internal(s))
                 .collect(),
             Source::Parquet { names, .. } => names.clone(),
         }
@@ -167,11 +216,13 @@ impl RawBatches {
             Source::Parquet { metadata, .. } => {
                 let path = &self.path;
                 let file = open(path)?;
-                parquet_guard(path, || {
+                let df = parquet_guard(path, || {
                     let mut reader = ParquetReader::new(file).with_slice(Some((offset, len)));
                     reader.set_metadata(metadata.clone());
                     reader.finish().map_err(|e| IngestError::unreadable(path, "Parquet", e))
-                })
+                })?;
+                let rows = (offset as u64 + 1..=(offset + df.height()) as u64).collect();
+                with_row_numbers(df, Some(rows))
             }
         }
     }
@@ -314,7 +365,7 @@ pub fn sniff_delimiter(header: &[u8]) -> u8 {
     best.0
 }
 
-fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
+fn read_csv(path: &Path) -> Result<(DataFrame, u64), IngestError> {
     let start = head(path, 64 * 1024)?;
     if start.contains(&0) {
         return Err(IngestError::unreadable(
@@ -358,7 +409,36 @@ fn read_csv(path: &Path) -> Result<DataFrame, IngestError> {
             format!("the header names column `{base}` more than once"),
         ));
     }
-    Ok(df)
+    let mut df = df;
+    // Excel and HubSpot write a UTF-8 byte-order mark before the first header.
+    if let Some(first) = df.get_column_names().first().map(|n| n.to_string())
+        && let Some(clean) = first.strip_prefix('\u{feff}')
+    {
+        df.rename(&first, clean.into())
+            .map_err(|e| IngestError::unreadable(path, "CSV", e))?;
+    }
+    // A blank line is no record: skipped, and counted in the report.
+    let blank = blank_rows(&df).map_err(|e| IngestError::unreadable(path, "CSV", e))?;
+    let n_blank = blank.sum().unwrap_or(0) as u64;
+    let rows: Vec<u64> = (1..=df.height() as u64).collect();
+    let mut df = with_row_numbers(df, Some(rows))?;
+    if n_blank > 0 {
+        df = df
+            .filter(&!&blank)
+            .map_err(|e| IngestError::unreadable(path, "CSV", e))?;
+    }
+    Ok((df, n_blank))
+}
+
+/// Rows whose every value is null or only whitespace.
+fn blank_rows(df: &DataFrame) -> PolarsResult<BooleanChunked> {
+    let mut blank = BooleanChunked::full("blank".into(), true, df.height());
+    for c in df.columns() {
+        let s = c.as_materialized_series();
+        let empty: BooleanChunked = s.str()?.iter().map(|v| v.is_none_or(|v| v.trim().is_empty())).collect();
+        blank = &blank & &empty;
+    }
+    Ok(blank)
 }
 
 fn read_parquet(path: &Path) -> Result<DataFrame, IngestError> {
@@ -377,103 +457,287 @@ fn one_line(s: &str) -> String {
     }
 }
 
-/// NDJSON: one JSON object per line. A line that is not an object becomes a row with a
-/// read error, so it is quarantined with its text instead of failing the file.
-fn read_ndjson(path: &Path) -> Result<DataFrame, IngestError> {
-    if head(path, 64 * 1024)?.contains(&0) {
+/// JSON input: NDJSON (one object per line; a line holding a page of records, as a CRM API
+/// returns them, gives its records), or one JSON document: an array of records, or an object
+/// whose records are at `records` (see `RecordPath`) or under `results`, `data`, `records` or
+/// `items`. Nested objects become columns named with dots (`properties.dealname`); arrays of
+/// values are joined with `;` (arrays of objects with an `id`, their ids). A line that is not
+/// a JSON object becomes a row with a read error, so it is quarantined with its text.
+fn read_json(path: &Path, records: Option<&str>) -> Result<DataFrame, IngestError> {
+    let start = head(path, 64 * 1024)?;
+    if start.contains(&0) {
         return Err(IngestError::unreadable(
             path,
-            "NDJSON",
+            "JSON",
             "binary data (NUL bytes); this is not a text export",
         ));
     }
-    let mut reader = BufReader::with_capacity(1 << 20, open(path)?);
-    let mut names: Vec<String> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = Default::default();
-    let mut cols: Vec<Vec<Option<String>>> = Vec::new();
-    let mut errors: Vec<Option<String>> = Vec::new();
-    let mut raw: Vec<Option<String>> = Vec::new();
-    let mut line_no = 0usize;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|source| IngestError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if n == 0 {
-            break;
+    let path_spec = records.map(RecordPath::parse);
+    let text_start = String::from_utf8_lossy(&start);
+    let trimmed = text_start.trim_start_matches('\u{feff}').trim_start();
+    let first_line = trimmed.lines().next().unwrap_or("");
+    // `.ndjson` and `.jsonl` are lines; a `.json` file is one document unless its first line
+    // is a whole JSON value.
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let document = ext == "json"
+        && (trimmed.starts_with('[')
+            || (trimmed.starts_with('{') && serde_json::from_str::<serde_json::Value>(first_line).is_err()));
+    let mut rows = Rows::default();
+    if document {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len > MAX_JSON_DOCUMENT_BYTES {
+            return Err(IngestError::unreadable(
+                path,
+                "JSON",
+                format!(
+                    "a single JSON document of {len} bytes is over the {MAX_JSON_DOCUMENT_BYTES}-byte limit; export NDJSON (one record per line) instead"
+                ),
+            ));
         }
-        line_no += 1;
-        if buf.len() > MAX_LINE_BYTES {
-            return Err(IngestError::LineTooLong {
-                path: path.to_path_buf(),
-                line: line_no,
-                limit: MAX_LINE_BYTES,
-            });
+        let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+            .map_err(|e| IngestError::unreadable(path, "JSON", format!("not valid JSON: {e}")))?;
+        for rec in extract_records(doc, path_spec.as_ref()) {
+            rows.push_record(rec);
         }
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let row = errors.len();
-        let parsed: Result<serde_json::Map<String, serde_json::Value>, String> =
+    } else {
+        let mut reader = BufReader::with_capacity(1 << 20, open(path)?);
+        let mut line_no = 0usize;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| IngestError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if buf.len() > MAX_LINE_BYTES {
+                return Err(IngestError::LineTooLong {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    limit: MAX_LINE_BYTES,
+                });
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim().trim_start_matches('\u{feff}');
+            if text.is_empty() {
+                continue;
+            }
             match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(m)) => Ok(m),
-                Ok(other) => Err(format!("line {line_no} is JSON but not an object: {}", kind_of(&other))),
-                Err(e) => Err(format!("line {line_no} is not valid JSON: {e}")),
-            };
-        match parsed {
-            Ok(map) => {
-                for (k, v) in map {
-                    let i = *index.entry(k.clone()).or_insert_with(|| {
-                        names.push(k);
-                        cols.push(vec![None; row]);
-                        cols.len() - 1
-                    });
-                    cols[i].push(json_text(v));
+                Ok(v @ serde_json::Value::Object(_)) => {
+                    for rec in extract_records(v, path_spec.as_ref()) {
+                        rows.push_record(rec);
+                    }
                 }
-                errors.push(None);
-                raw.push(None);
-            }
-            Err(msg) => {
-                errors.push(Some(msg));
-                raw.push(Some(text.to_string()));
+                Ok(other) => rows.push_error(
+                    format!("line {line_no} is JSON but not an object: {}", kind_of(&other)),
+                    text,
+                ),
+                Err(e) => rows.push_error(format!("line {line_no} is not valid JSON: {e}"), text),
             }
         }
-        let height = errors.len();
-        for c in &mut cols {
+    }
+    rows.into_frame(path)
+}
+
+/// A JSON document larger than this must be given as NDJSON (it is parsed whole).
+pub const MAX_JSON_DOCUMENT_BYTES: u64 = 2 << 30;
+
+/// Where a JSON document keeps its records: dot-separated keys, `[]` after a key to go through
+/// each element of the array it holds (`results[].stages[]`: every stage of every result; the
+/// result's own fields come along as `results.<field>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPath(Vec<(String, bool)>);
+
+impl RecordPath {
+    pub fn parse(s: &str) -> RecordPath {
+        RecordPath(
+            s.split('.')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.strip_suffix("[]") {
+                    Some(k) => (k.to_string(), true),
+                    None => (p.to_string(), false),
+                })
+                .collect(),
+        )
+    }
+}
+
+type Record = Vec<(String, Option<String>)>;
+
+/// The records of a JSON value: by `path`, else a top-level array, else the first array under
+/// `results`, `data`, `records` or `items`, else the object itself.
+fn extract_records(v: serde_json::Value, path: Option<&RecordPath>) -> Vec<Record> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    match path {
+        Some(p) => walk(v, &p.0, "", Vec::new(), &mut out),
+        None => match v {
+            Value::Array(items) => items.into_iter().for_each(|i| out.push(flatten_record(i, Vec::new()))),
+            Value::Object(mut m) => {
+                let key = ["results", "data", "records", "items"]
+                    .into_iter()
+                    .find(|k| matches!(m.get(*k), Some(Value::Array(_))));
+                match key.and_then(|k| m.remove(k)) {
+                    Some(Value::Array(items)) => {
+                        items.into_iter().for_each(|i| out.push(flatten_record(i, Vec::new())))
+                    }
+                    _ => out.push(flatten_record(Value::Object(m), Vec::new())),
+                }
+            }
+            other => out.push(flatten_record(other, Vec::new())),
+        },
+    }
+    out
+}
+
+/// `from` is the key of the array `v` is an element of: when the walk goes deeper, `v`'s other
+/// fields come along, prefixed with it (`results.label` for a stage of a result).
+fn walk(v: serde_json::Value, steps: &[(String, bool)], from: &str, inherited: Record, out: &mut Vec<Record>) {
+    use serde_json::Value;
+    let Some(((key, each), rest)) = steps.split_first() else {
+        out.push(flatten_record(v, inherited));
+        return;
+    };
+    let Value::Object(mut m) = v else { return };
+    let Some(next) = m.remove(key) else { return };
+    let mut carried = inherited;
+    if !from.is_empty() {
+        let mut parent = Vec::new();
+        flatten_into(Value::Object(m), from, &mut parent);
+        carried.extend(parent);
+    }
+    match (next, each) {
+        (Value::Array(items), true) => {
+            for item in items {
+                walk(item, rest, key, carried.clone(), out);
+            }
+        }
+        (other, _) => walk(other, rest, from, carried, out),
+    }
+}
+
+fn flatten_record(v: serde_json::Value, inherited: Record) -> Record {
+    let mut out = inherited;
+    match v {
+        serde_json::Value::Object(_) => flatten_into(v, "", &mut out),
+        other => out.push(("value".to_string(), json_text(other))),
+    }
+    out
+}
+
+fn flatten_into(v: serde_json::Value, prefix: &str, out: &mut Record) {
+    use serde_json::Value;
+    let name = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::Object(_) => flatten_into(v, &name(&k), out),
+                    other => out.push((name(&k), json_text(other))),
+                }
+            }
+        }
+        other => out.push((prefix.to_string(), json_text(other))),
+    }
+}
+
+/// Rows being built from JSON records, with a read error per row.
+#[derive(Default)]
+struct Rows {
+    names: Vec<String>,
+    index: std::collections::HashMap<String, usize>,
+    cols: Vec<Vec<Option<String>>>,
+    errors: Vec<Option<String>>,
+    raw: Vec<Option<String>>,
+}
+
+impl Rows {
+    fn push_record(&mut self, rec: Record) {
+        let row = self.errors.len();
+        for (k, v) in rec {
+            let i = match self.index.get(&k) {
+                Some(i) => *i,
+                None => {
+                    self.names.push(k.clone());
+                    self.cols.push(vec![None; row]);
+                    self.index.insert(k, self.cols.len() - 1);
+                    self.cols.len() - 1
+                }
+            };
+            if self.cols[i].len() == row {
+                self.cols[i].push(v);
+            } else {
+                // A key repeated within one record: the last value wins, as in JSON parsers.
+                self.cols[i][row] = v;
+            }
+        }
+        self.errors.push(None);
+        self.raw.push(None);
+        self.pad();
+    }
+
+    fn push_error(&mut self, msg: String, text: &str) {
+        self.errors.push(Some(msg));
+        self.raw.push(Some(text.to_string()));
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        let height = self.errors.len();
+        for c in &mut self.cols {
             c.resize(height, None);
         }
     }
-    if errors.is_empty() {
-        return Err(IngestError::Empty {
-            path: path.to_path_buf(),
-        });
+
+    fn into_frame(self, path: &Path) -> Result<DataFrame, IngestError> {
+        if self.errors.is_empty() {
+            return Err(IngestError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        if self.names.is_empty() {
+            let first = self.errors.iter().flatten().next().cloned().unwrap_or_default();
+            return Err(IngestError::unreadable(
+                path,
+                "JSON",
+                format!("no record is a JSON object ({first})"),
+            ));
+        }
+        let height = self.errors.len();
+        let mut columns: Vec<Column> = self
+            .names
+            .iter()
+            .zip(self.cols)
+            .map(|(n, v)| Column::new(n.as_str().into(), v))
+            .collect();
+        if self.errors.iter().any(Option::is_some) {
+            columns.push(Column::new(READ_ERROR.into(), self.errors));
+            columns.push(Column::new(RAW_LINE.into(), self.raw));
+        }
+        columns.push(Column::new(ROW.into(), (1..=height as u64).collect::<Vec<_>>()));
+        DataFrame::new(height, columns).map_err(|e| IngestError::unreadable(path, "JSON", e))
     }
-    if names.is_empty() {
-        let first = errors.iter().flatten().next().cloned().unwrap_or_default();
-        return Err(IngestError::unreadable(
-            path,
-            "NDJSON",
-            format!("no line is a JSON object ({first})"),
-        ));
-    }
-    let mut columns: Vec<Column> = names
-        .iter()
-        .zip(cols)
-        .map(|(n, v)| Column::new(n.as_str().into(), v))
-        .collect();
-    if errors.iter().any(Option::is_some) {
-        columns.push(Column::new(READ_ERROR.into(), errors));
-        columns.push(Column::new(RAW_LINE.into(), raw));
-    }
-    let height = columns.first().map_or(0, |c| c.len());
-    DataFrame::new(height, columns).map_err(|e| IngestError::unreadable(path, "NDJSON", e))
 }
 
 fn kind_of(v: &serde_json::Value) -> &'static str {
@@ -488,11 +752,29 @@ fn kind_of(v: &serde_json::Value) -> &'static str {
 }
 
 fn json_text(v: serde_json::Value) -> Option<String> {
+    use serde_json::Value;
     match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(items) if items.is_empty() => None,
+        // A list of values, or of objects with an id (API associations): `a;b`.
+        Value::Array(items) if items.iter().all(|i| !matches!(i, Value::Array(_) | Value::Object(_))) => {
+            let parts: Vec<String> = items.into_iter().filter_map(json_text).collect();
+            Some(parts.join(";"))
+        }
+        Value::Array(items)
+            if items
+                .iter()
+                .all(|i| i.get("id").is_some_and(|id| !id.is_object() && !id.is_array())) =>
+        {
+            let ids: Vec<String> = items
+                .into_iter()
+                .filter_map(|mut i| i.as_object_mut().and_then(|o| o.remove("id")).and_then(json_text))
+                .collect();
+            Some(ids.join(";"))
+        }
         other => Some(other.to_string()),
     }
 }
@@ -521,6 +803,8 @@ mod tests {
         .unwrap();
         let df = read_file(&p).unwrap().df;
         assert_eq!(df.height(), 4);
+        let rows: Vec<_> = df.column(ROW).unwrap().u64().unwrap().into_no_null_iter().collect();
+        assert_eq!(rows, [1, 2, 3, 4]);
         let ids: Vec<_> = df.column("lead_id").unwrap().str().unwrap().iter().collect();
         assert_eq!(ids, [Some("L1"), None, None, Some("L2")]);
         let errs: Vec<_> = df
@@ -536,6 +820,94 @@ mod tests {
         assert_eq!(n, [Some("5"), None, None, None]);
         let raw = df.column(RAW_LINE).unwrap().str().unwrap().get(1);
         assert_eq!(raw, Some("not json"));
+    }
+
+    fn col_text(df: &DataFrame, c: &str) -> Vec<Option<String>> {
+        df.column(c)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn csv_byte_order_mark_and_blank_lines_are_not_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deals.csv");
+        std::fs::write(&p, "\u{feff}Record ID,Deal Name\r\n1,a\r\n\r\n2,b\r\n , \r\n").unwrap();
+        let raw = read_file(&p).unwrap();
+        assert_eq!(raw.blank_lines, 2);
+        assert_eq!(col_text(&raw.df, "Record ID"), [Some("1".into()), Some("2".into())]);
+        let rows: Vec<_> = raw.df.column(ROW).unwrap().u64().unwrap().into_no_null_iter().collect();
+        assert_eq!(rows, [1, 3]);
+    }
+
+    #[test]
+    fn json_documents_pages_and_record_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        // A HubSpot API page, pretty-printed: records under `results`, nested properties.
+        let page = w(
+            "deals.json",
+            r#"{
+  "results": [
+    {"id": "1", "properties": {"dealname": "A", "amount": "10"},
+     "associations": {"companies": {"results": [{"id": "7", "type": "deal_to_company"}, {"id": "7", "type": "x"}]}}},
+    {"id": "2", "properties": {"dealname": "B", "amount": null}, "archived": false}
+  ],
+  "paging": {"next": {"after": "2"}}
+}"#,
+        );
+        let df = read_file(&page).unwrap().df;
+        assert_eq!(col_text(&df, "id"), [Some("1".into()), Some("2".into())]);
+        assert_eq!(
+            col_text(&df, "properties.dealname"),
+            [Some("A".into()), Some("B".into())]
+        );
+        assert_eq!(col_text(&df, "properties.amount"), [Some("10".into()), None]);
+        assert_eq!(
+            col_text(&df, "associations.companies.results"),
+            [Some("7;7".into()), None]
+        );
+        assert_eq!(col_text(&df, "archived"), [None, Some("false".into())]);
+        // Pages as NDJSON lines, and a top-level array.
+        let lines = w(
+            "deals.ndjson",
+            "{\"results\": [{\"id\": \"1\"}, {\"id\": \"2\"}]}\n{\"results\": [{\"id\": \"3\"}]}\n",
+        );
+        assert_eq!(read_file(&lines).unwrap().df.height(), 3);
+        let arr = w("a.json", "[{\"x\": 1}, {\"x\": [1, 2]}]");
+        assert_eq!(
+            col_text(&read_file(&arr).unwrap().df, "x"),
+            [Some("1".into()), Some("1;2".into())]
+        );
+        // A record path through nested arrays brings the parents' fields along.
+        let pipelines = w(
+            "pipelines.json",
+            r#"{"results": [{"id": "default", "label": "Sales Pipeline", "stages": [
+                {"id": "a", "label": "Appointment", "metadata": {"probability": "0.2"}},
+                {"id": "w", "label": "Won", "metadata": {"probability": "1.0", "isClosed": "true"}}]}]}"#,
+        );
+        let df = read_file_with(&pipelines, Some("results[].stages[]")).unwrap().df;
+        assert_eq!(col_text(&df, "label"), [Some("Appointment".into()), Some("Won".into())]);
+        assert_eq!(
+            col_text(&df, "metadata.probability"),
+            [Some("0.2".into()), Some("1.0".into())]
+        );
+        assert_eq!(
+            col_text(&df, "results.label"),
+            [Some("Sales Pipeline".into()), Some("Sales Pipeline".into())]
+        );
+        assert!(matches!(
+            read_file(&w("bad.json", "[{\"x\": 1},")),
+            Err(IngestError::Unreadable { .. })
+        ));
     }
 
     #[test]

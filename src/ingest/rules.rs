@@ -74,6 +74,8 @@ pub struct Context<'a> {
     pub tz: Tz,
     pub deals: &'a Deals,
     pub fx: &'a Fx,
+    /// The stages a stage event may name: the store's stage list, else the config's.
+    pub stages: &'a [String],
 }
 
 fn micros(df: &DataFrame, name: &str) -> PolarsResult<Int64Chunked> {
@@ -119,10 +121,10 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
             let deal = df.column("opportunity_id")?.str()?.clone();
             let stage = df.column("stage")?.str()?.clone();
             let entered = micros(df, "entered_at")?;
-            let names = ctx.config.stage_names();
+            let names = ctx.stages;
             for i in 0..n {
                 if let Some(s) = stage.get(i)
-                    && !names.contains(&s)
+                    && !names.iter().any(|n| n == s)
                 {
                     reasons.set(
                         i,
@@ -277,14 +279,17 @@ mod tests {
         let cmap = mapping::map_columns(def, &names, None);
         let mut reasons = Reasons::new(rows.len());
         let config = Config::default();
-        let typed = convert::convert(def, &raw, &cmap, None, chrono_tz::UTC, &mut reasons)
+        let opts = crate::ingest::parse::ParseOptions::new(chrono_tz::UTC);
+        let typed = convert::convert(def, &raw, &cmap, None, &opts, &mut reasons, &mut Default::default())
             .map_err(|(_, e)| e)
             .unwrap();
+        let stages: Vec<String> = config.stage_names().iter().map(|s| s.to_string()).collect();
         let ctx = Context {
             config: &config,
             tz: chrono_tz::UTC,
             deals,
             fx,
+            stages: &stages,
         };
         apply(def, &typed, &mut reasons, &ctx).unwrap();
         reasons
@@ -332,7 +337,7 @@ mod tests {
             [
                 None,
                 None,
-                Some("missing_required"),
+                None,
                 Some("unparseable"),
                 Some("invalid_value"),
                 Some("negative_amount"),

@@ -393,7 +393,7 @@ fn stage_visits(ordered_events: LazyFrame, deals: LazyFrame) -> LazyFrame {
 pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
     let names: Vec<&str> = cfg.stages.iter().map(|s| s.name.as_str()).collect();
     let idx: Vec<u32> = (0..cfg.stages.len() as u32).collect();
-    let prob: Vec<f64> = cfg.stages.iter().map(|s| s.probability).collect();
+    let prob: Vec<Option<f64>> = cfg.stages.iter().map(|s| s.probability).collect();
     let term: Vec<bool> = cfg.stages.iter().map(|s| s.terminal.is_some()).collect();
     let outcome: Vec<Option<&str>> = cfg
         .stages

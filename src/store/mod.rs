@@ -93,14 +93,27 @@ impl Store {
             None => return Ok(DataFrame::empty_with_schema(&def.polars_schema()).lazy()),
             Some(entry) => &entry.files,
         };
+        let schema = def.polars_schema();
         let scans = files
             .iter()
             .map(|f| {
                 let path = self.abs(&f.path);
-                LazyFrame::scan_parquet(
+                let mut scan = LazyFrame::scan_parquet(
                     PlRefPath::new(path.to_string_lossy().as_ref()),
                     ScanArgsParquet::default(),
-                )
+                )?;
+                // A file written before a column was added to the schema reads it as null.
+                let have = scan.collect_schema()?;
+                let missing: Vec<Expr> = schema
+                    .iter()
+                    .filter(|(n, _)| have.get(n).is_none())
+                    .map(|(n, t)| lit(NULL).cast(t.clone()).alias(n.clone()))
+                    .collect();
+                if !missing.is_empty() {
+                    let order: Vec<Expr> = schema.iter_names().cloned().map(col).collect();
+                    scan = scan.with_columns(missing).select(order);
+                }
+                Ok(scan)
             })
             .collect::<PolarsResult<Vec<_>>>()?;
         Ok(concat(scans, UnionArgs::default())?)
@@ -140,6 +153,12 @@ fn read_files(root: &Path, table: &str, files: &[FileEntry], schema: Option<&Sch
         }
     };
     if let Some(s) = schema {
+        // A file written before a column was added to the schema reads it as null.
+        for (name, dtype) in s.iter() {
+            if out.column(name).is_err() {
+                out.with_column(Column::full_null(name.clone(), out.height(), dtype))?;
+            }
+        }
         let names: Vec<_> = s.iter_names().cloned().collect();
         out = out.select(names).map_err(|e| StoreError::BadTable {
             path: root.to_path_buf(),

@@ -51,7 +51,7 @@ fn same_seed_same_bytes_and_all_eleven_tables() {
         }
         let fa = files(&a);
         assert_eq!(fa.len(), 11, "{fa:?}");
-        for t in schema::TABLES {
+        for t in schema::DATA_TABLES {
             let p = a.join(format!("{}.{format}", t.name));
             assert!(p.exists(), "{}", p.display());
             let q = b.join(format!("{}.{format}", t.name));
@@ -97,7 +97,7 @@ fn check_dirty(format: Format) {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let st = Store::open(&store).unwrap();
     let mut quarantined: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for t in schema::TABLES {
+    for t in schema::DATA_TABLES {
         if let Some(q) = st.read_quarantine(t.name).unwrap() {
             for r in q.column("_rule").unwrap().str().unwrap().iter() {
                 *quarantined

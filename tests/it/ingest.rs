@@ -102,14 +102,16 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
     insta::assert_snapshot!("ingest_every_rule_report", stdout(&out));
 
     let opps = table(&store, &schema::OPPORTUNITIES);
-    assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2"]);
+    assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2", "O9"]);
     // O1: 1000 EUR at the 2024-01-01 rate 1.10; O2: the later duplicate (600) wins, base
-    // currency by default; O10: lower-case currency normalized, 2024-02-01 rate 1.20.
+    // currency by default; O10: lower-case currency normalized, 2024-02-01 rate 1.20. O9 has
+    // no account (Salesforce and HubSpot allow it): kept, and counted in the report.
     assert_eq!(
         opps.column("amount_base").unwrap().f64().unwrap().to_vec(),
-        [Some(1100.0), Some(60.0), Some(600.0)]
+        [Some(1100.0), Some(60.0), Some(600.0), Some(100.0)]
     );
-    assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null"]);
+    assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null", "USD"]);
+    assert_eq!(strs(&opps, "account_id"), ["A1", "A3", "A1", "null"]);
 
     let q = quarantine(&store, "opportunities");
     let mut got: Vec<(String, String)> = strs(&q, "opportunity_id").into_iter().zip(strs(&q, "_rule")).collect();
@@ -122,7 +124,6 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
         ("O6", "unparseable"),
         ("O7", "no_fx_rate"),
         ("O8", "invalid_value"),
-        ("O9", "missing_required"),
     ];
     assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
     // Original values are kept as text, with the file and 1-based row.
@@ -167,7 +168,7 @@ fn strict_exits_1_when_rows_were_rejected_but_commits_the_good_ones() {
     let out = ingest(d, &store, &["--strict"], &["fx_rates.csv", "opportunities.csv"]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("--strict"));
-    assert_eq!(table(&store, &schema::OPPORTUNITIES).height(), 3);
+    assert_eq!(table(&store, &schema::OPPORTUNITIES).height(), 4);
     let clean = ingest(d, &store, &["--strict"], &["fx_rates.csv"]);
     assert_eq!(code(&clean), 0, "already ingested: skipped, nothing rejected");
 }
@@ -196,7 +197,7 @@ fn reingesting_the_same_files_changes_nothing() {
     }
     assert_eq!(
         strs(&table(&store, &schema::OPPORTUNITIES), "amount"),
-        ["1000.0", "50.0", "600.0"]
+        ["1000.0", "50.0", "600.0", "100.0"]
     );
 }
 
