@@ -48,6 +48,11 @@ pub struct Config {
     /// (`crm-kpi preset show NAME` prints one).
     #[serde(default)]
     pub preset: Option<String>,
+    /// CRMs rarely export orders: count each won deal without an order of its own as a paid
+    /// order at its close (amount, currency, account), so revenue, CLV and retention are not
+    /// empty. Applies to deals from mapping sources and presets.
+    #[serde(default)]
+    pub won_deals_as_orders: bool,
     /// Mapping sources: how files of any export become canonical rows (docs/mapping.md).
     /// They come before the preset's, so a source here can take files from it.
     #[serde(default)]
@@ -533,6 +538,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The config a run uses on a store: the store's own stage list, when it holds one (a
+    /// CRM's pipeline, ingested by a preset), replaces `[[stages]]`.
+    pub fn for_store(mut self, store: &crate::store::Store) -> Result<Config, crate::error::StoreError> {
+        if let Some(stages) = store.stages()? {
+            self.stages = stages;
+        }
+        Ok(self)
     }
 
     pub fn tz(&self) -> Tz {

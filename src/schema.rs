@@ -111,7 +111,8 @@ const fn derived(name: &'static str, kind: Kind) -> Column {
 pub struct Money {
     pub amount: &'static str,
     pub currency: &'static str,
-    pub rate_date: &'static str,
+    /// The columns whose local date picks the fx rate: the first one set on the row.
+    pub rate_dates: &'static [&'static str],
     pub base: &'static str,
 }
 
@@ -227,7 +228,9 @@ pub const OPPORTUNITIES: TableDef = TableDef {
     money: Some(Money {
         amount: "amount",
         currency: "currency",
-        rate_date: "created_at",
+        // As Salesforce and HubSpot do: the rate of the close (actual, else expected); a deal
+        // with neither takes its creation's.
+        rate_dates: &["closed_at", "expected_close_date", "created_at"],
         base: "amount_base",
     }),
 };
@@ -271,7 +274,7 @@ pub const ORDERS: TableDef = TableDef {
     money: Some(Money {
         amount: "amount",
         currency: "currency",
-        rate_date: "ordered_at",
+        rate_dates: &["ordered_at"],
         base: "amount_base",
     }),
 };
@@ -350,7 +353,7 @@ pub const FORECASTS: TableDef = TableDef {
     money: Some(Money {
         amount: "amount",
         currency: "currency",
-        rate_date: "submitted_at",
+        rate_dates: &["submitted_at"],
         base: "amount_base",
     }),
 };
@@ -374,7 +377,7 @@ pub const CAMPAIGNS: TableDef = TableDef {
     money: Some(Money {
         amount: "spend",
         currency: "currency",
-        rate_date: "started_at",
+        rate_dates: &["started_at"],
         base: "spend_base",
     }),
 };
@@ -527,7 +530,7 @@ mod tests {
                 assert_eq!(t.column(p).unwrap().kind, Kind::Timestamp, "{}", t.name);
             }
             if let Some(m) = t.money {
-                for c in [m.amount, m.currency, m.rate_date, m.base] {
+                for c in [m.amount, m.currency, m.base].iter().chain(m.rate_dates) {
                     assert!(t.column(c).is_some(), "{}: money column {c}", t.name);
                 }
                 assert!(t.column(m.base).unwrap().derived);

@@ -19,13 +19,33 @@ pub struct Args {
     /// Exit with code 1 when any row was rejected (the accepted rows are still committed).
     #[arg(long)]
     pub strict: bool,
+    /// Take the files exactly as this CRM exports them (names and columns untouched):
+    /// salesforce, hubspot or pipedrive. Same as `preset = "..."` in crm-kpi.toml.
+    #[arg(long, value_name = "CRM")]
+    pub preset: Option<String>,
+    /// Count each won deal without an order of its own as a paid order at its close, for
+    /// CRMs that export no orders (revenue, CLV and retention). Same as
+    /// `won_deals_as_orders = true` in crm-kpi.toml.
+    #[arg(long)]
+    pub won_deals_as_orders: bool,
     /// CSV, NDJSON (.ndjson/.jsonl) or Parquet exports.
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let config = crate::cli::load_config(cli)?;
+    let mut config = crate::cli::load_config(cli)?;
+    if let Some(p) = &args.preset {
+        if crate::ingest::staging::presets::text(p).is_none() {
+            return Err(crate::Error::Usage(format!(
+                "no preset `{p}`; built-in presets: {} (crm-kpi preset list)",
+                crate::ingest::staging::presets::names().join(", ")
+            ))
+            .into());
+        }
+        config.preset = Some(p.to_ascii_lowercase());
+    }
+    config.won_deals_as_orders |= args.won_deals_as_orders;
     let opts = IngestOptions {
         mode: args.mode,
         table: args.table.clone(),

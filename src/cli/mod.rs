@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod generate;
 pub mod ingest;
 pub mod list;
+pub mod preset;
 pub mod run;
 pub mod show;
 pub mod sql;
@@ -44,6 +45,8 @@ pub enum Command {
     List(list::Args),
     /// Run SQL over the store's tables and the KPI outputs.
     Sql(sql::Args),
+    /// List the built-in CRM presets, or print one to copy and adapt.
+    Preset(preset::Args),
 }
 
 /// What a subcommand reports back: success, or data problems found under `--strict`.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => show::run(&cli, a),
         Command::List(a) => list::run(&cli, a),
         Command::Sql(a) => sql::run(&cli, a),
+        Command::Preset(a) => preset::run(&cli, a),
     });
     let Ok(result) = result else {
         let _ = writeln!(

@@ -71,6 +71,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
     let kpis = select_kpis(&args.kpi)?;
     let store = Store::open(&args.store)?;
+    let config = config.for_store(&store)?;
     let params = Params::new(as_of_us, args.grain, config.clone());
     let as_of = params.as_of_date().to_string();
     let tables = Tables::from_store(&store)?;

@@ -36,6 +36,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
     let kpis = select_kpis(std::slice::from_ref(&args.kpi))?;
     let store = Store::open(&args.store)?;
+    let config = config.for_store(&store)?;
     let params = Params::new(as_of_us, args.grain, config);
     let tables = Tables::from_store(&store)?;
     let (mut computed, _) = crate::kpi::run::compute(&tables, &params, kpis, polars::prelude::Engine::InMemory)?;

@@ -422,6 +422,13 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
     if !claimed.is_empty() {
         let base = tx.base_store();
         let staged = staging::stage(&claimed, &sources, config, Some(&base))?;
+        for p in &staged.canonical {
+            inputs.push(Input {
+                table: table_for(p, None)?,
+                source: Source::File(p.clone()),
+                content: sha256_file(p)?,
+            });
+        }
         let all_hashes = staged_hashes.join(",");
         for si in staged.inputs {
             inputs.push(Input {

@@ -204,14 +204,18 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
     } else {
         None
     };
-    let rate_day = df.column(money.rate_date)?;
-    let rate_day: Int32Chunked = match rate_day.dtype() {
-        DataType::Date => rate_day.cast(&DataType::Int32)?.i32()?.clone(),
-        _ => micros(df, money.rate_date)?
-            .iter()
-            .map(|us| us.and_then(|us| timefmt::local_day(us, ctx.tz)))
-            .collect(),
-    };
+    let mut rate_day = Int32Chunked::full_null("day".into(), n);
+    for c in money.rate_dates {
+        let col = df.column(c)?;
+        let days: Int32Chunked = match col.dtype() {
+            DataType::Date => col.cast(&DataType::Int32)?.i32()?.clone(),
+            _ => micros(df, c)?
+                .iter()
+                .map(|us| us.and_then(|us| timefmt::local_day(us, ctx.tz)))
+                .collect(),
+        };
+        rate_day = rate_day.iter().zip(days.iter()).map(|(a, b)| a.or(b)).collect();
+    }
     let base: Float64Chunked = (0..n)
         .map(|i| {
             let a = amount.get(i)?;

@@ -119,6 +119,38 @@ impl Store {
         Ok(concat(scans, UnionArgs::default())?)
     }
 
+    /// The pipeline stages the store holds (a CRM's own stage list, ingested by a preset or
+    /// a `stages` file), in pipeline order; None when it holds none.
+    pub fn stages(&self) -> Result<Option<Vec<crate::config::Stage>>, StoreError> {
+        use crate::config::{Stage, Terminal};
+        let df = self.read_table(&crate::schema::STAGES)?;
+        if df.height() == 0 {
+            return Ok(None);
+        }
+        let df = df.sort(
+            ["position", "stage"],
+            SortMultipleOptions::default().with_nulls_last(true),
+        )?;
+        let names = df.column("stage")?.str()?.clone();
+        let prob = df.column("probability")?.f64()?.clone();
+        let term = df.column("terminal")?.str()?.clone();
+        Ok(Some(
+            (0..df.height())
+                .filter_map(|i| {
+                    Some(Stage {
+                        name: names.get(i)?.to_string(),
+                        probability: prob.get(i),
+                        terminal: match term.get(i) {
+                            Some("won") => Some(Terminal::Won),
+                            Some("lost") => Some(Terminal::Lost),
+                            _ => None,
+                        },
+                    })
+                })
+                .collect(),
+        ))
+    }
+
     /// All quarantined rows of a table (all batches), or None if there are none.
     pub fn read_quarantine(&self, table: &str) -> Result<Option<DataFrame>, StoreError> {
         match self.manifest.quarantine.get(table) {

@@ -103,12 +103,13 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
 
     let opps = table(&store, &schema::OPPORTUNITIES);
     assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2", "O9"]);
-    // O1: 1000 EUR at the 2024-01-01 rate 1.10; O2: the later duplicate (600) wins, base
-    // currency by default; O10: lower-case currency normalized, 2024-02-01 rate 1.20. O9 has
-    // no account (Salesforce and HubSpot allow it): kept, and counted in the report.
+    // O1: 1000 EUR at the rate of its close (2024-02-10: the 2024-02-01 rate 1.20, as
+    // Salesforce and HubSpot convert deals); O2: the later duplicate (600) wins, base currency
+    // by default; O10: lower-case currency normalized, closed 2024-03-01 at 1.20. O9 has no
+    // account (Salesforce and HubSpot allow it): kept, and counted in the report.
     assert_eq!(
         opps.column("amount_base").unwrap().f64().unwrap().to_vec(),
-        [Some(1100.0), Some(60.0), Some(600.0), Some(100.0)]
+        [Some(1200.0), Some(60.0), Some(600.0), Some(100.0)]
     );
     assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null", "USD"]);
     assert_eq!(strs(&opps, "account_id"), ["A1", "A3", "A1", "null"]);

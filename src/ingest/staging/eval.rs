@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use polars::prelude::*;
 use regex::Regex;
 
-use super::spec::{ColumnSpec, Missing, Origin, Pick, Source};
+use super::spec::{ColumnSpec, Missing, Normalize, Origin, Pick, Source, salesforce_id18};
 use super::{Counts, StagingError};
 use crate::ingest::parse::ParseOptions;
 use crate::ingest::read::{FILE, ROW, is_internal};
@@ -36,6 +36,21 @@ pub fn resolve(df: &DataFrame, name: &str) -> Option<String> {
         .iter()
         .find(|n| !is_internal(n) && loose(n) == key)
         .map(|n| n.to_string())
+}
+
+/// Whether the file has a column like `pattern` (loosely; `*` matches any run of characters).
+pub fn has_column_like(df: &DataFrame, pattern: &str) -> bool {
+    if !pattern.contains('*') {
+        return resolve(df, pattern).is_some();
+    }
+    let p: String = pattern
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '*')
+        .flat_map(char::to_lowercase)
+        .collect();
+    df.get_column_names()
+        .iter()
+        .any(|n| !is_internal(n) && super::spec::glob_match(&p, &loose(n)))
 }
 
 /// A source's rows before its columns are computed: text columns as read (unpivoted and
@@ -143,7 +158,13 @@ fn text_of(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
 /// Unpivots the columns whose header matches `pattern`: one row per (row, matching column)
 /// with a non-blank value; the pattern's named groups become columns, the value goes to
 /// `value`. Rows come column by column, in header order.
-pub fn unpivot(df: DataFrame, pattern: &str, value: &str, what: &str) -> Result<DataFrame, StagingError> {
+pub fn unpivot(
+    df: DataFrame,
+    pattern: &str,
+    value: &str,
+    headers_only: bool,
+    what: &str,
+) -> Result<DataFrame, StagingError> {
     let re = Regex::new(pattern).map_err(|e| StagingError::Spec {
         what: what.to_string(),
         message: format!("`unpivot.columns` is not a valid regular expression: {e}"),
@@ -161,6 +182,30 @@ pub fn unpivot(df: DataFrame, pattern: &str, value: &str, what: &str) -> Result<
         .map(|n| n.to_string())
         .filter(|n| !on.contains(n))
         .collect();
+    if headers_only {
+        let file = df
+            .column(FILE)
+            .ok()
+            .and_then(|c| c.str().ok()?.get(0).map(str::to_string));
+        let mut cols: Vec<Column> = groups
+            .iter()
+            .map(|g| {
+                let v: Vec<Option<String>> = on
+                    .iter()
+                    .map(|name| {
+                        re.captures(name)
+                            .and_then(|c| c.name(g))
+                            .map(|m| m.as_str().trim().to_string())
+                    })
+                    .collect();
+                Column::new(g.as_str().into(), v)
+            })
+            .collect();
+        cols.push(Column::new(value.into(), on.clone()));
+        cols.push(Column::new(FILE.into(), vec![file; on.len()]));
+        cols.push(Column::new(ROW.into(), vec![0u64; on.len()]));
+        return Ok(DataFrame::new(on.len(), cols)?);
+    }
     let mut parts = Vec::new();
     for name in &on {
         let caps = re.captures(name).expect("matched above");
@@ -208,6 +253,27 @@ impl Evaluator<'_> {
         spec: &ColumnSpec,
         counts: &mut Counts,
     ) -> Result<Vec<Option<String>>, StagingError> {
+        self.eval(canonical, spec, counts, false)
+    }
+
+    /// Whether any column a spec reads is in the file.
+    pub fn present(&self, spec: &ColumnSpec) -> bool {
+        match &spec.from {
+            Origin::Column(name) => resolve(self.df, name).is_some(),
+            Origin::First(specs) => specs.iter().any(|s| self.present(s)),
+            Origin::Sql(_) | Origin::Value(_) => true,
+        }
+    }
+
+    /// `quiet`: an alternative of a `first` list; a column it names that the file lacks is
+    /// not worth a note (the list notes when none is there).
+    fn eval(
+        &self,
+        canonical: &str,
+        spec: &ColumnSpec,
+        counts: &mut Counts,
+        quiet: bool,
+    ) -> Result<Vec<Option<String>>, StagingError> {
         let what = format!("source `{}`, column `{canonical}`", self.source.name);
         let n = self.df.height();
         let mut v: Vec<Option<String>> = match &spec.from {
@@ -215,11 +281,28 @@ impl Evaluator<'_> {
             Origin::Column(name) => match resolve(self.df, name) {
                 Some(actual) => text_of(self.df, &actual)?,
                 None => {
-                    counts.note(format!("{what}: column `{name}` is not in the file; read as blank"));
+                    if !quiet {
+                        counts.note(format!("{what}: column `{name}` is not in the file; read as blank"));
+                    }
                     vec![None; n]
                 }
             },
             Origin::Sql(sql) => sql_values(self.df, sql, counts, &what)?,
+            Origin::First(specs) => {
+                if !quiet && !specs.iter().any(|s| self.present(s)) {
+                    counts.note(format!("{what}: none of its columns is in the file; read as blank"));
+                }
+                let mut out: Vec<Option<String>> = vec![None; n];
+                for sub in specs {
+                    let v = self.eval(canonical, sub, counts, true)?;
+                    for (o, x) in out.iter_mut().zip(v) {
+                        if o.is_none() {
+                            *o = x;
+                        }
+                    }
+                }
+                out
+            }
         };
         for x in v.iter_mut() {
             if x.as_deref().is_some_and(|s| s.trim().is_empty()) {
@@ -229,6 +312,15 @@ impl Evaluator<'_> {
                 if t.len() != s.len() {
                     *s = t.to_string();
                 }
+            }
+        }
+        if let Some(norm) = spec.normalize {
+            for x in v.iter_mut().flatten() {
+                *x = match norm {
+                    Normalize::SalesforceId => salesforce_id18(x),
+                    Normalize::Lower => x.to_lowercase(),
+                    Normalize::Upper => x.to_uppercase(),
+                };
             }
         }
         if let Some(sep) = &spec.split {
@@ -266,12 +358,18 @@ impl Evaluator<'_> {
             }
         }
         if !spec.values.is_empty() {
+            let mut others = 0u64;
             for x in v.iter_mut().flatten() {
-                let mapped = crate::ingest::mapping::map_value(Some(&spec.values), x);
-                if mapped != x.as_str() {
-                    *x = mapped.to_string();
+                let known = spec.values.contains_key(x.as_str())
+                    || spec.values.keys().any(|k| k.trim().eq_ignore_ascii_case(x.trim()));
+                if known {
+                    *x = crate::ingest::mapping::map_value(Some(&spec.values), x).to_string();
+                } else if let Some(o) = &spec.others {
+                    *x = o.clone();
+                    others += 1;
                 }
             }
+            counts.add(&format!("other_value:{canonical}"), others);
         }
         if let Some(l) = &spec.lookup {
             let table = self.lookups.get(&l.source).ok_or_else(|| StagingError::Spec {
@@ -405,5 +503,17 @@ mod tests {
         );
         assert_eq!(s("pipeline"), vec![Some("Sales".to_string()); 3]);
         assert_eq!(s("entered").len(), 3);
+        let headers = unpivot(
+            df,
+            r#"^Date entered ["'](?P<stage>.+) \((?P<pipeline>[^()]+)\)["']$"#,
+            "h",
+            true,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            text_of(&headers, "stage").unwrap(),
+            [Some("Appointment".into()), Some("Won".into())]
+        );
     }
 }

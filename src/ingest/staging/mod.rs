@@ -76,6 +76,9 @@ pub struct SourceReport {
 pub struct Staged {
     pub inputs: Vec<StagedInput>,
     pub reports: Vec<SourceReport>,
+    /// Files a name pattern matched but no source took, named after a canonical table: they
+    /// are ingested as canonical files.
+    pub canonical: Vec<PathBuf>,
 }
 
 /// The sources in effect: the config's own, then its preset's.
@@ -158,10 +161,6 @@ impl Reader {
     }
 }
 
-fn has_column(df: &DataFrame, name: &str) -> bool {
-    eval::resolve(df, name).is_some()
-}
-
 /// Stages the claimed files: every source's rows, then the rules that span sources.
 pub fn stage(
     claimed: &[(PathBuf, Vec<usize>)],
@@ -172,13 +171,25 @@ pub fn stage(
     let mut reader = Reader { cache: BTreeMap::new() };
     // Which files each source takes: name pattern, then required columns.
     let mut taken: Vec<Vec<PathBuf>> = vec![Vec::new(); sources.len()];
+    let mut canonical = Vec::new();
     for (path, by) in claimed {
         let mut accepted = false;
         let mut missing_all: Vec<(String, Vec<String>, String)> = Vec::new();
         for &i in by {
             let s = &sources[i];
             let (df, _) = reader.read(path, s.records.as_deref())?;
-            let missing: Vec<String> = s.requires.iter().filter(|c| !has_column(df, c)).cloned().collect();
+            let mut missing: Vec<String> = s
+                .requires
+                .iter()
+                .filter(|c| !eval::has_column_like(df, c))
+                .cloned()
+                .collect();
+            missing.extend(
+                s.without
+                    .iter()
+                    .filter(|c| eval::has_column_like(df, c))
+                    .map(|c| format!("(none like) {c}")),
+            );
             if missing.is_empty() {
                 taken[i].push(path.clone());
                 accepted = true;
@@ -192,6 +203,10 @@ pub fn stage(
                     .join(", ");
                 missing_all.push((s.name.clone(), missing, found));
             }
+        }
+        if !accepted && crate::ingest::table_for(path, None).is_ok() {
+            canonical.push(path.clone());
+            continue;
         }
         if !accepted {
             let (_, missing, found) = missing_all.first().cloned().unwrap_or_default();
@@ -244,7 +259,7 @@ pub fn stage(
         if let Some(u) = &s.unpivot
             && df.height() > 0
         {
-            df = eval::unpivot(df, &u.columns, &u.value, &what)?;
+            df = eval::unpivot(df, &u.columns, &u.value, u.headers_only, &what)?;
         }
         if let Some(f) = &s.filter
             && df.height() > 0
@@ -257,6 +272,34 @@ pub fn stage(
         let df = eval::Evaluator::prepare(df).map_err(MappingError::from)?;
         rows.insert(s.name.clone(), df);
         reports.push(rep);
+    }
+
+    // A lookup-only source's own columns (a key built from several, say) join its rows.
+    for (i, s) in sources.iter().enumerate() {
+        if s.table.is_some() || s.columns.is_empty() {
+            continue;
+        }
+        let opts = parse_options(s, config);
+        let mut df = rows[&s.name].clone();
+        let mut computed = Vec::new();
+        {
+            let ev = eval::Evaluator {
+                source: s,
+                df: &df,
+                lookups: &rows,
+                opts: &opts,
+            };
+            for (name, spec) in &s.columns {
+                computed.push(Column::new(
+                    name.as_str().into(),
+                    ev.column(name, spec, &mut reports[i].counts)?,
+                ));
+            }
+        }
+        for c in computed {
+            df.with_column(c).map_err(MappingError::from)?;
+        }
+        rows.insert(s.name.clone(), df);
     }
 
     // Each table source's canonical columns.
@@ -280,11 +323,15 @@ pub fn stage(
         let mut labels = BTreeMap::new();
         for c in def.input_columns() {
             let Some(spec) = s.columns.get(c.name) else { continue };
-            if let Origin::Column(name) = &spec.from
+            if matches!(spec.from, Origin::Column(_) | Origin::First(_))
                 && c.required
                 && spec.default.is_none()
-                && eval::resolve(df, name).is_none()
+                && !ev.present(spec)
             {
+                let name = match &spec.from {
+                    Origin::Column(n) => n.clone(),
+                    _ => label_of(spec),
+                };
                 let file = taken[i].first().cloned().unwrap_or_default();
                 return Err(MappingError::MissingColumn {
                     path: file,
@@ -312,7 +359,20 @@ pub fn stage(
         };
         cols.push(df.column(FILE).map_err(MappingError::from)?.clone());
         cols.push(df.column(ROW).map_err(MappingError::from)?.clone());
-        let out = DataFrame::new(df.height(), cols).map_err(MappingError::from)?;
+        let mut out = DataFrame::new(df.height(), cols).map_err(MappingError::from)?;
+        if s.distinct {
+            let keys: Vec<String> = out
+                .get_column_names()
+                .iter()
+                .filter(|n| !is_internal(n))
+                .map(|n| n.to_string())
+                .collect();
+            let before = out.height();
+            out = out
+                .unique_stable(Some(&keys), UniqueKeepStrategy::First, None)
+                .map_err(MappingError::from)?;
+            counts.add("duplicate_row_dropped", (before - out.height()) as u64);
+        }
         outputs.push(tables::Output {
             source: i,
             def,
@@ -338,7 +398,11 @@ pub fn stage(
             labels: o.labels,
         });
     }
-    Ok(Staged { inputs, reports })
+    Ok(Staged {
+        inputs,
+        reports,
+        canonical,
+    })
 }
 
 fn label_of(spec: &ColumnSpec) -> String {
@@ -346,6 +410,7 @@ fn label_of(spec: &ColumnSpec) -> String {
         Origin::Column(c) => c.clone(),
         Origin::Sql(s) => format!("sql: {s}"),
         Origin::Value(v) => format!("value '{v}'"),
+        Origin::First(specs) => specs.iter().map(label_of).collect::<Vec<_>>().join(" | "),
     }
 }
 

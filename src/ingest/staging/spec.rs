@@ -23,6 +23,10 @@ pub struct Source {
     /// file-name pattern, and tells a wrong export from the right one.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Header columns a matching file must not have (`*` matches any run of characters):
+    /// tells an opportunities export from its history, a deals export from an activities one.
+    #[serde(default)]
+    pub without: Vec<String>,
     /// JSON documents: where the records are, as a dot path whose `[]` steps go through arrays
     /// (`results`, `data`, `results[].stages[]`). Default: a top-level array, or the first of
     /// `results`, `data`, `records`, `items` that holds one.
@@ -69,6 +73,10 @@ pub struct Source {
     /// currency, as Salesforce writes them; crm-kpi inverts them.
     #[serde(default)]
     pub inverse: bool,
+    /// Rows that are exact copies of an earlier row of this source (every canonical column
+    /// equal) are dropped (counted): several files may repeat a row, or a rate.
+    #[serde(default)]
+    pub distinct: bool,
     /// Rows written here instead of read from files (a CRM's default pipeline, ids to names).
     #[serde(default)]
     pub rows: Vec<BTreeMap<String, toml::Value>>,
@@ -112,6 +120,10 @@ pub struct Unpivot {
     pub columns: String,
     /// Name of the column that holds the cell's value.
     pub value: String,
+    /// One row per matching header (its named groups; no cell values), in header order,
+    /// instead of one per non-blank cell: a stage list read from the columns themselves.
+    #[serde(default)]
+    pub headers_only: bool,
 }
 
 /// Where one canonical column's value comes from. In TOML either a header name
@@ -135,6 +147,10 @@ pub struct ColumnSpec {
     pub scale: Option<f64>,
     /// Used when the value is blank (counted).
     pub default: Option<String>,
+    /// With `values`: what a value `values` does not name becomes (counted).
+    pub others: Option<String>,
+    /// `salesforce_id` (15-character ids to their 18-character form), `lower`, `upper`.
+    pub normalize: Option<Normalize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +158,16 @@ pub enum Origin {
     Column(String),
     Sql(String),
     Value(String),
+    /// The first non-blank value of several specs (header aliases across CRM versions).
+    First(Vec<ColumnSpec>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    SalesforceId,
+    Lower,
+    Upper,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,12 +217,27 @@ impl ColumnSpec {
             percent: false,
             scale: None,
             default: None,
+            others: None,
+            normalize: None,
         }
     }
 }
 
 const SPEC_KEYS: &[&str] = &[
-    "column", "sql", "value", "split", "prefix", "when", "values", "lookup", "percent", "scale", "default",
+    "column",
+    "sql",
+    "value",
+    "first",
+    "split",
+    "prefix",
+    "when",
+    "values",
+    "others",
+    "lookup",
+    "percent",
+    "scale",
+    "default",
+    "normalize",
 ];
 
 fn text(v: &toml::Value, key: &str) -> Result<String, String> {
@@ -227,11 +268,29 @@ impl TryFrom<toml::Value> for ColumnSpec {
             return Err(format!("unknown key `{k}` in a column; use: {}", SPEC_KEYS.join(", ")));
         }
         let get = |k: &str| t.get(k).map(|v| text(v, k)).transpose();
-        let from = match (get("column")?, get("sql")?, get("value")?) {
-            (Some(c), None, None) => Origin::Column(c),
-            (None, Some(s), None) => Origin::Sql(s),
-            (None, None, Some(v)) => Origin::Value(v),
-            _ => return Err("a column takes exactly one of `column`, `sql` or `value`".into()),
+        let first = match t.get("first") {
+            None => None,
+            Some(toml::Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| ColumnSpec::try_from(v.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("`first`: {e}"))?,
+            ),
+            Some(_) => return Err("`first` must be a list of columns".into()),
+        };
+        let from = match (get("column")?, get("sql")?, get("value")?, first) {
+            (Some(c), None, None, None) => Origin::Column(c),
+            (None, Some(s), None, None) => Origin::Sql(s),
+            (None, None, Some(v), None) => Origin::Value(v),
+            (None, None, None, Some(f)) => Origin::First(f),
+            _ => return Err("a column takes exactly one of `column`, `sql`, `value` or `first`".into()),
+        };
+        let normalize = match get("normalize")?.as_deref() {
+            None => None,
+            Some("salesforce_id") => Some(Normalize::SalesforceId),
+            Some("lower") => Some(Normalize::Lower),
+            Some("upper") => Some(Normalize::Upper),
+            Some(o) => return Err(format!("`normalize` = `{o}`: use salesforce_id, lower or upper")),
         };
         let prefix = match t.get("prefix") {
             None => Vec::new(),
@@ -271,6 +330,8 @@ impl TryFrom<toml::Value> for ColumnSpec {
             percent,
             scale,
             default: get("default")?,
+            others: get("others")?,
+            normalize,
         })
     }
 }
@@ -283,6 +344,10 @@ impl From<ColumnSpec> for toml::Value {
             Origin::Column(v) => t.insert("column".into(), s(v)),
             Origin::Sql(v) => t.insert("sql".into(), s(v)),
             Origin::Value(v) => t.insert("value".into(), s(v)),
+            Origin::First(specs) => t.insert(
+                "first".into(),
+                toml::Value::Array(specs.into_iter().map(toml::Value::from).collect()),
+            ),
         };
         if let Some(v) = c.split {
             t.insert("split".into(), s(v));
@@ -314,8 +379,39 @@ impl From<ColumnSpec> for toml::Value {
         if let Some(v) = c.default {
             t.insert("default".into(), s(v));
         }
+        if let Some(v) = c.others {
+            t.insert("others".into(), s(v));
+        }
+        if let Some(n) = c.normalize {
+            let name = match n {
+                Normalize::SalesforceId => "salesforce_id",
+                Normalize::Lower => "lower",
+                Normalize::Upper => "upper",
+            };
+            t.insert("normalize".into(), s(name.into()));
+        }
         toml::Value::Table(t)
     }
+}
+
+/// The 18-character, case-insensitive form of a 15-character Salesforce id (the 3 added
+/// characters encode which of the 15 are upper-case letters); other values unchanged.
+pub fn salesforce_id18(id: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    if id.len() != 15 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    let mut out = id.to_string();
+    for chunk in id.as_bytes().chunks(5) {
+        let mut v = 0usize;
+        for (i, b) in chunk.iter().enumerate() {
+            if b.is_ascii_uppercase() {
+                v |= 1 << i;
+            }
+        }
+        out.push(ALPHABET[v] as char);
+    }
+    out
 }
 
 /// Whether a file name matches a pattern with `*` (any run of characters) and `?` (one
@@ -350,6 +446,15 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn salesforce_ids_get_their_18_character_form() {
+        // Published examples (github walling/sfid, hynekcer's gist).
+        assert_eq!(salesforce_id18("003G000001SUbc4"), "003G000001SUbc4IAD");
+        assert_eq!(salesforce_id18("70130000001tcyI"), "70130000001tcyIAAQ");
+        assert_eq!(salesforce_id18("003G000001SUbc4IAD"), "003G000001SUbc4IAD");
+        assert_eq!(salesforce_id18("not an id"), "not an id");
+    }
 
     #[test]
     fn globs_match_whole_names_ignoring_case() {

@@ -163,8 +163,109 @@ pub fn settle(
         invert_rates(o, &config.base_currency, &mut reports[o.source].counts)?;
     }
     fallbacks(&mut rest, sources, reports, &stored_deals, &kinds)?;
+    let stored_orders = match store {
+        Some(s) => s.manifest().rows("orders"),
+        None => 0,
+    };
+    let orders = won_deals_as_orders(&rest, reports, config, store, stored_orders)?;
     settled.extend(rest);
+    settled.extend(orders);
     Ok(settled)
+}
+
+/// With `won_deals_as_orders`: every won deal of this ingest without an order of its own
+/// becomes a paid order at its close. Without it, says so when the export brings no orders.
+fn won_deals_as_orders(
+    outputs: &[Output],
+    reports: &mut [super::SourceReport],
+    config: &Config,
+    store: Option<&Store>,
+    stored_orders: u64,
+) -> Result<Vec<Output>, Error> {
+    let deals: Vec<&Output> = outputs.iter().filter(|o| o.def.name == "opportunities").collect();
+    if deals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let staged_orders = outputs.iter().any(|o| o.def.name == "orders" && o.df.height() > 0);
+    if !config.won_deals_as_orders {
+        if !staged_orders && stored_orders == 0 {
+            reports[deals[0].source].counts.note(
+                "this export has no orders: revenue, CLV and retention stay empty; pass --won-deals-as-orders \
+                 (or won_deals_as_orders = true in crm-kpi.toml) to count each won deal as a paid order at its close"
+                    .into(),
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let mut ordered: HashSet<String> = HashSet::new();
+    for o in outputs.iter().filter(|o| o.def.name == "orders") {
+        ordered.extend(text(&o.df, "opportunity_id")?.into_iter().flatten());
+    }
+    if let Some(s) = store
+        && stored_orders > 0
+    {
+        let stored = s.read_table(&schema::ORDERS)?;
+        ordered.extend(text(&stored, "opportunity_id")?.into_iter().flatten());
+    }
+    let mut out = Vec::new();
+    for o in deals {
+        let status = text(&o.df, "status")?;
+        let keep: Vec<bool> = status
+            .iter()
+            .map(|s| s.as_deref().map(key).as_deref() == Some("won"))
+            .collect();
+        let ids = text(&o.df, "opportunity_id")?;
+        let mut with_own = 0;
+        let keep: Vec<bool> = keep
+            .iter()
+            .zip(&ids)
+            .map(|(k, id)| {
+                let own = id.as_ref().is_some_and(|id| ordered.contains(id));
+                if *k && own {
+                    with_own += 1;
+                }
+                *k && !own
+            })
+            .collect();
+        let mask: BooleanChunked = keep.iter().copied().collect();
+        let won = o.df.filter(&mask).map_err(StagingError::from)?;
+        let counts = &mut reports[o.source].counts;
+        counts.add("won_deal_as_order", won.height() as u64);
+        counts.add("won_deal_with_its_own_order", with_own);
+        if won.height() == 0 {
+            continue;
+        }
+        let ids = text(&won, "opportunity_id")?;
+        let closed = text(&won, "closed_at")?;
+        let order_ids: Text = ids
+            .iter()
+            .map(|i| i.as_ref().map(|i| format!("won-deal:{i}")))
+            .collect();
+        let cols = vec![
+            Column::new("order_id".into(), order_ids),
+            Column::new("account_id".into(), text(&won, "account_id")?),
+            Column::new("ordered_at".into(), closed.clone()),
+            Column::new("amount".into(), text(&won, "amount")?),
+            Column::new("currency".into(), text(&won, "currency")?),
+            Column::new("opportunity_id".into(), ids),
+            Column::new("paid_at".into(), closed),
+            Column::new("region".into(), text(&won, "region")?),
+            won.column(FILE).map_err(StagingError::from)?.clone(),
+            won.column(ROW).map_err(StagingError::from)?.clone(),
+        ];
+        let df = DataFrame::new(won.height(), cols).map_err(StagingError::from)?;
+        let mut labels = BTreeMap::new();
+        labels.insert("order_id", "won deal (--won-deals-as-orders)".to_string());
+        out.push(Output {
+            source: o.source,
+            def: &schema::ORDERS,
+            df,
+            initial: None,
+            opts: o.opts.clone(),
+            labels,
+        });
+    }
+    Ok(out)
 }
 
 fn kinds_from(stages: &Text, terminal: &Text) -> Kinds {
