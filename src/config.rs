@@ -504,21 +504,7 @@ impl Config {
                         &format!("map to one of: {}", input_column_names(def)),
                     ));
                 }
-                if let staging::Origin::Sql(sql) = &spec.from {
-                    sql_ok(sql, key(&format!("columns.{c}.sql")))?;
-                }
-                if let Some(w) = &spec.when {
-                    sql_ok(w, key(&format!("columns.{c}.when")))?;
-                }
-                if let Some(l) = &spec.lookup
-                    && !all.iter().any(|o| o.name == l.source)
-                {
-                    return Err(bad(
-                        key(&format!("columns.{c}.lookup.source")),
-                        format!("no source is named `{}`", l.source),
-                        "name a source declared here or in the preset",
-                    ));
-                }
+                check_spec(spec, &key(&format!("columns.{c}")), &all, &sql_ok, &bad)?;
             }
             if def.is_some_and(|d| d.name != "stage_events")
                 && (s.history != staging::History::Rows || s.initial_stage.is_some())
@@ -571,6 +557,47 @@ impl Config {
         let digest = Sha256::digest(json.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Checks a column spec and the alternatives of its `first` list.
+fn check_spec(
+    spec: &staging::ColumnSpec,
+    key: &str,
+    all: &[Source],
+    sql_ok: &dyn Fn(&str, String) -> Result<(), ConfigError>,
+    bad: &dyn Fn(String, String, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match &spec.from {
+        staging::Origin::Sql(sql) => sql_ok(sql, format!("{key}.sql"))?,
+        staging::Origin::First(specs) => {
+            for (i, s) in specs.iter().enumerate() {
+                check_spec(s, &format!("{key}.first[{i}]"), all, sql_ok, bad)?;
+            }
+        }
+        _ => {}
+    }
+    if let Some(w) = &spec.when {
+        sql_ok(w, format!("{key}.when"))?;
+    }
+    if let Some(p) = &spec.pattern
+        && let Err(e) = regex::Regex::new(p)
+    {
+        return Err(bad(
+            format!("{key}.pattern"),
+            format!("not a regular expression: {e}"),
+            "fix the pattern",
+        ));
+    }
+    if let Some(l) = &spec.lookup
+        && !all.iter().any(|o| o.name == l.source)
+    {
+        return Err(bad(
+            format!("{key}.lookup.source"),
+            format!("no source is named `{}`", l.source),
+            "name a source declared here or in the preset",
+        ));
+    }
+    Ok(())
 }
 
 fn input_column_names(def: &schema::TableDef) -> String {
@@ -657,6 +684,65 @@ mod tests {
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains("t.toml"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_preset_loads_and_checks() {
+        for name in staging::presets::names() {
+            let c = parse(&format!("preset = \"{name}\"")).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let sources = staging::sources(&c);
+            assert!(sources.len() > 5, "{name}");
+            for s in &sources {
+                assert!(
+                    s.name.starts_with(name),
+                    "{name}: source {} is not named after its preset",
+                    s.name
+                );
+            }
+        }
+        let e = parse("preset = \"zoho\"").unwrap_err().to_string();
+        assert!(e.contains("salesforce, hubspot, pipedrive"), "{e}");
+    }
+
+    #[test]
+    fn source_mistakes_fail_at_load_with_their_key() {
+        let head = "[[sources]]\nname = \"a\"\ntable = \"leads\"\nfiles = [\"x.csv\"]\n";
+        let cases = [
+            (
+                "[[sources]]\nname = \"a\"\ntable = \"deals\"\nfiles = [\"x.csv\"]".to_string(),
+                "sources[0] (a).table",
+                "opportunities",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\ntable = \"leads\"".to_string(),
+                "sources[0] (a).files",
+                "rows",
+            ),
+            (
+                format!("{head}[sources.columns]\nlead = \"Id\""),
+                "sources[0] (a).columns.lead",
+                "lead_id",
+            ),
+            (
+                format!("{head}[sources.columns]\nsource = {{ first = [{{ sql = \")(\" }}] }}"),
+                "sources[0] (a).columns.source.first[0].sql",
+                "SQL",
+            ),
+            (
+                format!(
+                    "{head}[sources.columns]\nsource = {{ column = \"S\", lookup = {{ source = \"nope\", key = \"k\", value = \"v\" }} }}"
+                ),
+                "sources[0] (a).columns.source.lookup.source",
+                "no source",
+            ),
+            (format!("{head}timezone = \"Mars\""), "sources[0] (a).timezone", "IANA"),
+            (format!("{head}locale = \"xx\""), "sources[0] (a).locale", "de"),
+        ];
+        for (text, key, fix) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+            assert!(e.contains(fix), "{text}: {e}");
         }
     }
 

@@ -391,6 +391,7 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
         staging::claim(files, &sources)
     };
     let mut inputs = Vec::new();
+    let mut skipped_files: Vec<String> = Vec::new();
     for p in &plain {
         std::fs::metadata(p).map_err(|source| IngestError::Io {
             path: p.clone(),
@@ -398,7 +399,20 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
         })?;
         let table = match opts.table.as_deref() {
             Some(_) => table_for(p, opts.table.as_deref())?,
-            None => table_for(p, None).map_err(|_| unknown_table_hint(p))?,
+            None => match table_for(p, None) {
+                Ok(t) => t,
+                // A preset takes a whole export folder: the objects it does not read are
+                // left out, and listed.
+                Err(_) if config.preset.is_some() => {
+                    let why = match read::report_export(p) {
+                        Ok(Some(m)) if read::FileFormat::from_path(p).ok() == Some(read::FileFormat::Csv) => m,
+                        _ => "no source of the preset reads it".to_string(),
+                    };
+                    skipped_files.push(format!("{}: {why}", p.display()));
+                    continue;
+                }
+                Err(_) => return Err(unknown_table_hint(p).into()),
+            },
         };
         read::FileFormat::from_path(p)?;
         inputs.push(Input {
@@ -422,6 +436,7 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
     if !claimed.is_empty() {
         let base = tx.base_store();
         let staged = staging::stage(&claimed, &sources, config, Some(&base))?;
+        skipped_files.extend(staged.unread.iter().cloned());
         for p in &staged.canonical {
             inputs.push(Input {
                 table: table_for(p, None)?,
@@ -439,6 +454,9 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
         }
         report.sources = staged.reports;
     }
+    report
+        .notes
+        .extend(skipped_files.into_iter().map(|f| format!("not read: {f}")));
     let config_hash = config.hash();
     let tz = config.tz();
     let batch_rows = opts.batch_rows();

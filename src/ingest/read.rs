@@ -413,6 +413,18 @@ fn read_csv(path: &Path) -> Result<(DataFrame, u64), IngestError> {
         ));
     }
     let mut df = df;
+    // polars keeps a quoted header's doubled quotes (`"Date entered ""Won (Sales)"""` reads
+    // as `Date entered ""Won (Sales)""`); RFC 4180 makes them one quote.
+    let renames: Vec<(String, String)> = df
+        .get_column_names()
+        .iter()
+        .filter(|n| n.contains("\"\""))
+        .map(|n| (n.to_string(), n.replace("\"\"", "\"")))
+        .collect();
+    for (from, to) in renames {
+        df.rename(&from, to.into())
+            .map_err(|e| IngestError::unreadable(path, "CSV", e))?;
+    }
     // Excel and HubSpot write a UTF-8 byte-order mark before the first header.
     if let Some(first) = df.get_column_names().first().map(|n| n.to_string())
         && let Some(clean) = first.strip_prefix('\u{feff}')
@@ -435,7 +447,7 @@ fn read_csv(path: &Path) -> Result<(DataFrame, u64), IngestError> {
 
 /// A CRM *report* export (labels for headers, values formatted for the reader's locale, a
 /// footer of totals and notices) is not a record export; says what to export instead.
-fn report_export(path: &Path) -> Result<Option<String>, IngestError> {
+pub fn report_export(path: &Path) -> Result<Option<String>, IngestError> {
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut f = open(path)?;
     let tail_len = len.min(4096);
@@ -541,7 +553,13 @@ fn read_json(path: &Path, records: Option<&str>) -> Result<DataFrame, IngestErro
         let text = String::from_utf8_lossy(&bytes);
         let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
             .map_err(|e| IngestError::unreadable(path, "JSON", format!("not valid JSON: {e}")))?;
-        for rec in extract_records(doc, path_spec.as_ref()) {
+        let records = extract_records(doc, path_spec.as_ref());
+        if records.is_empty() {
+            // A valid page with no records (`"data": []`, an API's last page): no rows.
+            return DataFrame::new(0, vec![Column::new(ROW.into(), Vec::<u64>::new())])
+                .map_err(|e| IngestError::unreadable(path, "JSON", e));
+        }
+        for rec in records {
             rows.push_record(rec);
         }
     } else {
@@ -872,8 +890,17 @@ mod tests {
     fn csv_byte_order_mark_and_blank_lines_are_not_data() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("deals.csv");
-        std::fs::write(&p, "\u{feff}Record ID,Deal Name\r\n1,a\r\n\r\n2,b\r\n , \r\n").unwrap();
+        std::fs::write(
+            &p,
+            "\u{feff}Record ID,\"Date entered \"\"Won (Sales)\"\"\"\r\n1,a\r\n\r\n2,b\r\n , \r\n",
+        )
+        .unwrap();
         let raw = read_file(&p).unwrap();
+        assert!(
+            raw.df.column("Date entered \"Won (Sales)\"").is_ok(),
+            "{:?}",
+            raw.df.get_column_names()
+        );
         assert_eq!(raw.blank_lines, 2);
         assert_eq!(col_text(&raw.df, "Record ID"), [Some("1".into()), Some("2".into())]);
         let rows: Vec<_> = raw.df.column(ROW).unwrap().u64().unwrap().into_no_null_iter().collect();

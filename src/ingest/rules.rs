@@ -234,6 +234,9 @@ pub fn apply(def: &TableDef, df: &DataFrame, reasons: &mut Reasons, ctx: &Contex
             let cur = currency.get(i).unwrap_or(ctx.config.base_currency.as_str());
             match ctx.fx.rate(cur, rate_day.get(i)) {
                 Some(r) => Some(a * r),
+                // A deal still counts in win rates, funnels and cycles without a base amount
+                // (counted in the report, as a deal without an amount is).
+                None if def.name == "opportunities" => None,
                 None => {
                     if reasons.is_ok(i) {
                         let on = rate_day
@@ -347,7 +350,7 @@ mod tests {
                 Some("negative_amount"),
                 Some("closed_without_date"),
                 Some("closed_before_created"),
-                Some("no_fx_rate"),
+                None,
                 None,
                 Some("invalid_value"),
             ]

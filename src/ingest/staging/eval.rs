@@ -40,6 +40,9 @@ pub fn resolve(df: &DataFrame, name: &str) -> Option<String> {
 
 /// Whether the file has a column like `pattern` (loosely; `*` matches any run of characters).
 pub fn has_column_like(df: &DataFrame, pattern: &str) -> bool {
+    if pattern.contains('|') {
+        return pattern.split('|').any(|p| has_column_like(df, p.trim()));
+    }
     if !pattern.contains('*') {
         return resolve(df, pattern).is_some();
     }
@@ -87,26 +90,35 @@ fn with_pseudo_columns(df: DataFrame) -> PolarsResult<DataFrame> {
 /// Makes every name a SQL expression refers to resolvable: a header written in another case
 /// (Data Loader upper-cases them) gets an alias; a column the file does not have is all null
 /// (a preset names columns some exports leave out), and is reported.
+/// An expression naming only columns the file lacks is noted (a filter's is not: presets filter
+/// on columns, like `IsDeleted`, that many exports leave out).
 fn prepare_sql(df: &mut DataFrame, sql: &str, counts: &mut Counts, what: &str) -> Result<Expr, StagingError> {
     let expr = polars::sql::sql_expr(sql).map_err(|e| StagingError::Sql {
         what: what.to_string(),
         sql: sql.to_string(),
         message: crate::error::first_line(&e.to_string()),
     })?;
-    for name in expr.clone().meta().root_names() {
-        let name = name.to_string();
-        if df.get_column_index(&name).is_some() {
+    let names: Vec<String> = expr.clone().meta().root_names().iter().map(|n| n.to_string()).collect();
+    let mut missing = Vec::new();
+    for name in &names {
+        if df.get_column_index(name).is_some() {
             continue;
         }
         let n = df.height();
-        let col = match resolve(df, &name) {
+        let col = match resolve(df, name) {
             Some(actual) => df.column(&actual)?.clone().with_name(name.as_str().into()),
             None => {
-                counts.note(format!("{what}: column `{name}` is not in the file; read as blank"));
+                missing.push(format!("`{name}`"));
                 Column::full_null(name.as_str().into(), n, &DataType::String)
             }
         };
         df.with_column(col)?;
+    }
+    if !names.is_empty() && missing.len() == names.len() && !what.ends_with("filter") {
+        counts.note(format!(
+            "{what}: none of {} is in the file; read as blank",
+            missing.join(", ")
+        ));
     }
     Ok(expr)
 }
@@ -274,6 +286,10 @@ impl Evaluator<'_> {
         counts: &mut Counts,
         quiet: bool,
     ) -> Result<Vec<Option<String>>, StagingError> {
+        // An alternative's misses (lookups, prefixes) are not data changes: the list goes on to
+        // the next one. Only the list's own modifiers count.
+        let mut scratch = Counts::default();
+        let counts = if quiet { &mut scratch } else { counts };
         let what = format!("source `{}`, column `{canonical}`", self.source.name);
         let n = self.df.height();
         let mut v: Vec<Option<String>> = match &spec.from {
@@ -322,6 +338,25 @@ impl Evaluator<'_> {
                     Normalize::Upper => x.to_uppercase(),
                 };
             }
+        }
+        if let Some(pat) = &spec.pattern {
+            let re = Regex::new(pat).map_err(|e| StagingError::Spec {
+                what: what.clone(),
+                message: format!("`pattern` is not a regular expression: {e}"),
+            })?;
+            let mut missed = 0u64;
+            for x in v.iter_mut() {
+                let Some(s) = x.as_deref() else { continue };
+                let found = re
+                    .captures(s)
+                    .and_then(|c| c.get(1).or_else(|| c.get(0)))
+                    .map(|m| m.as_str().to_string());
+                if found.is_none() {
+                    missed += 1;
+                }
+                *x = found;
+            }
+            counts.add(&format!("pattern_not_matched:{canonical}"), missed);
         }
         if let Some(sep) = &spec.split {
             let mut multi = 0u64;
@@ -393,19 +428,31 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            let rule = match l.missing {
-                Missing::Keep => "lookup_kept",
-                Missing::Null => "lookup_null",
-            };
-            counts.add(&format!("{rule}:{canonical}"), missed);
+            // A value kept as it was is no change; one made null is.
+            if l.missing == Missing::Null {
+                counts.add(&format!("lookup_null:{canonical}"), missed);
+            }
         }
         if spec.percent || spec.scale.is_some() {
             let factor = spec.scale.unwrap_or(1.0) / if spec.percent { 100.0 } else { 1.0 };
+            // A whole-number column (durations in seconds) takes the scaled value rounded.
+            let whole = self
+                .source
+                .table
+                .as_deref()
+                .and_then(crate::schema::table)
+                .and_then(|d| d.column(canonical))
+                .is_some_and(|c| matches!(c.kind, crate::schema::Kind::Int | crate::schema::Kind::Duration));
+            let mut rounded = 0u64;
             for x in v.iter_mut().flatten() {
                 let t = x.trim_end_matches('%').trim();
                 // `12%` with a locale parses to 0.12 already; strip the sign and apply the factor once.
                 if let Some(num) = self.opts.f64(t) {
-                    let out = num * factor;
+                    let mut out = num * factor;
+                    if whole && out.fract() != 0.0 {
+                        out = out.round();
+                        rounded += 1;
+                    }
                     let s = format!("{out}");
                     *x = match self.opts.locale {
                         Some(l) if l.decimal != '.' => s.replace('.', &l.decimal.to_string()),
@@ -413,6 +460,7 @@ impl Evaluator<'_> {
                     };
                 }
             }
+            counts.add(&format!("rounded:{canonical}"), rounded);
         }
         if let Some(d) = &spec.default {
             let mut defaulted = 0u64;
@@ -434,6 +482,10 @@ fn loose_key(s: &str) -> String {
 
 /// key -> value of a lookup source (keys also indexed trimmed and lower-cased).
 fn lookup_index(df: &DataFrame, key: &str, value: &str, pick: Pick) -> Result<HashMap<String, Option<String>>, String> {
+    // A lookup source whose files are not in this ingest finds nothing.
+    if df.height() == 0 {
+        return Ok(HashMap::new());
+    }
     let k = resolve(df, key).ok_or_else(|| format!("the lookup source has no column `{key}`"))?;
     let v = resolve(df, value).ok_or_else(|| format!("the lookup source has no column `{value}`"))?;
     let keys = text_of(df, &k).map_err(|e| e.to_string())?;
@@ -489,9 +541,10 @@ mod tests {
         )
         .unwrap();
         let out = unpivot(
-            df,
+            df.clone(),
             r#"^Date entered ["'](?P<stage>.+) \((?P<pipeline>[^()]+)\)["']$"#,
             "entered",
+            false,
             "t",
         )
         .unwrap();

@@ -79,6 +79,8 @@ pub struct Staged {
     /// Files a name pattern matched but no source took, named after a canonical table: they
     /// are ingested as canonical files.
     pub canonical: Vec<PathBuf>,
+    /// Files no source took, with why (a preset takes a whole export folder).
+    pub unread: Vec<String>,
 }
 
 /// The sources in effect: the config's own, then its preset's.
@@ -172,12 +174,19 @@ pub fn stage(
     // Which files each source takes: name pattern, then required columns.
     let mut taken: Vec<Vec<PathBuf>> = vec![Vec::new(); sources.len()];
     let mut canonical = Vec::new();
+    let mut unread = Vec::new();
     for (path, by) in claimed {
         let mut accepted = false;
         let mut missing_all: Vec<(String, Vec<String>, String)> = Vec::new();
         for &i in by {
             let s = &sources[i];
             let (df, _) = reader.read(path, s.records.as_deref())?;
+            // A file with no records (an API's empty page) has no columns to check.
+            if df.height() == 0 {
+                taken[i].push(path.clone());
+                accepted = true;
+                continue;
+            }
             let mut missing: Vec<String> = s
                 .requires
                 .iter()
@@ -206,6 +215,14 @@ pub fn stage(
         }
         if !accepted && crate::ingest::table_for(path, None).is_ok() {
             canonical.push(path.clone());
+            continue;
+        }
+        if !accepted && config.preset.is_some() {
+            let why: Vec<String> = missing_all
+                .iter()
+                .map(|(n, m, _)| format!("`{n}` needs {}", m.join(", ")))
+                .collect();
+            unread.push(format!("{} ({})", path.display(), why.join("; ")));
             continue;
         }
         if !accepted {
@@ -353,10 +370,10 @@ pub fn stage(
             cols.push(Column::new(c.name.into(), values));
             labels.insert(c.name, label_of(spec));
         }
-        let extra = match &s.initial_stage {
-            Some(spec) if def.name == "stage_events" => Some(ev.column("initial_stage", spec, counts)?),
-            _ => None,
-        };
+        const INITIAL: &str = "__crm_kpi_initial_stage";
+        if let Some(spec) = s.initial_stage.as_ref().filter(|_| def.name == "stage_events") {
+            cols.push(Column::new(INITIAL.into(), ev.column("initial_stage", spec, counts)?));
+        }
         cols.push(df.column(FILE).map_err(MappingError::from)?.clone());
         cols.push(df.column(ROW).map_err(MappingError::from)?.clone());
         let mut out = DataFrame::new(df.height(), cols).map_err(MappingError::from)?;
@@ -372,6 +389,19 @@ pub fn stage(
                 .unique_stable(Some(&keys), UniqueKeepStrategy::First, None)
                 .map_err(MappingError::from)?;
             counts.add("duplicate_row_dropped", (before - out.height()) as u64);
+        }
+        let extra = match out.column(INITIAL) {
+            Ok(c) => Some(
+                c.str()
+                    .map_err(MappingError::from)?
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect::<Vec<_>>(),
+            ),
+            Err(_) => None,
+        };
+        if extra.is_some() {
+            out = out.drop(INITIAL).map_err(MappingError::from)?;
         }
         outputs.push(tables::Output {
             source: i,
@@ -402,6 +432,7 @@ pub fn stage(
         inputs,
         reports,
         canonical,
+        unread,
     })
 }
 

@@ -151,6 +151,9 @@ pub struct ColumnSpec {
     pub others: Option<String>,
     /// `salesforce_id` (15-character ids to their 18-character form), `lower`, `upper`.
     pub normalize: Option<Normalize>,
+    /// A regular expression: the value becomes its first group (or the whole match); a value
+    /// it does not match becomes null (counted). E.g. a deal id out of a file name.
+    pub pattern: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +222,7 @@ impl ColumnSpec {
             default: None,
             others: None,
             normalize: None,
+            pattern: None,
         }
     }
 }
@@ -238,6 +242,7 @@ const SPEC_KEYS: &[&str] = &[
     "scale",
     "default",
     "normalize",
+    "pattern",
 ];
 
 fn text(v: &toml::Value, key: &str) -> Result<String, String> {
@@ -332,6 +337,7 @@ impl TryFrom<toml::Value> for ColumnSpec {
             default: get("default")?,
             others: get("others")?,
             normalize,
+            pattern: get("pattern")?,
         })
     }
 }
@@ -381,6 +387,9 @@ impl From<ColumnSpec> for toml::Value {
         }
         if let Some(v) = c.others {
             t.insert("others".into(), s(v));
+        }
+        if let Some(v) = c.pattern {
+            t.insert("pattern".into(), s(v));
         }
         if let Some(n) = c.normalize {
             let name = match n {
