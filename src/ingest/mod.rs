@@ -772,6 +772,17 @@ fn check_file(
                 accepted.column(column)?.null_count() as u64,
             );
         }
+        if def.name == "opportunities" {
+            let with_amount = accepted.column("amount")?.is_not_null();
+            let no_base = accepted.column("amount_base")?.is_null();
+            let n = (&with_amount & &no_base).sum().unwrap_or(0) as u64;
+            convert::count(
+                &mut out.adjusted,
+                "no_fx_rate_kept_without_base_amount",
+                "amount_base",
+                n,
+            );
+        }
         // Rows are reported by their record number in the file; staged rows by position
         // (their file and record number travel with them).
         let record: Vec<u64> = match df.column(read::ROW) {

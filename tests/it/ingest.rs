@@ -102,17 +102,18 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
     insta::assert_snapshot!("ingest_every_rule_report", stdout(&out));
 
     let opps = table(&store, &schema::OPPORTUNITIES);
-    assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2", "O9"]);
+    assert_eq!(strs(&opps, "opportunity_id"), ["O1", "O10", "O2", "O7", "O9"]);
     // O1: 1000 EUR at the rate of its close (2024-02-10: the 2024-02-01 rate 1.20, as
     // Salesforce and HubSpot convert deals); O2: the later duplicate (600) wins, base currency
-    // by default; O10: lower-case currency normalized, closed 2024-03-01 at 1.20. O9 has no
-    // account (Salesforce and HubSpot allow it): kept, and counted in the report.
+    // by default; O10: lower-case currency normalized, closed 2024-03-01 at 1.20. O7 has no
+    // SEK rate and O9 no account: both kept (a deal still counts in win rates and funnels),
+    // O7 without a base amount, and both counted in the report.
     assert_eq!(
         opps.column("amount_base").unwrap().f64().unwrap().to_vec(),
-        [Some(1200.0), Some(60.0), Some(600.0), Some(100.0)]
+        [Some(1200.0), Some(60.0), Some(600.0), None, Some(100.0)]
     );
-    assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null", "USD"]);
-    assert_eq!(strs(&opps, "account_id"), ["A1", "A3", "A1", "null"]);
+    assert_eq!(strs(&opps, "currency"), ["EUR", "EUR", "null", "SEK", "USD"]);
+    assert_eq!(strs(&opps, "account_id"), ["A1", "A3", "A1", "A2", "null"]);
 
     let q = quarantine(&store, "opportunities");
     let mut got: Vec<(String, String)> = strs(&q, "opportunity_id").into_iter().zip(strs(&q, "_rule")).collect();
@@ -123,7 +124,6 @@ fn every_rule_quarantines_with_its_reason_and_good_rows_arrive() {
         ("O4", "closed_without_date"),
         ("O5", "closed_before_created"),
         ("O6", "unparseable"),
-        ("O7", "no_fx_rate"),
         ("O8", "invalid_value"),
     ];
     assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
@@ -169,7 +169,7 @@ fn strict_exits_1_when_rows_were_rejected_but_commits_the_good_ones() {
     let out = ingest(d, &store, &["--strict"], &["fx_rates.csv", "opportunities.csv"]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("--strict"));
-    assert_eq!(table(&store, &schema::OPPORTUNITIES).height(), 4);
+    assert_eq!(table(&store, &schema::OPPORTUNITIES).height(), 5);
     let clean = ingest(d, &store, &["--strict"], &["fx_rates.csv"]);
     assert_eq!(code(&clean), 0, "already ingested: skipped, nothing rejected");
 }
@@ -198,7 +198,7 @@ fn reingesting_the_same_files_changes_nothing() {
     }
     assert_eq!(
         strs(&table(&store, &schema::OPPORTUNITIES), "amount"),
-        ["1000.0", "50.0", "600.0", "100.0"]
+        ["1000.0", "50.0", "600.0", "100.0", "100.0"]
     );
 }
 
