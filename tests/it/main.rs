@@ -16,4 +16,5 @@ mod kpi_pipeline;
 mod kpi_revenue;
 mod kpi_trends;
 mod malformed;
+mod presets;
 mod sql;
