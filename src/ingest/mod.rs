@@ -10,7 +10,7 @@ pub mod read;
 pub mod rules;
 pub mod staging;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -384,11 +384,17 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
             "no input files; pass CSV, NDJSON or Parquet exports".into(),
         ));
     }
+    // Files are known by their absolute path (in quarantined rows' `_file`, in the batch log),
+    // so reading one again supersedes what an earlier batch said of it.
+    let files: Vec<PathBuf> = files
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
     let sources = staging::sources(config);
     let (claimed, plain) = if opts.table.is_some() {
-        (Vec::new(), files.to_vec())
+        (Vec::new(), files.clone())
     } else {
-        staging::claim(files, &sources)
+        staging::claim(&files, &sources)
     };
     let mut inputs = Vec::new();
     let mut skipped_files: Vec<String> = Vec::new();
@@ -578,6 +584,22 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
             });
         }
         drop(deals);
+        // This batch's verdict on the files it read replaces what earlier batches quarantined
+        // from them: the quarantine stands as of the latest read of each file.
+        let reread: HashSet<String> = mine
+            .iter()
+            .flat_map(|(input, _)| match &input.source {
+                Source::File(p) => vec![p.display().to_string()],
+                Source::Staged(si) => si.files.iter().map(|p| p.display().to_string()).collect(),
+            })
+            .collect();
+        let superseded = tx.supersede_quarantine(def.name, &reread)?;
+        if superseded > 0 {
+            report.notes.push(format!(
+                "{}: {superseded} rows quarantined by earlier batches were read again and judged anew",
+                def.name
+            ));
+        }
         let base = tx.base_store();
         let existing = match opts.mode {
             Mode::Replace => None,

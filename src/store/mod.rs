@@ -360,6 +360,45 @@ impl Transaction {
         Ok(())
     }
 
+    /// Quarantined rows of `table` from earlier batches whose `_file` is one of `files` (read
+    /// again by this batch, whose own verdict on them now stands) leave the quarantine: each
+    /// earlier quarantine file holding some is replaced by one of its other rows. Returns how
+    /// many rows left.
+    pub fn supersede_quarantine(&mut self, table: &str, files: &HashSet<String>) -> Result<u64, StoreError> {
+        if files.is_empty() {
+            return Ok(0);
+        }
+        let mine = format!("quarantine/{table}/batch={:06}/", self.next.generation);
+        let entries: Vec<FileEntry> = self
+            .next
+            .quarantine
+            .get(table)
+            .map(|fs| fs.iter().filter(|f| !f.path.starts_with(&mine)).cloned().collect())
+            .unwrap_or_default();
+        let mut left = 0u64;
+        for entry in entries {
+            let path = self.root.join(&entry.path);
+            let file = File::open(&path).map_err(io_err(&path, "opening a quarantine file"))?;
+            let df = ParquetReader::new(file).finish()?;
+            let Ok(f) = df.column("_file") else { continue };
+            let keep: BooleanChunked = f.str()?.iter().map(|v| v.is_none_or(|v| !files.contains(v))).collect();
+            let kept = keep.sum().unwrap_or(0) as usize;
+            if kept == df.height() {
+                continue;
+            }
+            left += (df.height() - kept) as u64;
+            if let Some(list) = self.next.quarantine.get_mut(table) {
+                list.retain(|f| f.path != entry.path);
+            }
+            if kept > 0 {
+                let mut rest = df.filter(&keep)?;
+                let part = self.next_quarantine_part(table);
+                self.write_quarantine_part(table, part, &mut rest)?;
+            }
+        }
+        Ok(left)
+    }
+
     pub fn add_batch(&mut self, batch: Batch) {
         self.next.batches.push(batch);
     }

@@ -499,3 +499,49 @@ fn small_batches_give_the_same_store_with_file_relative_rows() {
     assert!(stdout(&out).contains("nothing to commit"), "{}", stdout(&out));
     assert_eq!(manifest(store), before);
 }
+
+/// Issue 12: a file whose rows were quarantined for want of an fx rate is read again once the
+/// rates are there (its content is unchanged, but what decided its rows' fate is not), and the
+/// quarantine then stands as of that latest read.
+#[test]
+fn reingest_after_adding_fx_rates_brings_the_rows_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "opportunities.csv", OPPS);
+    let orders = "order_id,account_id,ordered_at,amount,currency\nX1,A1,2024-02-11,1000,EUR\nX2,A1,2024-02-12,10,USD\n";
+    write(d, "orders.csv", orders);
+    let store = d.join("store");
+    assert_eq!(code(&ingest(d, &store, &[], &["opportunities.csv", "orders.csv"])), 0);
+    let q = quarantine(&store, "orders");
+    assert_eq!(strs(&q, "_rule"), ["no_fx_rate"]);
+    // Same files, nothing else changed: skipped.
+    let again = ingest(d, &store, &[], &["orders.csv"]);
+    assert!(
+        stdout(&again).contains("same content already ingested"),
+        "{}",
+        stdout(&again)
+    );
+    // The rates arrive; the same orders file is read again, not skipped.
+    write(d, "fx_rates.csv", FX);
+    assert_eq!(code(&ingest(d, &store, &[], &["fx_rates.csv"])), 0);
+    let retry = ingest(d, &store, &[], &["orders.csv"]);
+    assert_eq!(code(&retry), 0, "{}", stderr(&retry));
+    assert!(
+        !stdout(&retry).contains("same content already ingested"),
+        "{}",
+        stdout(&retry)
+    );
+    assert!(stdout(&retry).contains("judged anew"), "{}", stdout(&retry));
+    let stored = table(&store, &schema::ORDERS);
+    assert_eq!(strs(&stored, "order_id"), ["X1", "X2"]);
+    // 1000 EUR on 2024-02-11 at the 2024-02-01 rate.
+    assert_eq!(strs(&stored, "amount_base"), ["1200.0", "10.0"]);
+    assert_eq!(
+        quarantine(&store, "orders").height(),
+        0,
+        "the quarantine as it stands now"
+    );
+    let v = run_in(d, &["validate", "--store", s(&store)]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert!(!stdout(&v).contains("no_fx_rate"), "{}", stdout(&v));
+}
