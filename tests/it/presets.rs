@@ -34,7 +34,7 @@ pub fn export_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && !p.extension().is_some_and(|e| e == "md"))
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "md"))
         .collect();
     files.sort();
     files
