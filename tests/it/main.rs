@@ -16,5 +16,6 @@ mod kpi_pipeline;
 mod kpi_revenue;
 mod kpi_trends;
 mod malformed;
+mod mapping;
 mod presets;
 mod sql;

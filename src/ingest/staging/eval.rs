@@ -376,13 +376,16 @@ impl Evaluator<'_> {
             counts.add(&format!("first_of_several:{canonical}"), multi);
         }
         if !spec.prefix.is_empty() {
+            let mut other = 0u64;
             for x in v.iter_mut() {
                 if x.as_deref()
                     .is_some_and(|s| !spec.prefix.iter().any(|p| s.starts_with(p.as_str())))
                 {
                     *x = None;
+                    other += 1;
                 }
             }
+            counts.add(&format!("other_prefix_left_out:{canonical}"), other);
         }
         if let Some(when) = &spec.when {
             let keep = predicate(self.df, when, counts, &what)?;

@@ -163,6 +163,7 @@ pub fn settle(
         invert_rates(o, &config.base_currency, &mut reports[o.source].counts)?;
     }
     fallbacks(&mut rest, sources, reports, &stored_deals, &kinds)?;
+    close_from_history(&mut rest, reports, &kinds, store)?;
     let stored_orders = match store {
         Some(s) => s.manifest().rows("orders"),
         None => 0,
@@ -171,6 +172,94 @@ pub fn settle(
     settled.extend(rest);
     settled.extend(orders);
     Ok(settled)
+}
+
+/// A deal won or lost by its status (or its stage) but without a close date closes at its
+/// last event into a stage of that kind, in this ingest's history or the store's.
+fn close_from_history(
+    outputs: &mut [Output],
+    reports: &mut [super::SourceReport],
+    kinds: &Kinds,
+    store: Option<&Store>,
+) -> Result<(), Error> {
+    let needs = |o: &Output| -> Result<bool, StagingError> {
+        let status = text(&o.df, "status")?;
+        let closed = text(&o.df, "closed_at")?;
+        Ok(status
+            .iter()
+            .zip(&closed)
+            .any(|(s, c)| c.is_none() && matches!(s.as_deref().map(key).as_deref(), Some("won" | "lost"))))
+    };
+    let mut any = false;
+    for o in outputs.iter().filter(|o| o.def.name == "opportunities") {
+        any |= needs(o)?;
+    }
+    if !any {
+        return Ok(());
+    }
+    // deal -> (kind, latest time of an event into a stage of that kind), as RFC 3339.
+    let mut closes: HashMap<(String, Terminal), i64> = HashMap::new();
+    let mut note = |deal: String, kind: Terminal, us: i64| {
+        let e = closes.entry((deal, kind)).or_insert(us);
+        *e = (*e).max(us);
+    };
+    for o in outputs.iter().filter(|o| o.def.name == "stage_events") {
+        let deals = text(&o.df, "opportunity_id")?;
+        let stages = text(&o.df, "stage")?;
+        let at = text(&o.df, "entered_at")?;
+        for ((d, s), a) in deals.into_iter().zip(stages).zip(at) {
+            let kind = s.as_deref().and_then(|s| kinds.get(s)).and_then(|(_, t)| *t);
+            if let (Some(d), Some(k), Some(us)) = (d, kind, a.and_then(|a| o.opts.timestamp_us(&a))) {
+                note(d, k, us);
+            }
+        }
+    }
+    if let Some(s) = store {
+        let ev = s.read_table(&schema::STAGE_EVENTS)?;
+        let deals = text(&ev, "opportunity_id")?;
+        let stages = text(&ev, "stage")?;
+        let at = ev
+            .column("entered_at")
+            .map_err(StagingError::from)?
+            .cast(&DataType::Int64)
+            .map_err(StagingError::from)?;
+        for ((d, s), us) in deals
+            .into_iter()
+            .zip(stages)
+            .zip(at.i64().map_err(StagingError::from)?.iter())
+        {
+            let kind = s.as_deref().and_then(|s| kinds.get(s)).and_then(|(_, t)| *t);
+            if let (Some(d), Some(k), Some(us)) = (d, kind, us) {
+                note(d, k, us);
+            }
+        }
+    }
+    for o in outputs.iter_mut().filter(|o| o.def.name == "opportunities") {
+        let ids = text(&o.df, "opportunity_id")?;
+        let status = text(&o.df, "status")?;
+        let mut closed = text(&o.df, "closed_at")?;
+        let mut n = 0;
+        for ((id, st), c) in ids.iter().zip(&status).zip(closed.iter_mut()) {
+            let kind = match st.as_deref().map(key).as_deref() {
+                Some("won") => Terminal::Won,
+                Some("lost") => Terminal::Lost,
+                _ => continue,
+            };
+            if c.is_some() {
+                continue;
+            }
+            if let Some(us) = id.as_ref().and_then(|id| closes.get(&(id.clone(), kind))) {
+                *c = chrono::DateTime::from_timestamp_micros(*us)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+                n += 1;
+            }
+        }
+        reports[o.source].counts.add("closed_at_from_history", n);
+        if n > 0 {
+            set_text(&mut o.df, "closed_at", closed)?;
+        }
+    }
+    Ok(())
 }
 
 /// With `won_deals_as_orders`: every won deal of this ingest without an order of its own
