@@ -409,12 +409,14 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
                 Ok(t) => t,
                 // A preset takes a whole export folder: the objects it does not read are
                 // left out, and listed.
+                // A report export is the wrong kind of export: say what to export instead.
                 Err(_) if config.preset.is_some() => {
-                    let why = match read::report_export(p) {
-                        Ok(Some(m)) if read::FileFormat::from_path(p).ok() == Some(read::FileFormat::Csv) => m,
-                        _ => "no source of the preset reads it".to_string(),
-                    };
-                    skipped_files.push(format!("{}: {why}", p.display()));
+                    if read::FileFormat::from_path(p).ok() == Some(read::FileFormat::Csv)
+                        && let Ok(Some(m)) = read::report_export(p)
+                    {
+                        return Err(IngestError::unreadable(p, "CSV", m).into());
+                    }
+                    skipped_files.push(format!("{}: no source of the preset reads it", p.display()));
                     continue;
                 }
                 Err(_) => return Err(unknown_table_hint(p).into()),
