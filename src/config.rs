@@ -488,6 +488,9 @@ impl Config {
             if let Some(f) = &s.filter {
                 sql_ok(f, key("filter"))?;
             }
+            if let Some(r) = &s.reopen {
+                sql_ok(r, key("reopen"))?;
+            }
             let specs = s
                 .columns
                 .iter()
@@ -507,7 +510,7 @@ impl Config {
                 check_spec(spec, &key(&format!("columns.{c}")), &all, &sql_ok, &bad)?;
             }
             if def.is_some_and(|d| d.name != "stage_events")
-                && (s.history != staging::History::Rows || s.initial_stage.is_some())
+                && (s.history != staging::History::Rows || s.initial_stage.is_some() || s.reopen.is_some())
             {
                 return Err(bad(
                     key("history"),

@@ -28,7 +28,7 @@ fn count(r: &PresetRun, source: &str, rule: &str) -> u64 {
 }
 
 /// Rows of a stored table as `a|b|c` strings of `cols` whose first column is `first`, sorted by
-/// the third column (a time as `YYYY-MM-DD HH:MM`, UTC).
+/// their third column (for stage events the time, `YYYY-MM-DD HH:MM` UTC, which sorts as text).
 fn stored(r: &PresetRun, def: &crm_kpi::schema::TableDef, cols: &[&str], first: &str) -> Vec<String> {
     let mut rows: Vec<String> = crate::fixtures::rows(&r.table(def), cols)
         .into_iter()
@@ -87,10 +87,27 @@ fn ingest_report(r: &PresetRun) {
     );
     // 21 deals are Won/Lost and get a close event; the 11 open ones are left out.
     assert_eq!(count(r, "pipedrive.closes", "filtered"), 11, "{}", r.report);
-    // 1056 was lost, then reopened: `Open`, but its old `Deal - Lost time` is still exported.
+    // The change logs' status rows: 23 of the 113 (the 21 closes, 1056's loss and its
+    // reopening); the reopening enters the stage 1056 was in; the deals export's 21 closes are
+    // the same instants as the change logs' and are kept once.
+    assert_eq!(count(r, "pipedrive.status_changes", "filtered"), 90, "{}", r.report);
+    assert_eq!(
+        count(r, "pipedrive.status_changes", "reopened_into_last_stage"),
+        1,
+        "{}",
+        r.report
+    );
+    assert_eq!(
+        count(r, "pipedrive.closes", "same_event_from_another_source"),
+        21,
+        "{}",
+        r.report
+    );
+    // 1056 was lost, then reopened: `Open`, and its old `Deal - Lost time`, still exported, is
+    // no close (only a won or lost deal's time is).
     assert_eq!(
         count(r, "pipedrive.deals", "close_date_of_open_deal_as_expected"),
-        1,
+        0,
         "{}",
         r.report
     );
@@ -131,8 +148,9 @@ fn stored_tables(r: &PresetRun) {
         ]
     );
 
-    // 26 first stages + 57 distinct stage changes + 21 closes + 6 fallbacks.
-    assert_eq!(r.table(&STAGE_EVENTS).height(), 110);
+    // 26 first stages + 57 distinct stage changes + 21 closes + 6 fallbacks, + 1056's loss and
+    // reopening from its change log's status rows (the other status rows repeat the 21 closes).
+    assert_eq!(r.table(&STAGE_EVENTS).height(), 112);
     let ev = ["opportunity_id", "stage", "entered_at"];
     // 1041 (times UTC): created in Qualified, back from Demo Scheduled to Contact Made and in
     // again, won while in Negotiations Started; its label "3" (= the id of Demo Scheduled) is no
@@ -150,12 +168,15 @@ fn stored_tables(r: &PresetRun) {
             "1041|Won|2025-02-20 14:39",
         ]
     );
-    // 1056: lost on 04-10 and reopened on 05-06 (status rows only): no Lost event, still open.
+    // 1056: lost on 04-10 and reopened on 05-06 (status rows): it enters Lost, then Contact
+    // Made again (the stage it was in), then moves on; open at as_of.
     assert_eq!(
         stored(r, &STAGE_EVENTS, &ev, "1056"),
         [
             "1056|Qualified|2025-03-12 09:15",
             "1056|Contact Made|2025-03-20 08:40",
+            "1056|Lost|2025-04-10 15:00",
+            "1056|Contact Made|2025-05-06 07:15",
             "1056|Demo Scheduled|2025-05-14 09:00",
         ]
     );
@@ -305,9 +326,11 @@ fn stage_duration(r: &PresetRun) {
     // Qualified: 18 visits, 1067 and 1072 still in it; of the 16 completed the middle two are
     // 1059 (04-02 08:30 -> 04-09 11:00, 7.1042 d) and 1050 (02-18 09:10 -> 02-25 14:00, 7.2014 d).
     assert_eq!(stage("Qualified"), "18|16|2|7.1528");
-    // Contact Made: 21 visits (1041 twice), 1069, 1070 and 1071 still in it; the middle two of
-    // the 18 completed are 1059 and 1065, both 14 d 3 h.
-    assert_eq!(stage("Contact Made"), "21|18|3|14.1250");
+    // Contact Made: 22 visits (1041 twice, 1056 twice: its first visit ends at its loss on
+    // 04-10 after 21.26 d, its second runs from its reopening 05-06 07:15 to 05-14 09:00,
+    // 8.07 d), 1069, 1070 and 1071 still in it; of the 19 completed, 9 are shorter than 14 d 3 h
+    // and the 10th is 1059's (1065 has the same 14 d 3 h).
+    assert_eq!(stage("Contact Made"), "22|19|3|14.1250");
     // Demo Scheduled: 17 visits (1041 and 1050 twice), 1056 still in it; the middle two of the 16
     // completed: 1052 (13.8750 d) and 1046 (13.9444 d).
     assert_eq!(stage("Demo Scheduled"), "17|16|1|13.9097");

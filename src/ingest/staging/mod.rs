@@ -374,6 +374,11 @@ pub fn stage(
         if let Some(spec) = s.initial_stage.as_ref().filter(|_| def.name == "stage_events") {
             cols.push(Column::new(INITIAL.into(), ev.column("initial_stage", spec, counts)?));
         }
+        if let Some(sql) = s.reopen.as_ref().filter(|_| def.name == "stage_events") {
+            let what = format!("source `{}`, reopen", s.name);
+            let flags = eval::predicate(df, sql, counts, &what)?;
+            cols.push(flags.with_name(tables::REOPEN.into()).into_column());
+        }
         cols.push(df.column(FILE).map_err(MappingError::from)?.clone());
         cols.push(df.column(ROW).map_err(MappingError::from)?.clone());
         let mut out = DataFrame::new(df.height(), cols).map_err(MappingError::from)?;

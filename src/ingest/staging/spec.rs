@@ -57,6 +57,11 @@ pub struct Source {
     /// value): one more event, at the deal's creation.
     #[serde(default)]
     pub initial_stage: Option<ColumnSpec>,
+    /// stage_events: a SQL predicate marking rows that reopen a closed deal (a change log's
+    /// status back to open): such a row is an entry into the open stage the deal was last in
+    /// before it.
+    #[serde(default)]
+    pub reopen: Option<String>,
     /// Fallback level (0: not a fallback; `true` = 1): the rows of an entity (a deal for stage
     /// events, a currency for fx rates, the primary key otherwise) are used only when no
     /// source of a lower level, nor the store for stage events, has rows for it.

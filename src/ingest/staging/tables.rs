@@ -31,6 +31,9 @@ pub struct Output {
 
 type Text = Vec<Option<String>>;
 
+/// A stage event row that reopens its deal (see `Source::reopen`).
+pub const REOPEN: &str = "__crm_kpi_reopen";
+
 fn text(df: &DataFrame, c: &str) -> Result<Text, StagingError> {
     match df.column(c) {
         Err(_) => Ok(vec![None; df.height()]),
@@ -156,13 +159,15 @@ pub fn settle(
             add_initial_stage(o, &created, &kinds, counts)?;
         }
     }
+    reopen_into_last_stage(&mut rest, reports, &kinds)?;
     for o in rest
         .iter_mut()
         .filter(|o| o.def.name == "fx_rates" && sources[o.source].inverse)
     {
         invert_rates(o, &config.base_currency, &mut reports[o.source].counts)?;
     }
-    fallbacks(&mut rest, sources, reports, &stored_deals, &kinds)?;
+    fallbacks(&mut rest, sources, reports, &stored_deals, &kinds, &created)?;
+    same_events_once(&mut rest, reports)?;
     close_from_history(&mut rest, reports, &kinds, store)?;
     let stored_orders = match store {
         Some(s) => s.manifest().rows("orders"),
@@ -182,13 +187,13 @@ fn close_from_history(
     kinds: &Kinds,
     store: Option<&Store>,
 ) -> Result<(), Error> {
+    // A close without a date, or with a date only (Salesforce's CloseDate).
     let needs = |o: &Output| -> Result<bool, StagingError> {
         let status = text(&o.df, "status")?;
         let closed = text(&o.df, "closed_at")?;
-        Ok(status
-            .iter()
-            .zip(&closed)
-            .any(|(s, c)| c.is_none() && matches!(s.as_deref().map(key).as_deref(), Some("won" | "lost"))))
+        Ok(status.iter().zip(&closed).any(|(s, c)| {
+            matches!(s.as_deref().map(key).as_deref(), Some("won" | "lost")) && c.as_deref().is_none_or(is_date_only)
+        }))
     };
     let mut any = false;
     for o in outputs.iter().filter(|o| o.def.name == "opportunities") {
@@ -234,32 +239,68 @@ fn close_from_history(
             }
         }
     }
+    let rfc = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    };
     for o in outputs.iter_mut().filter(|o| o.def.name == "opportunities") {
         let ids = text(&o.df, "opportunity_id")?;
         let status = text(&o.df, "status")?;
+        let created = text(&o.df, "created_at")?;
         let mut closed = text(&o.df, "closed_at")?;
-        let mut n = 0;
-        for ((id, st), c) in ids.iter().zip(&status).zip(closed.iter_mut()) {
+        let (mut filled, mut timed, mut at_creation) = (0, 0, 0);
+        for (((id, st), cr), c) in ids.iter().zip(&status).zip(&created).zip(closed.iter_mut()) {
             let kind = match st.as_deref().map(key).as_deref() {
                 Some("won") => Terminal::Won,
                 Some("lost") => Terminal::Lost,
                 _ => continue,
             };
-            if c.is_some() {
-                continue;
-            }
-            if let Some(us) = id.as_ref().and_then(|id| closes.get(&(id.clone(), kind))) {
-                *c = chrono::DateTime::from_timestamp_micros(*us)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-                n += 1;
+            let event = id.as_ref().and_then(|id| closes.get(&(id.clone(), kind))).copied();
+            match c.as_deref() {
+                None => {
+                    if let Some(us) = event {
+                        *c = rfc(us);
+                        filled += 1;
+                    }
+                }
+                Some(day) if is_date_only(day) => {
+                    let local = |us: i64| crate::timefmt::local_day(us, o.opts.tz);
+                    let date = o.opts.date_days(day);
+                    // The close that day in the history gives its time; a close dated the
+                    // day the deal was created is not before its creation.
+                    if let Some(us) = event.filter(|us| local(*us) == date && date.is_some()) {
+                        *c = rfc(us);
+                        timed += 1;
+                    } else if let Some(cr_us) = cr.as_deref().and_then(|t| o.opts.timestamp_us(t))
+                        && local(cr_us) == date
+                        && date.is_some()
+                    {
+                        *c = rfc(cr_us);
+                        at_creation += 1;
+                    }
+                }
+                Some(_) => {}
             }
         }
-        reports[o.source].counts.add("closed_at_from_history", n);
-        if n > 0 {
+        let counts = &mut reports[o.source].counts;
+        counts.add("closed_at_from_history", filled);
+        counts.add("close_date_timed_from_history", timed);
+        counts.add("close_date_of_creation_day_at_creation", at_creation);
+        if filled + timed + at_creation > 0 {
             set_text(&mut o.df, "closed_at", closed)?;
         }
     }
     Ok(())
+}
+
+/// `YYYY-MM-DD`: a date without a time.
+fn is_date_only(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// With `won_deals_as_orders`: every won deal of this ingest without an order of its own
@@ -550,6 +591,105 @@ fn add_initial_stage(
     Ok(())
 }
 
+/// Rows that reopen a deal enter the open stage the deal was last in before them (from every
+/// stage event of this ingest); a reopening with no open stage before it is left out.
+fn reopen_into_last_stage(
+    outputs: &mut [Output],
+    reports: &mut [super::SourceReport],
+    kinds: &Kinds,
+) -> Result<(), StagingError> {
+    if !outputs.iter().any(|o| o.df.column(REOPEN).is_ok()) {
+        return Ok(());
+    }
+    // Every entry into an open stage, by deal: (time, stage).
+    let mut open: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for o in outputs.iter().filter(|o| o.def.name == "stage_events") {
+        let reopen: Vec<bool> = match o.df.column(REOPEN) {
+            Ok(c) => c.bool()?.iter().map(|v| v == Some(true)).collect(),
+            Err(_) => vec![false; o.df.height()],
+        };
+        let deals = text(&o.df, "opportunity_id")?;
+        let stages = text(&o.df, "stage")?;
+        let at = text(&o.df, "entered_at")?;
+        for (((d, s), a), r) in deals.into_iter().zip(stages).zip(at).zip(reopen) {
+            let closing = s
+                .as_deref()
+                .and_then(|s| kinds.get(s))
+                .is_some_and(|(_, t)| t.is_some());
+            if let (Some(d), Some(s), Some(us), false, false) =
+                (d, s, a.and_then(|a| o.opts.timestamp_us(&a)), r, closing)
+            {
+                open.entry(d).or_default().push((us, s));
+            }
+        }
+    }
+    for v in open.values_mut() {
+        v.sort();
+    }
+    for o in outputs.iter_mut().filter(|o| o.df.column(REOPEN).is_ok()) {
+        let reopen: Vec<bool> = o.df.column(REOPEN)?.bool()?.iter().map(|v| v == Some(true)).collect();
+        let deals = text(&o.df, "opportunity_id")?;
+        let at = text(&o.df, "entered_at")?;
+        let mut stages = text(&o.df, "stage")?;
+        let mut keep = vec![true; reopen.len()];
+        let (mut done, mut lost) = (0, 0);
+        for i in (0..reopen.len()).filter(|i| reopen[*i]) {
+            let us = at[i].as_deref().and_then(|a| o.opts.timestamp_us(a));
+            let last = deals[i]
+                .as_ref()
+                .zip(us)
+                .and_then(|(d, us)| open.get(d)?.iter().rev().find(|(t, _)| *t < us).map(|(_, s)| s.clone()));
+            match last {
+                Some(s) => {
+                    stages[i] = Some(s);
+                    done += 1;
+                }
+                None => {
+                    keep[i] = false;
+                    lost += 1;
+                }
+            }
+        }
+        let counts = &mut reports[o.source].counts;
+        counts.add("reopened_into_last_stage", done);
+        counts.add("reopen_without_earlier_stage", lost);
+        set_text(&mut o.df, "stage", stages)?;
+        o.df = o.df.drop(REOPEN)?;
+        keep_rows(o, &keep)?;
+    }
+    Ok(())
+}
+
+/// The same entry (deal, stage, instant) from two sources (a change log's status change and a
+/// deals export's won time) is kept once, from the first source.
+fn same_events_once(outputs: &mut [Output], reports: &mut [super::SourceReport]) -> Result<(), StagingError> {
+    let mut seen: HashSet<(String, String, i64)> = HashSet::new();
+    for o in outputs.iter_mut().filter(|o| o.def.name == "stage_events") {
+        let deals = text(&o.df, "opportunity_id")?;
+        let stages = text(&o.df, "stage")?;
+        let at = text(&o.df, "entered_at")?;
+        let mut mine: HashSet<(String, String, i64)> = HashSet::new();
+        let mut keep = vec![true; deals.len()];
+        for (i, ((d, s), a)) in deals.into_iter().zip(stages).zip(at).enumerate() {
+            if let (Some(d), Some(s), Some(us)) = (d, s, a.and_then(|a| o.opts.timestamp_us(&a))) {
+                let k = (d, key(&s), us);
+                if seen.contains(&k) {
+                    keep[i] = false;
+                } else {
+                    mine.insert(k);
+                }
+            }
+        }
+        let dropped = keep.iter().filter(|k| !**k).count() as u64;
+        reports[o.source].counts.add("same_event_from_another_source", dropped);
+        if dropped > 0 {
+            keep_rows(o, &keep)?;
+        }
+        seen.extend(mine);
+    }
+    Ok(())
+}
+
 /// Rates written as units of the currency per one unit of the reference (corporate) currency
 /// become value in base currency of one unit: 1 / rate, or rate(base) / rate when the base
 /// currency is itself in the list (a base other than the corporate one).
@@ -618,6 +758,7 @@ fn fallbacks(
     reports: &mut [super::SourceReport],
     stored_deals: &HashSet<String>,
     kinds: &Kinds,
+    created: &HashMap<String, i64>,
 ) -> Result<(), StagingError> {
     let tables: Vec<&'static str> = {
         let mut t: Vec<&'static str> = outputs
@@ -652,12 +793,25 @@ fn fallbacks(
                 let mut keep = vec![true; ents.len()];
                 if level > 0 {
                     let stages = text(&o.df, "stage")?;
+                    let deals = text(&o.df, "opportunity_id")?;
+                    let at: Vec<Option<i64>> = text(&o.df, "entered_at")?
+                        .iter()
+                        .map(|t| t.as_deref().and_then(|t| o.opts.timestamp_us(t)))
+                        .collect();
                     let (mut not_needed, mut terminal) = (0, 0);
                     for (i, e) in ents.iter().enumerate() {
+                        // A closing stage "entered" at the deal's creation is a current stage
+                        // read as if entered then: its time is not the close. (A legacy
+                        // history's closing entry keeps its real time and stays.)
+                        let at_creation = match (deals[i].as_ref().and_then(|d| created.get(d)), at[i]) {
+                            (Some(c), Some(t)) => *c == t,
+                            _ => true,
+                        };
                         if e.as_ref().is_some_and(|e| covered.contains(e)) {
                             keep[i] = false;
                             not_needed += 1;
                         } else if table == "stage_events"
+                            && at_creation
                             && stages[i]
                                 .as_deref()
                                 .and_then(|s| kinds.get(s))
