@@ -465,6 +465,13 @@ impl Evaluator<'_> {
             }
             counts.add(&format!("rounded:{canonical}"), rounded);
         }
+        // A rewrite to an empty value (`others = ""`) is a blank: the next alternative of a
+        // `first` list, or the default, takes over.
+        for x in v.iter_mut() {
+            if x.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *x = None;
+            }
+        }
         if let Some(d) = &spec.default {
             let mut defaulted = 0u64;
             for x in v.iter_mut() {
