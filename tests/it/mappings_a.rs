@@ -19,20 +19,6 @@ fn month(run: &PresetRun, period_start: &str, col: &str) -> String {
     )
 }
 
-/// stage_funnel, mode any, dimension all.
-fn reached(run: &PresetRun, stage: &str) -> String {
-    run.one(
-        "stage_funnel",
-        &[
-            ("mode", "any"),
-            ("dimension", "all"),
-            ("dimension_value", "null"),
-            ("stage", stage),
-        ],
-        "reached",
-    )
-}
-
 /// pipeline_snapshot at as_of.
 fn pipeline(run: &PresetRun, stage: &str, col: &str) -> String {
     run.one("pipeline_snapshot", &[("snapshot_at", AS_OF), ("stage", stage)], col)
@@ -69,14 +55,6 @@ fn lead_conversion(run: &PresetRun, col: &str) -> String {
         &[("dimension", "all"), ("dimension_value", "null")],
         col,
     )
-}
-
-/// A report count of a mapping source's rule (0 when the report has no such line).
-fn count(run: &PresetRun, source: &str, rule: &str) -> u64 {
-    run.report_counts()
-        .get(&(source.to_string(), rule.to_string()))
-        .copied()
-        .unwrap_or(0)
 }
 
 /// Every row of the fixture is good: nothing quarantined.
@@ -122,7 +100,7 @@ fn zoho_bulk_read_and_settings_apis() {
         ("Negotiation/Review", "2"),
         ("Closed Won", "2"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(pipeline(&run, "Negotiation/Review", "open_deals"), "1");
@@ -159,10 +137,10 @@ fn zoho_bulk_read_and_settings_apis() {
     assert_eq!(lead_conversion(&run, "leads"), "4");
     assert_eq!(lead_conversion(&run, "converted"), "1");
 
-    assert_eq!(count(&run, "zoho.deal_history", "not_a_stage_change"), 1);
-    assert_eq!(count(&run, "zoho.stage_history_related_list", "fallback_used"), 2);
-    assert_eq!(count(&run, "zoho.current_stage", "fallback_used"), 1);
-    assert_eq!(count(&run, "zoho.current_stage", "fallback_closing_stage_left_out"), 1);
+    assert_eq!(run.count("zoho.deal_history", "not_a_stage_change"), 1);
+    assert_eq!(run.count("zoho.stage_history_related_list", "fallback_used"), 2);
+    assert_eq!(run.count("zoho.current_stage", "fallback_used"), 1);
+    assert_eq!(run.count("zoho.current_stage", "fallback_closing_stage_left_out"), 1);
 }
 
 #[test]
@@ -189,7 +167,7 @@ fn close_api_json_in_cents() {
         ("Negotiation", "2"),
         ("Closed/Won", "2"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(pipeline(&run, "Demo Completed", "open_deals"), "1");
@@ -216,13 +194,10 @@ fn close_api_json_in_cents() {
     assert_eq!(activity(&run, "2025-02-01", "user_U2", "calls"), "2");
     assert_eq!(activity(&run, "2025-02-01", "user_U2", "connected_calls"), "0");
 
-    assert_eq!(count(&run, "close.status_changes", "duplicate_row_dropped"), 1);
-    assert_eq!(count(&run, "close.status_changes", "initial_stage"), 2);
-    assert_eq!(count(&run, "close.current_status", "fallback_used"), 1);
-    assert_eq!(
-        count(&run, "close.current_status", "fallback_closing_stage_left_out"),
-        1
-    );
+    assert_eq!(run.count("close.status_changes", "duplicate_row_dropped"), 1);
+    assert_eq!(run.count("close.status_changes", "initial_stage"), 2);
+    assert_eq!(run.count("close.current_status", "fallback_used"), 1);
+    assert_eq!(run.count("close.current_status", "fallback_closing_stage_left_out"), 1);
 }
 
 #[test]
@@ -255,7 +230,7 @@ fn bitrix24_rest_json_with_two_pipelines() {
         ("Deal successful", "1"),
         ("Deal successful (C1)", "1"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(pipeline(&run, "In progress (C1)", "open_deals"), "1");
@@ -284,9 +259,9 @@ fn bitrix24_rest_json_with_two_pipelines() {
     assert_eq!(activity(&run, "2025-02-01", "6", "connected_calls"), "0");
     assert_eq!(activity(&run, "2025-03-01", "6", "tasks"), "1");
 
-    assert_eq!(count(&run, "bitrix24.current_stage", "fallback_used"), 1);
+    assert_eq!(run.count("bitrix24.current_stage", "fallback_used"), 1);
     assert_eq!(
-        count(&run, "bitrix24.current_stage", "fallback_closing_stage_left_out"),
+        run.count("bitrix24.current_stage", "fallback_closing_stage_left_out"),
         1
     );
 }
@@ -330,7 +305,7 @@ fn sugarcrm_database_export_with_audit() {
         ("Negotiation/Review", "2"),
         ("Closed Won", "2"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(pipeline(&run, "Negotiation/Review", "open_deals"), "1");
@@ -360,10 +335,10 @@ fn sugarcrm_database_export_with_audit() {
     assert_eq!(activity(&run, "2025-03-01", "u-0006", "connected_calls"), "1");
     assert_eq!(activity(&run, "2025-05-01", "u-0006", "meetings"), "1");
 
-    assert_eq!(count(&run, "sugarcrm.audit", "initial_stage"), 6);
-    assert_eq!(count(&run, "sugarcrm.current_stage", "fallback_used"), 1);
+    assert_eq!(run.count("sugarcrm.audit", "initial_stage"), 6);
+    assert_eq!(run.count("sugarcrm.current_stage", "fallback_used"), 1);
     assert_eq!(
-        count(&run, "sugarcrm.current_stage", "fallback_closing_stage_left_out"),
+        run.count("sugarcrm.current_stage", "fallback_closing_stage_left_out"),
         1
     );
 }

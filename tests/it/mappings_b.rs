@@ -19,15 +19,6 @@ fn win_rate(run: &PresetRun, month: &str) -> Vec<String> {
     )
 }
 
-/// stage_funnel, mode any, dimension all: deals that reached `stage`.
-fn reached(run: &PresetRun, stage: &str) -> String {
-    run.one(
-        "stage_funnel",
-        &[("mode", "any"), ("dimension", "all"), ("stage", stage)],
-        "reached",
-    )
-}
-
 /// pipeline_snapshot at as_of: (open_deals, amount) of `stage`.
 fn open_at_as_of(run: &PresetRun, stage: &str) -> Vec<String> {
     run.select(
@@ -69,7 +60,7 @@ fn vtiger_csv_exports_and_modtracker_history() {
         ("Negotiation/Review", "2"),
         ("Closed Won", "2"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(open_at_as_of(&run, "Proposal/Price Quote"), ["2|16275.0000"]);
@@ -124,7 +115,7 @@ fn insightly_api_json_with_state_history() {
         ("Negotiation", "2"),
         ("Won", "2"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     assert_eq!(open_at_as_of(&run, "Proposal"), ["2|15000.0000"]);
@@ -167,7 +158,7 @@ fn agile_api_json_activity_log_and_local_deals_csv() {
         ("Won", "2"),
         ("Signed", "0"),
     ] {
-        assert_eq!(reached(&run, stage), n, "{stage}");
+        assert_eq!(run.reached(stage), n, "{stage}");
     }
 
     // Prospect: the deal only LocalDeals.csv has.

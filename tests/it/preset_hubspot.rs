@@ -19,12 +19,6 @@ fn hubspot() -> PresetRun {
     run_preset("hubspot", CONFIG, "2025-06-30", &[])
 }
 
-fn count(run: &PresetRun, source: &str, rule: &str) -> Option<u64> {
-    run.report_counts()
-        .get(&(source.to_string(), rule.to_string()))
-        .copied()
-}
-
 #[test]
 fn hubspot_exports_give_the_hand_worked_kpis() {
     let run = hubspot();
@@ -143,34 +137,28 @@ fn hubspot_exports_give_the_hand_worked_kpis() {
     // ---- Ingest report counts.
     // D05's legacy AS, QTB and Closed Won times are used (its double-quoted columns are all
     // empty; a legacy close keeps its real time) ...
-    assert_eq!(count(&run, "hubspot.stage_entries_legacy", "fallback_used"), Some(3));
+    assert_eq!(run.count("hubspot.stage_entries_legacy", "fallback_used"), 3);
     // ... while D01-D04 repeat their AS, QTB and close in the legacy columns: 4 x 3 cells
     // not needed.
-    assert_eq!(
-        count(&run, "hubspot.stage_entries_legacy", "fallback_not_needed"),
-        Some(12)
-    );
+    assert_eq!(run.count("hubspot.stage_entries_legacy", "fallback_not_needed"), 12);
     // Every deal has a stage time, so no deal falls back to "current stage at creation".
-    assert_eq!(count(&run, "hubspot.current_stage", "fallback_not_needed"), Some(30));
+    assert_eq!(run.count("hubspot.current_stage", "fallback_not_needed"), 30);
     // O22-O28 and O30 have a Close Date; it is their expected close (O29 has none).
-    assert_eq!(
-        count(&run, "hubspot.deals", "close_date_of_open_deal_as_expected"),
-        Some(8)
-    );
+    assert_eq!(run.count("hubspot.deals", "close_date_of_open_deal_as_expected"), 8);
     // D03, D10, D15, D19, O22 have two Associated Contact IDs: the first is the lead.
-    assert_eq!(count(&run, "hubspot.deals", "first_of_several:lead_id"), Some(5));
+    assert_eq!(run.count("hubspot.deals", "first_of_several:lead_id"), 5);
     // O29 has no Deal owner.
-    assert_eq!(count(&run, "hubspot.deals", "default:owner_id"), Some(1));
+    assert_eq!(run.count("hubspot.deals", "default:owner_id"), 1);
     // Eve Polastri (51000133) has no Original Traffic Source.
-    assert_eq!(count(&run, "hubspot.contacts", "default:source"), Some(1));
+    assert_eq!(run.count("hubspot.contacts", "default:source"), 1);
     // Two tasks are NOT_STARTED.
-    assert_eq!(count(&run, "hubspot.tasks", "filtered"), Some(2));
+    assert_eq!(run.count("hubspot.tasks", "filtered"), 2);
     // No exchange-rates API file: the five EUR deals' own Exchange rate (D03, D09, D12, D19,
     // O25) are the EUR rates, each dated at its Close Date.
-    assert_eq!(count(&run, "hubspot.deal_exchange_rates", "fallback_used"), Some(5));
+    assert_eq!(run.count("hubspot.deal_exchange_rates", "fallback_used"), 5);
     // D13 without amount, D15 without company: kept.
-    assert_eq!(count(&run, "opportunities", "blank_kept_as_null:amount"), Some(1));
-    assert_eq!(count(&run, "opportunities", "blank_kept_as_null:account_id"), Some(1));
+    assert_eq!(run.count("opportunities", "blank_kept_as_null:amount"), 1);
+    assert_eq!(run.count("opportunities", "blank_kept_as_null:account_id"), 1);
 
     // ---- win_rate, dimension all, per close month (New York time).
     let wr = |month: &str, col: &str| {
@@ -234,18 +222,7 @@ fn hubspot_exports_give_the_hand_worked_kpis() {
 
     // ---- stage_funnel, mode any, dimension all: deals with a time in the stage's column.
     // (The won step "Closed Won" is checked in `hubspot_legacy_close_reaches_closed_won`.)
-    let reached = |stage: &str| {
-        run.one(
-            "stage_funnel",
-            &[
-                ("mode", "any"),
-                ("dimension", "all"),
-                ("dimension_value", "null"),
-                ("stage", stage),
-            ],
-            "reached",
-        )
-    };
+    let reached = |stage: &str| run.reached(stage);
     // Every Sales Pipeline deal: 23 (the 7 Renewals deals never enter it).
     assert_eq!(reached("Appointment Scheduled"), "23");
     // All but D14 (straight to Closed Lost), O23 and O29 (still in AS): 20.

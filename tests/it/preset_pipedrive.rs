@@ -19,14 +19,6 @@ fn one_row(r: &PresetRun, kpi: &str, filter: &[(&str, &str)], cols: &[&str]) -> 
     got[0].clone()
 }
 
-/// A count of the ingest report (0 when the rule did not fire).
-fn count(r: &PresetRun, source: &str, rule: &str) -> u64 {
-    r.report_counts()
-        .get(&(source.to_string(), rule.to_string()))
-        .copied()
-        .unwrap_or(0)
-}
-
 /// Rows of a stored table as `a|b|c` strings of `cols` whose first column is `first`, sorted by
 /// their third column (for stage events the time, `YYYY-MM-DD HH:MM` UTC, which sorts as text).
 fn stored(r: &PresetRun, def: &crm_kpi::schema::TableDef, cols: &[&str], first: &str) -> Vec<String> {
@@ -64,41 +56,41 @@ fn ingest_report(r: &PresetRun) {
     );
     // 113 changelog rows, 58 of them stage_id: the 55 others (status, lost_reason, value,
     // label "3" / "3,5", expected_close_date, user_id, a custom field's 40-hex key) are left out.
-    assert_eq!(count(r, "pipedrive.changelog", "filtered"), 55, "{}", r.report);
+    assert_eq!(r.count("pipedrive.changelog", "filtered"), 55, "{}", r.report);
     // 1050's re-entry into Proposal Made is logged twice, identical: one copy is dropped.
     assert_eq!(
-        count(r, "pipedrive.changelog", "duplicate_row_dropped"),
+        r.count("pipedrive.changelog", "duplicate_row_dropped"),
         1,
         "{}",
         r.report
     );
     // A first stage at creation for the 26 deals with a stage change (all but 1055, 1060, 1066,
     // 1067, 1070, 1072); every one of them is a known deal.
-    assert_eq!(count(r, "pipedrive.changelog", "initial_stage"), 26, "{}", r.report);
-    assert_eq!(count(r, "pipedrive.changelog", "initial_stage_of_unknown_deal"), 0);
+    assert_eq!(r.count("pipedrive.changelog", "initial_stage"), 26, "{}", r.report);
+    assert_eq!(r.count("pipedrive.changelog", "initial_stage_of_unknown_deal"), 0);
     // Those 6 get their current stage at creation (1055 and 1060 have changelogs without a
     // stage change, 1066 only label and value rows, 1070 an empty page, 1067 and 1072 no file).
-    assert_eq!(count(r, "pipedrive.current_stage", "fallback_used"), 6, "{}", r.report);
+    assert_eq!(r.count("pipedrive.current_stage", "fallback_used"), 6, "{}", r.report);
     assert_eq!(
-        count(r, "pipedrive.current_stage", "fallback_not_needed"),
+        r.count("pipedrive.current_stage", "fallback_not_needed"),
         26,
         "{}",
         r.report
     );
     // 21 deals are Won/Lost and get a close event; the 11 open ones are left out.
-    assert_eq!(count(r, "pipedrive.closes", "filtered"), 11, "{}", r.report);
+    assert_eq!(r.count("pipedrive.closes", "filtered"), 11, "{}", r.report);
     // The change logs' status rows: 23 of the 113 (the 21 closes, 1056's loss and its
     // reopening); the reopening enters the stage 1056 was in; the deals export's 21 closes are
     // the same instants as the change logs' and are kept once.
-    assert_eq!(count(r, "pipedrive.status_changes", "filtered"), 90, "{}", r.report);
+    assert_eq!(r.count("pipedrive.status_changes", "filtered"), 90, "{}", r.report);
     assert_eq!(
-        count(r, "pipedrive.status_changes", "reopened_into_last_stage"),
+        r.count("pipedrive.status_changes", "reopened_into_last_stage"),
         1,
         "{}",
         r.report
     );
     assert_eq!(
-        count(r, "pipedrive.closes", "same_event_from_another_source"),
+        r.count("pipedrive.closes", "same_event_from_another_source"),
         21,
         "{}",
         r.report
@@ -106,17 +98,17 @@ fn ingest_report(r: &PresetRun) {
     // 1056 was lost, then reopened: `Open`, and its old `Deal - Lost time`, still exported, is
     // no close (only a won or lost deal's time is).
     assert_eq!(
-        count(r, "pipedrive.deals", "close_date_of_open_deal_as_expected"),
+        r.count("pipedrive.deals", "close_date_of_open_deal_as_expected"),
         0,
         "{}",
         r.report
     );
     // 3 activities are `To do`; 3 are of the custom type "Demo", counted as tasks.
-    assert_eq!(count(r, "pipedrive.activities", "filtered"), 3, "{}", r.report);
-    assert_eq!(count(r, "pipedrive.activities", "other_value:kind"), 3, "{}", r.report);
+    assert_eq!(r.count("pipedrive.activities", "filtered"), 3, "{}", r.report);
+    assert_eq!(r.count("pipedrive.activities", "other_value:kind"), 3, "{}", r.report);
     // The default pipeline's five stages (probability off) have no probability.
     assert_eq!(
-        count(r, "pipedrive.stages", "stage_without_probability"),
+        r.count("pipedrive.stages", "stage_without_probability"),
         5,
         "{}",
         r.report

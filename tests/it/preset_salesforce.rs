@@ -26,14 +26,6 @@ const DIEGO: &str = "005Hs0000jivKohIAE";
 const PRIYA: &str = "005Hs0000KxTfQ5IQK";
 const TOM: &str = "005Hs0000v5yLJxIAM";
 
-/// A count of the ingest report (0 when the rule did not fire).
-fn count(r: &PresetRun, source: &str, rule: &str) -> u64 {
-    r.report_counts()
-        .get(&(source.to_string(), rule.to_string()))
-        .copied()
-        .unwrap_or(0)
-}
-
 /// The one row of `kpi` where `filter` holds, as `a|b|c` of `cols` (floats with 4 decimals).
 fn one_row(r: &PresetRun, kpi: &str, filter: &[(&str, &str)], cols: &[&str]) -> String {
     let got = r.select(kpi, filter, cols);
@@ -65,19 +57,6 @@ fn win_rate_all(r: &PresetRun, month: &str) -> String {
     )
 }
 
-fn reached(r: &PresetRun, stage: &str) -> String {
-    r.one(
-        "stage_funnel",
-        &[
-            ("mode", "any"),
-            ("dimension", "all"),
-            ("dimension_value", "null"),
-            ("stage", stage),
-        ],
-        "reached",
-    )
-}
-
 #[test]
 fn salesforce_export_ingest_report_and_stored_rows() {
     let r = run_preset("salesforce", CONFIG, AS_OF, &[]);
@@ -100,83 +79,71 @@ fn salesforce_export_ingest_report_and_stored_rows() {
         ("leads", "missing_required"),
         ("fx_rates", "invalid_value"),
     ] {
-        assert_eq!(count(&r, table, rule), 0, "{table} {rule}\n{rep}");
+        assert_eq!(r.count(table, rule), 0, "{table} {rule}\n{rep}");
     }
 
     // OpportunityHistory: 137 rows; D32's one row is deleted; of the 136 others 7 repeat the
     // deal's previous StageName (amount edits D01, D13; close-date edits D06, D21, D30; the
     // probability edit D23; D04's amount edit after Closed Won): not stage entries.
-    assert_eq!(count(&r, "salesforce.opportunity_history", "filtered"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.opportunity_history", "filtered"), 1, "{rep}");
     assert_eq!(
-        count(&r, "salesforce.opportunity_history", "not_a_stage_change"),
+        r.count("salesforce.opportunity_history", "not_a_stage_change"),
         7,
         "{rep}"
     );
     // Opportunity: 33 rows, D32 IsDeleted=true.
-    assert_eq!(count(&r, "salesforce.opportunity", "filtered"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.opportunity", "filtered"), 1, "{rep}");
     // IsClosed=false: D23, D24, D26, D28, D29, D30, D31, D33; their CloseDate is an expected close
     // (D21 is Closed Won in the export: won on 2025-07-02).
     assert_eq!(
-        count(&r, "salesforce.opportunity", "close_date_of_open_deal_as_expected"),
+        r.count("salesforce.opportunity", "close_date_of_open_deal_as_expected"),
         8,
         "{rep}"
     );
     // 32 deals, 11 of them named by a lead's ConvertedOpportunityId (L01 L02 L03 L05 L06 L07 L09
     // L10 L11 L12 L15; L18 was converted without an opportunity).
-    assert_eq!(count(&r, "salesforce.opportunity", "lookup_null:lead_id"), 21, "{rep}");
+    assert_eq!(r.count("salesforce.opportunity", "lookup_null:lead_id"), 21, "{rep}");
     // Every deal has OpportunityHistory rows: its current stage at creation is never needed.
     assert_eq!(
-        count(&r, "salesforce.opportunity_current_stage", "fallback_not_needed"),
+        r.count("salesforce.opportunity_current_stage", "fallback_not_needed"),
         32,
         "{rep}"
     );
     assert_eq!(
-        count(&r, "salesforce.opportunity_current_stage", "fallback_used"),
+        r.count("salesforce.opportunity_current_stage", "fallback_used"),
         0,
         "{rep}"
     );
     // Lead: L16 deleted; L07's blank LeadSource kept as "(none)".
-    assert_eq!(count(&r, "salesforce.lead", "filtered"), 1, "{rep}");
-    assert_eq!(count(&r, "salesforce.lead", "default:source"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.lead", "filtered"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.lead", "default:source"), 1, "{rep}");
     // Task: T13 is open (IsClosed=false), T17 deleted. Event: E03 is E02's invitee copy.
-    assert_eq!(count(&r, "salesforce.task", "filtered"), 2, "{rep}");
-    assert_eq!(count(&r, "salesforce.event", "filtered"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.task", "filtered"), 2, "{rep}");
+    assert_eq!(r.count("salesforce.event", "filtered"), 1, "{rep}");
     // WhoId / WhatId routed by key prefix: of the 19 tasks kept, 17 name a contact (003) in
     // WhoId (only T20 and T19 a lead, 00Q) and 2 an account (001) in WhatId (T08, T06); the 7
     // events kept all name a contact and an opportunity.
+    assert_eq!(r.count("salesforce.task", "other_prefix_left_out:lead_id"), 17, "{rep}");
     assert_eq!(
-        count(&r, "salesforce.task", "other_prefix_left_out:lead_id"),
-        17,
-        "{rep}"
-    );
-    assert_eq!(
-        count(&r, "salesforce.task", "other_prefix_left_out:opportunity_id"),
+        r.count("salesforce.task", "other_prefix_left_out:opportunity_id"),
         2,
         "{rep}"
     );
+    assert_eq!(r.count("salesforce.event", "other_prefix_left_out:lead_id"), 7, "{rep}");
     assert_eq!(
-        count(&r, "salesforce.event", "other_prefix_left_out:lead_id"),
-        7,
-        "{rep}"
-    );
-    assert_eq!(
-        count(&r, "salesforce.event", "other_prefix_left_out:opportunity_id"),
+        r.count("salesforce.event", "other_prefix_left_out:opportunity_id"),
         0,
         "{rep}"
     );
     // Rates: 6 dated rates and 4 CurrencyType rows turned into USD per unit; CurrencyType is
     // used for CAD only (USD, EUR and GBP have dated rates).
-    assert_eq!(
-        count(&r, "salesforce.dated_conversion_rate", "inverted_rate"),
-        6,
-        "{rep}"
-    );
-    assert_eq!(count(&r, "salesforce.currency_type", "inverted_rate"), 4, "{rep}");
-    assert_eq!(count(&r, "salesforce.currency_type", "fallback_used"), 1, "{rep}");
-    assert_eq!(count(&r, "salesforce.currency_type", "fallback_not_needed"), 3, "{rep}");
+    assert_eq!(r.count("salesforce.dated_conversion_rate", "inverted_rate"), 6, "{rep}");
+    assert_eq!(r.count("salesforce.currency_type", "inverted_rate"), 4, "{rep}");
+    assert_eq!(r.count("salesforce.currency_type", "fallback_used"), 1, "{rep}");
+    assert_eq!(r.count("salesforce.currency_type", "fallback_not_needed"), 3, "{rep}");
     // D29 has no Amount, D09 no AccountId: kept, counted.
-    assert_eq!(count(&r, "opportunities", "blank_kept_as_null:amount"), 1, "{rep}");
-    assert_eq!(count(&r, "opportunities", "blank_kept_as_null:account_id"), 1, "{rep}");
+    assert_eq!(r.count("opportunities", "blank_kept_as_null:amount"), 1, "{rep}");
+    assert_eq!(r.count("opportunities", "blank_kept_as_null:account_id"), 1, "{rep}");
 
     // Stored tables. Deleted rows, the open task and the invitee copy are not stored.
     use crm_kpi::schema::{ACCOUNTS, ACTIVITIES, FX_RATES, LEADS, OPPORTUNITIES, REPS, STAGES};
@@ -407,17 +374,17 @@ fn salesforce_export_kpis_by_hand() {
 
     // ---- stage_funnel, mode any, dimension all: deals (D01-D31) with an entry into the stage
     // at or before as_of. Prospecting and Closed Won include D16 (gap 1): see the last test.
-    assert_eq!(reached(&r, "Qualification"), "23");
-    assert_eq!(reached(&r, "Needs Analysis"), "17");
+    assert_eq!(r.reached("Qualification"), "23");
+    assert_eq!(r.reached("Needs Analysis"), "17");
     // D03 D06 D10 D13 D18 D23 (D06 twice: VP -> NA -> VP).
-    assert_eq!(reached(&r, "Value Proposition"), "6");
+    assert_eq!(r.reached("Value Proposition"), "6");
     // The custom stage: D04 D12 D21 D24.
-    assert_eq!(reached(&r, "Technical Validation"), "4");
-    assert_eq!(reached(&r, "Id. Decision Makers"), "3");
+    assert_eq!(r.reached("Technical Validation"), "4");
+    assert_eq!(r.reached("Id. Decision Makers"), "3");
     // D01 D03 D04 D06 D08 D11 D13 D14 D17 D20 D21 D26 (D11 twice: Neg -> PQ -> Neg).
-    assert_eq!(reached(&r, "Proposal/Price Quote"), "12");
+    assert_eq!(r.reached("Proposal/Price Quote"), "12");
     // D01 D08 D11 D13 D14 D19 (reopened into it) D21.
-    assert_eq!(reached(&r, "Negotiation/Review"), "7");
+    assert_eq!(r.reached("Negotiation/Review"), "7");
     // No funnel step for the lost stage.
     assert!(
         r.select(
@@ -527,8 +494,8 @@ fn salesforce_export_kpis_by_hand() {
 fn salesforce_deal_won_on_its_creation_day_is_kept() {
     let r = run_preset("salesforce", CONFIG, AS_OF, &[]);
     let rep = &r.report;
-    assert_eq!(count(&r, "opportunities", "closed_before_created"), 0, "{rep}");
-    assert_eq!(count(&r, "stage_events", "unknown_deal"), 0, "{rep}");
+    assert_eq!(r.count("opportunities", "closed_before_created"), 0, "{rep}");
+    assert_eq!(r.count("stage_events", "unknown_deal"), 0, "{rep}");
     // D01-D31 and D33 (D32 deleted): 32 deals, 129 stage entries (136 live history rows - 7 edits).
     assert_eq!(r.table(&crm_kpi::schema::OPPORTUNITIES).height(), 32);
     assert_eq!(r.table(&crm_kpi::schema::STAGE_EVENTS).height(), 129);
@@ -572,8 +539,8 @@ fn salesforce_deal_won_on_its_creation_day_is_kept() {
     );
     // Funnel: all 31 deals but D03, D06 and D11 (created in Qualification) entered Prospecting;
     // 14 won at as_of: D01 D03 D04 D06 D08 D09 D11 D13 D14 D16 D17 D19 D20 D25.
-    assert_eq!(reached(&r, "Prospecting"), "28");
-    assert_eq!(reached(&r, "Closed Won"), "14");
+    assert_eq!(r.reached("Prospecting"), "28");
+    assert_eq!(r.reached("Closed Won"), "14");
     // Prospecting: 28 visits, D30 still there; 14th of 27 completed (D16's is 0.1076 days).
     assert_eq!(
         one_row(

@@ -146,6 +146,28 @@ impl PresetRun {
             .unwrap()
     }
 
+    /// A count of the ingest report for a source's (or table's) rule, 0 when it did not fire.
+    pub fn count(&self, source: &str, rule: &str) -> u64 {
+        self.report_counts()
+            .get(&(source.to_string(), rule.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Deals that reached a funnel stage (stage_funnel, mode any, dimension all).
+    pub fn reached(&self, stage: &str) -> String {
+        self.one(
+            "stage_funnel",
+            &[
+                ("mode", "any"),
+                ("dimension", "all"),
+                ("dimension_value", "null"),
+                ("stage", stage),
+            ],
+            "reached",
+        )
+    }
+
     /// Counts of the report's "by rule" lines, by (table or source, rule).
     pub fn report_counts(&self) -> BTreeMap<(String, String), u64> {
         let mut out = BTreeMap::new();

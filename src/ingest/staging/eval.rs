@@ -123,42 +123,43 @@ fn prepare_sql(df: &mut DataFrame, sql: &str, counts: &mut Counts, what: &str) -
     Ok(expr)
 }
 
-/// Evaluates a SQL predicate: true where it holds (null counts as false).
-pub fn predicate(df: &DataFrame, sql: &str, counts: &mut Counts, what: &str) -> Result<BooleanChunked, StagingError> {
+/// Evaluates a SQL expression over the rows, cast to `dtype` (one value per row).
+fn eval_sql(
+    df: &DataFrame,
+    sql: &str,
+    dtype: DataType,
+    counts: &mut Counts,
+    what: &str,
+) -> Result<Column, StagingError> {
     let mut work = df.clone();
     let expr = prepare_sql(&mut work, sql, counts, what)?;
     let out = work
         .lazy()
-        .select([expr.cast(DataType::Boolean).alias("p")])
+        .select([expr.cast(dtype).alias("v")])
         .collect()
         .map_err(|e| StagingError::Sql {
             what: what.to_string(),
             sql: sql.to_string(),
             message: crate::error::first_line(&e.to_string()),
         })?;
-    let p = out.column("p")?.bool()?.fill_null_with_values(false)?;
-    Ok(p)
+    // A constant expression gives one value: every row has it.
+    let v = out.column("v")?;
+    Ok(if v.len() == 1 && df.height() != 1 {
+        v.new_from_index(0, df.height())
+    } else {
+        v.clone()
+    })
+}
+
+/// Evaluates a SQL predicate: true where it holds (null counts as false).
+pub fn predicate(df: &DataFrame, sql: &str, counts: &mut Counts, what: &str) -> Result<BooleanChunked, StagingError> {
+    let p = eval_sql(df, sql, DataType::Boolean, counts, what)?;
+    Ok(p.bool()?.fill_null_with_values(false)?)
 }
 
 /// Evaluates a SQL expression to text.
 fn sql_values(df: &DataFrame, sql: &str, counts: &mut Counts, what: &str) -> Result<Vec<Option<String>>, StagingError> {
-    let mut work = df.clone();
-    let expr = prepare_sql(&mut work, sql, counts, what)?;
-    let out = work
-        .lazy()
-        .select([expr.cast(DataType::String).alias("v")])
-        .collect()
-        .map_err(|e| StagingError::Sql {
-            what: what.to_string(),
-            sql: sql.to_string(),
-            message: crate::error::first_line(&e.to_string()),
-        })?;
-    let v = out.column("v")?;
-    let v = if v.len() == 1 && df.height() != 1 {
-        v.new_from_index(0, df.height())
-    } else {
-        v.clone()
-    };
+    let v = eval_sql(df, sql, DataType::String, counts, what)?;
     Ok(v.str()?.iter().map(|s| s.map(str::to_string)).collect())
 }
 
