@@ -19,13 +19,107 @@ pub enum OutputError {
     Polars { path: PathBuf, source: PolarsError },
 }
 
+/// Where a run writes its files before they replace the outputs: `OUT/.staging-<run id>`.
+const STAGING: &str = ".staging-";
+
+/// A run's outputs, written aside and moved into OUT only once every KPI is written: a run that
+/// fails (or is killed) leaves OUT as it was, and its staging directory goes.
+pub struct RunStaging {
+    out: PathBuf,
+    dir: PathBuf,
+    published: bool,
+}
+
+impl RunStaging {
+    pub fn new(out: &Path, run_id: &str) -> RunStaging {
+        RunStaging {
+            out: out.to_path_buf(),
+            dir: out.join(format!("{STAGING}{run_id}")),
+            published: false,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path a staged file will have in OUT.
+    pub fn final_path(&self, staged: &Path) -> PathBuf {
+        staged
+            .strip_prefix(&self.dir)
+            .map_or_else(|_| staged.to_path_buf(), |rel| self.out.join(rel))
+    }
+
+    /// Moves every staged file over its place in OUT (each by one rename).
+    pub fn publish(mut self, staged: &[PathBuf]) -> Result<(), OutputError> {
+        for s in staged {
+            let dst = self.final_path(s);
+            let parent = dst.parent().expect("a file in a partition");
+            std::fs::create_dir_all(parent).map_err(|source| OutputError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+            std::fs::rename(s, &dst).map_err(|source| OutputError::Io {
+                path: dst.clone(),
+                source,
+            })?;
+        }
+        self.published = true;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for RunStaging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Locks an output directory for one run (creating it): a second run into it is refused with
+/// who holds it, and the lock goes with the process. Temporary files a killed run left are
+/// removed.
+pub fn lock_out(out: &Path) -> anyhow::Result<crate::store::lock::WriterLock> {
+    std::fs::create_dir_all(out).map_err(|source| OutputError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let lock = crate::store::lock::WriterLock::acquire(out).map_err(|e| match e {
+        crate::error::StoreError::Locked { holder, .. } => anyhow::Error::from(crate::Error::Usage(format!(
+            "output directory {} is being written by another run ({holder}); wait for it to finish, or write to another --out",
+            out.display()
+        ))),
+        other => other.into(),
+    })?;
+    for kpi in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        if kpi.file_name().to_string_lossy().starts_with(STAGING) {
+            let _ = std::fs::remove_dir_all(kpi.path());
+            continue;
+        }
+        for part in std::fs::read_dir(kpi.path()).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(part.path()).into_iter().flatten().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+    }
+    Ok(lock)
+}
+
 /// Writes `OUT/<kpi>/as_of=<date>/part-0.parquet`, replacing an earlier run of the same
-/// as_of atomically (the file is written beside it, fsynced, and renamed over it).
+/// as_of atomically (the file is written beside it under a name of this run, fsynced, and
+/// renamed over it). The run manifest lists the files each run wrote; the files themselves
+/// carry no run id, so two runs of the same inputs write the same bytes.
 pub fn write_kpi(
     out: &Path,
     kpi: &Kpi,
     as_of: &str,
     config_hash: &str,
+    run_id: &str,
     df: &mut DataFrame,
 ) -> Result<PathBuf, OutputError> {
     let dir = out.join(kpi.name).join(format!("as_of={as_of}"));
@@ -34,7 +128,7 @@ pub fn write_kpi(
         source,
     })?;
     let path = dir.join("part-0.parquet");
-    let tmp = dir.join(".part-0.parquet.tmp");
+    let tmp = dir.join(format!(".part-0.parquet.{run_id}.tmp"));
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| OutputError::Io { path: p, source }
@@ -137,13 +231,84 @@ pub fn init_table_format() {
 }
 
 /// Prints a frame to a writer (stdout): an ASCII table, CSV with header, or JSON lines.
-pub fn print(df: &mut DataFrame, format: PrintFormat, w: &mut dyn Write) -> PolarsResult<()> {
+///
+/// Text from CRM exports is untrusted. In CSV, a cell starting with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return is a formula to a spreadsheet (OWASP's CSV injection): it gets a `'`
+/// first, unless `raw_csv` (for programs that read the CSV). In a table, control characters
+/// (terminal escape sequences) are shown as `?`.
+pub fn print(df: &mut DataFrame, format: PrintFormat, w: &mut dyn Write, raw_csv: bool) -> PolarsResult<()> {
     match format {
         PrintFormat::Table => {
-            writeln!(w, "{df}")?;
+            let safe = map_text(df, |s| {
+                s.chars().any(char::is_control).then(|| {
+                    s.chars()
+                        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+                        .collect()
+                })
+            })?;
+            writeln!(w, "{safe}")?;
             Ok(())
+        }
+        PrintFormat::Csv if !raw_csv => {
+            let mut safe = map_text(df, |s| {
+                s.starts_with(['=', '+', '-', '@', '\t', '\r']).then(|| format!("'{s}"))
+            })?;
+            CsvWriter::new(w).include_header(true).finish(&mut safe)
         }
         PrintFormat::Csv => CsvWriter::new(w).include_header(true).finish(df),
         PrintFormat::Json => JsonWriter::new(w).with_json_format(JsonFormat::JsonLines).finish(df),
+    }
+}
+
+/// The frame with every text value that `f` rewrites rewritten (other values as they are).
+fn map_text(df: &DataFrame, f: impl Fn(&str) -> Option<String>) -> PolarsResult<DataFrame> {
+    let cols = df
+        .columns()
+        .iter()
+        .map(|c| {
+            if c.dtype() != &DataType::String {
+                return Ok(c.clone());
+            }
+            let ca: StringChunked = c
+                .str()?
+                .iter()
+                .map(|v| v.map(|s| f(s).unwrap_or_else(|| s.to_string())))
+                .collect();
+            Ok(ca.with_name(c.name().clone()).into_column())
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(df.height(), cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_are_formulas_are_neutralised_unless_raw() {
+        let mut df = df!(
+            "source" => ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "@SUM(1)", "-2", "web", "\tx"],
+            "n" => [1i64, -2, 3, 4, 5, 6],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        print(&mut df, PrintFormat::Csv, &mut out, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "source,n\n\"'=HYPERLINK(\"\"http://x\"\")\",1\n'+cmd|' /C calc'!A0,-2\n'@SUM(1),3\n'-2,4\nweb,5\n'\tx,6\n"
+        );
+        let mut raw = Vec::new();
+        print(&mut df, PrintFormat::Csv, &mut raw, true).unwrap();
+        assert!(String::from_utf8(raw).unwrap().contains("\n@SUM(1),3\n"));
+    }
+
+    #[test]
+    fn tables_show_control_characters_as_question_marks() {
+        let mut df = df!("source" => ["\u{1b}[31mred\u{1b}[0m"]).unwrap();
+        let mut out = Vec::new();
+        print(&mut df, PrintFormat::Table, &mut out, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\u{1b}') && text.contains("?[31mred?[0m"), "{text}");
     }
 }

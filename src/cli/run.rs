@@ -75,6 +75,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let params = Params::new(as_of_us, args.grain, config.clone());
     let as_of = params.as_of_date().to_string();
     let tables = Tables::from_store(&store)?;
+    let start = chrono::Utc::now();
+    let run_id = format!("{}-{}", start.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+    // One run writes an output directory at a time; what a killed run left half-written goes.
+    let _out_lock = crate::output::lock_out(&args.out)?;
+    let staging = crate::output::RunStaging::new(&args.out, &run_id);
+    let mut staged = Vec::new();
     let engine = if args.streaming {
         polars::prelude::Engine::Streaming
     } else {
@@ -93,7 +99,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             pb.set_message(format!("writing {}", c.kpi.name));
         }
         let t = Instant::now();
-        let path = crate::output::write_kpi(&args.out, &c.kpi, &as_of, &config.hash(), &mut c.df)?;
+        let path = crate::output::write_kpi(staging.dir(), &c.kpi, &as_of, &config.hash(), &run_id, &mut c.df)?;
+        let final_path = staging.final_path(&path);
+        staged.push(path);
+        let path = final_path;
         tracing::info!(kpi = c.kpi.name, rows = c.df.height(), "written");
         out_kpis.push(RunKpi {
             name: c.kpi.name.to_string(),
@@ -109,10 +118,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    let now = chrono::Utc::now();
+    staging.publish(&staged)?;
     let manifest = RunManifest {
-        run_id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id()),
-        started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        run_id,
+        started_at: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         store: args.store.display().to_string(),
         store_generation: store.manifest().generation,
         as_of: as_of.clone(),

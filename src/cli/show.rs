@@ -28,6 +28,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PrintFormat,
+    /// CSV as stored, for programs: cells starting with = + - @ are not prefixed with `'` (by
+    /// default they are, so a spreadsheet does not run them as formulas).
+    #[arg(long)]
+    pub raw_csv: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -54,6 +58,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         df = df.filter(&mask)?;
     }
     let mut stdout = std::io::stdout().lock();
-    crate::output::print(&mut df, args.format, &mut stdout)?;
+    crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
     Ok(Outcome::Ok)
 }

@@ -30,6 +30,59 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PrintFormat,
+    /// CSV as stored, for programs: cells starting with = + - @ are not prefixed with `'` (by
+    /// default they are, so a spreadsheet does not run them as formulas).
+    #[arg(long)]
+    pub raw_csv: bool,
+    /// Let the query read files and URLs of its own (`read_csv('...')`, `read_parquet(...)`):
+    /// by default it sees the store's tables and the KPI outputs only.
+    #[arg(long)]
+    pub allow_file_access: bool,
+}
+
+/// The file-reading table functions a query names, outside comments and string literals.
+pub fn file_functions(sql: &str) -> Vec<String> {
+    let mut code = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // A literal or a quoted name: skipped (doubled quotes stay inside it).
+                while let Some(d) = chars.next() {
+                    if d == c && chars.peek() != Some(&c) {
+                        break;
+                    }
+                    if d == c {
+                        chars.next();
+                    }
+                }
+                code.push(' ');
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+                code.push(' ');
+            }
+            _ => code.push(c),
+        }
+    }
+    let re =
+        regex::Regex::new(r"(?i)\b(read_(?:csv|parquet|ipc|json|ndjson|delta|excel))\s*\(").expect("valid pattern");
+    re.captures_iter(&code).map(|c| c[1].to_lowercase()).collect()
 }
 
 /// A SQL context with the store's tables and the KPI outputs registered.
@@ -63,12 +116,39 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             .map_err(|e| crate::Error::Usage(format!("cannot read query file {}: {e}", f.display())))?,
         (None, None) => unreachable!("clap requires one"),
     };
+    let readers = file_functions(&query);
+    if !readers.is_empty() && !args.allow_file_access {
+        return Err(crate::Error::Usage(format!(
+            "SQL: `{}` reads files or URLs outside the store; queries see the store's tables and the KPI \
+             outputs only. Pass --allow-file-access to let this query read them",
+            readers[0]
+        ))
+        .into());
+    }
     let mut ctx = context(&args.store, &args.out)?;
     let mut df = ctx
         .execute(&query)
         .and_then(|lf| lf.collect())
         .map_err(|e| crate::Error::Usage(format!("SQL: {}", crate::error::first_line(&e.to_string()))))?;
     let mut stdout = std::io::stdout().lock();
-    crate::output::print(&mut df, args.format, &mut stdout)?;
+    crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
     Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_reading_functions_are_found_outside_literals_and_comments() {
+        assert_eq!(file_functions("SELECT * FROM read_csv('/etc/shadow')"), ["read_csv"]);
+        assert_eq!(
+            file_functions("select * from READ_PARQUET ('http://x/y.parquet')"),
+            ["read_parquet"]
+        );
+        assert!(file_functions("SELECT 'read_csv(x)' AS s FROM leads").is_empty());
+        assert!(file_functions("SELECT * FROM leads -- read_csv('a')\n").is_empty());
+        assert!(file_functions("SELECT /* read_json( */ 1 FROM leads").is_empty());
+        assert!(file_functions("SELECT thread_csv(1) FROM leads").is_empty());
+    }
 }

@@ -220,7 +220,8 @@ impl Conversion<'_> {
         let series = match typed {
             Some(s) => s,
             None => {
-                let text = input.as_materialized_series().cast(&DataType::String)?;
+                let text = crate::ingest::read::text_column(input)?;
+                let text = text.as_materialized_series();
                 self.parse_text(text.str()?)?
             }
         };

@@ -846,7 +846,16 @@ fn quarantine_rows(raw: &DataFrame, file: &str, rows: &[(usize, Rule, String)]) 
         if read::is_internal(c.name()) {
             continue;
         }
-        cols.push(c.cast(&DataType::String)?);
+        // An input column named like a column the quarantine adds keeps its value, renamed.
+        let c = read::text_column(c)?;
+        let c = match c.name().as_str() {
+            "_rule" | "_reason" | "_file" | "_row" => {
+                let renamed = format!("input{}", c.name());
+                c.with_name(renamed.into())
+            }
+            _ => c,
+        };
+        cols.push(c);
     }
     let k = rows.len();
     cols.push(Column::new(

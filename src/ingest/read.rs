@@ -29,6 +29,57 @@ pub fn is_internal(name: &str) -> bool {
     name.starts_with(INTERNAL)
 }
 
+/// A column as text. Dates and times polars cannot print (out of chrono's range: a Parquet
+/// date32 of 2^31 - 1, an int64 timestamp near its limits) are written as their integers
+/// instead of panicking, so such a row can be quarantined with its value.
+pub fn text_column(c: &Column) -> PolarsResult<Column> {
+    let name = c.name().clone();
+    match c.dtype() {
+        DataType::Date => {
+            let days = c.to_physical_repr();
+            let out: StringChunked = days
+                .i32()?
+                .iter()
+                .map(|d| {
+                    d.map(|d| match crate::timefmt::day_in_range(d) {
+                        true => crate::timefmt::date_from_days(d).to_string(),
+                        false => d.to_string(),
+                    })
+                })
+                .collect();
+            Ok(out.with_name(name).into_column())
+        }
+        DataType::Datetime(unit, tz) => {
+            // A zoned column holds UTC instants: written with `Z`; a naive one without.
+            let suffix = if tz.is_some() { "Z" } else { "" };
+            let per_us: i64 = match unit {
+                TimeUnit::Nanoseconds => 1000,
+                _ => 1,
+            };
+            let mult: i64 = if *unit == TimeUnit::Milliseconds { 1000 } else { 1 };
+            let raw = c.to_physical_repr();
+            let out: StringChunked = raw
+                .i64()?
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        v.checked_mul(mult)
+                            .map(|x| x / per_us)
+                            .filter(|us| crate::timefmt::us_in_range(*us))
+                            .and_then(chrono::DateTime::from_timestamp_micros)
+                            .map_or_else(
+                                || v.to_string(),
+                                |t| format!("{}{suffix}", t.format("%Y-%m-%dT%H:%M:%S%.f")),
+                            )
+                    })
+                })
+                .collect();
+            Ok(out.with_name(name).into_column())
+        }
+        _ => c.cast(&DataType::String),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
     Csv,
@@ -94,8 +145,28 @@ pub fn read_file(path: &Path) -> Result<RawFile, IngestError> {
     read_file_with(path, None)
 }
 
+/// An input column named like one crm-kpi adds (`__crm_kpi_...`) is renamed `input.<name>`:
+/// the namespace stays crm-kpi's, and the column is reported as one the schema does not know.
+fn reserve_names(df: &mut DataFrame) -> PolarsResult<()> {
+    let clashing: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .filter(|n| is_internal(n))
+        .map(|n| n.to_string())
+        .collect();
+    for n in clashing {
+        df.rename(&n, format!("input.{n}").into())?;
+    }
+    Ok(())
+}
+
 /// Adds `ROW`: 1-based record numbers, or the given ones.
 fn with_row_numbers(mut df: DataFrame, rows: Option<Vec<u64>>) -> Result<DataFrame, IngestError> {
+    reserve_names(&mut df).map_err(|e| IngestError::Unreadable {
+        path: PathBuf::new(),
+        format: "input",
+        message: e.to_string(),
+    })?;
     let rows = rows.unwrap_or_else(|| (1..=df.height() as u64).collect());
     df.with_column(Column::new(ROW.into(), rows))
         .map_err(|e| IngestError::Unreadable {
@@ -783,7 +854,11 @@ impl Rows {
             .names
             .iter()
             .zip(self.cols)
-            .map(|(n, v)| Column::new(n.as_str().into(), v))
+            .map(|(n, v)| match is_internal(n) {
+                // See `reserve_names`.
+                true => Column::new(format!("input.{n}").into(), v),
+                false => Column::new(n.as_str().into(), v),
+            })
             .collect();
         if self.errors.iter().any(Option::is_some) {
             columns.push(Column::new(READ_ERROR.into(), self.errors));

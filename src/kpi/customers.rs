@@ -4,7 +4,7 @@
 use polars::prelude::*;
 
 use crate::kpi::periods::{local_date, period_start};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col};
+use crate::kpi::{Inputs, Kpi, Params, as_of_col, stable_sum};
 
 /// How far ahead `lost_reengagement` lists windows that are not open yet.
 pub const REENGAGEMENT_LOOKAHEAD_DAYS: u32 = 30;
@@ -112,7 +112,10 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .filter(col("status").eq(lit("won")))
         .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
         .group_by(keys.clone())
-        .agg([len().alias("won_deals"), col("amount_base").sum().alias("won_amount")]);
+        .agg([
+            len().alias("won_deals"),
+            stable_sum(col("amount_base")).alias("won_amount"),
+        ]);
     Ok(concat_lf_diagonal([created, won], UnionArgs::default())?
         .group_by(keys)
         .agg([col("deals").sum(), col("won_deals").sum(), col("won_amount").sum()])

@@ -5,7 +5,7 @@ use polars::prelude::*;
 
 use crate::kpi::periods::{period_start, period_start_of_date};
 use crate::kpi::pipeline::{current_period_start, day_start, open_at};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, ratio};
+use crate::kpi::{Inputs, Kpi, Params, as_of_col, ratio, stable_sum};
 
 pub fn kpis() -> Vec<Kpi> {
     vec![Kpi {
@@ -87,16 +87,14 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         );
     let pipeline = open_at(expected, i, p)?
         .group_by(keys.clone())
-        .agg([(col("amount_base") * col("__probability"))
-            .sum()
-            .alias("pipeline_forecast")]);
+        .agg([stable_sum(col("amount_base") * col("__probability")).alias("pipeline_forecast")]);
 
     let actual = i
         .deals()?
         .filter(col("status").eq(lit("won")))
         .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
         .group_by(keys.clone())
-        .agg([col("amount_base").sum().alias("actual")]);
+        .agg([stable_sum(col("amount_base")).alias("actual")]);
 
     let rows = concat(
         [

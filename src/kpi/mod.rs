@@ -144,6 +144,14 @@ pub fn utc() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
 }
 
+/// The sum of a float expression per group, the same in every run: the group's values are
+/// added in value order. (A float sum depends on the order of its terms, and the order rows
+/// reach an aggregation after joins, or across polars' partitioned group-by, varies from run
+/// to run: the last digits of `won_amount` differed between two runs.)
+pub fn stable_sum(e: Expr) -> Expr {
+    e.sort(SortOptions::default()).sum()
+}
+
 /// `num / den` as f64, null when `den` is zero or null (never NaN or inf).
 pub fn ratio(num: Expr, den: Expr) -> Expr {
     when(den.clone().cast(DataType::Float64).eq(lit(0.0)))

@@ -5,7 +5,7 @@ use polars::prelude::*;
 
 use crate::kpi::periods::{period_start, period_start_of_date};
 use crate::kpi::pipeline::{current_period_start, open_snapshots};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio};
+use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, stable_sum};
 
 pub fn kpis() -> Vec<Kpi> {
     vec![
@@ -276,7 +276,7 @@ fn rep_scorecard(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         ]);
     let open = open_snapshots(i, p)?.group_by(keys()).agg([
         len().alias("open_deals"),
-        col("amount_base").sum().alias("open_pipeline"),
+        stable_sum(col("amount_base")).alias("open_pipeline"),
     ]);
     let targets = rep_targets(i, p, "revenue")?;
     let teams = i.reps.clone().select([col("rep_id").alias("owner_id"), col("team")]);

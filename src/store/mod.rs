@@ -17,6 +17,7 @@
 
 pub mod lock;
 pub mod manifest;
+pub mod pin;
 pub mod quality;
 
 use std::collections::{BTreeMap, HashSet};
@@ -41,11 +42,13 @@ pub fn month_of(us: Option<i64>, tz: Tz) -> String {
     us.map_or_else(|| "null".to_string(), |us| crate::timefmt::month_key(us, tz))
 }
 
-/// A read-only view of a store, as of the manifest read at open.
+/// A read-only view of a store, as of the manifest read at open. Opened by a reader, it pins
+/// that version (see `pin`): writers leave its files alone while it lives.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
     manifest: Manifest,
+    _pin: Option<std::sync::Arc<pin::Pin>>,
 }
 
 fn io_err(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -56,14 +59,23 @@ fn io_err(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreErro
 
 impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        match Manifest::load(root)? {
-            Some(manifest) => Ok(Store {
-                root: root.to_path_buf(),
-                manifest,
-            }),
-            None => Err(StoreError::NotAStore {
-                path: root.to_path_buf(),
-            }),
+        // Pin the version read, then check it is still the current one: a writer that
+        // committed in between kept the version before its own, and the next read pins that.
+        loop {
+            let Some(manifest) = Manifest::load(root)? else {
+                return Err(StoreError::NotAStore {
+                    path: root.to_path_buf(),
+                });
+            };
+            let held = pin::pin(root, &manifest);
+            let now = Manifest::load(root)?.map(|m| m.generation);
+            if held.is_none() || now == Some(manifest.generation) {
+                return Ok(Store {
+                    root: root.to_path_buf(),
+                    manifest,
+                    _pin: held.map(std::sync::Arc::new),
+                });
+            }
         }
     }
 
@@ -208,6 +220,18 @@ pub struct Transaction {
     _lock: WriterLock,
     base: Manifest,
     next: Manifest,
+    committed: bool,
+}
+
+/// A transaction dropped without a commit (an error, a full disk) removes what it wrote: no
+/// manifest references it, and the store is left as it was, without waiting for the next
+/// writer to clean up.
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.collect_garbage(&[&self.base]);
+        }
+    }
 }
 
 impl Transaction {
@@ -224,6 +248,7 @@ impl Transaction {
             _lock: lock,
             base,
             next,
+            committed: false,
         };
         tx.collect_garbage(&[&tx.base])?;
         Ok(tx)
@@ -242,6 +267,7 @@ impl Transaction {
         Store {
             root: self.root.clone(),
             manifest: self.base.clone(),
+            _pin: None,
         }
     }
 
@@ -250,6 +276,7 @@ impl Transaction {
         Store {
             root: self.root.clone(),
             manifest: self.next.clone(),
+            _pin: None,
         }
     }
 
@@ -404,7 +431,7 @@ impl Transaction {
     }
 
     /// Publishes everything written: the manifest swap is the commit point.
-    pub fn commit(self) -> Result<Manifest, StoreError> {
+    pub fn commit(mut self) -> Result<Manifest, StoreError> {
         let tmp = self.root.join(format!("{MANIFEST}.tmp"));
         let text = serde_json::to_string_pretty(&self.next).expect("manifest serializes");
         {
@@ -416,19 +443,23 @@ impl Transaction {
         }
         let dst = self.root.join(MANIFEST);
         std::fs::rename(&tmp, &dst).map_err(io_err(&dst, "swapping in the new manifest"))?;
+        // From here the new manifest is the store: nothing it names may be cleaned up.
+        self.committed = true;
         sync_dir(&self.root)?;
         // Versions neither manifest references are removed; the previous generation stays
         // until the next write, so a reader that opened the old manifest can finish.
         if let Err(e) = self.collect_garbage(&[&self.base, &self.next]) {
             tracing::warn!("could not remove old table versions: {e}");
         }
-        Ok(self.next)
+        Ok(std::mem::take(&mut self.next))
     }
 
     /// Removes table versions and quarantine batches the given manifest does not reference.
     fn collect_garbage(&self, keep: &[&Manifest]) -> Result<(), StoreError> {
         let mut referenced: HashSet<PathBuf> = HashSet::new();
-        for m in keep {
+        // Versions live readers hold are kept too.
+        let pinned = pin::pinned(&self.root)?;
+        for m in keep.iter().copied().chain(pinned.iter()) {
             referenced.extend(m.tables.values().map(|t| self.root.join(&t.dir)));
             for files in m.quarantine.values() {
                 for f in files {
@@ -474,7 +505,13 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, StoreError>
     ParquetWriter::new(&mut file)
         .with_compression(ParquetCompression::Zstd(Some(ZstdLevel::try_new(3)?)))
         .with_statistics(StatisticsOptions::default())
-        .finish(df)?;
+        .finish(df)
+        // A full disk surfaces here: name the file, and the store it was for.
+        .map_err(|e| StoreError::Io {
+            path: path.to_path_buf(),
+            action: "writing a Parquet file".into(),
+            source: std::io::Error::other(crate::error::first_line(&e.to_string())),
+        })?;
     file.sync_all().map_err(io_err(path, "syncing a Parquet file"))?;
     Ok(df.height() as u64)
 }

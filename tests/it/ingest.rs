@@ -370,12 +370,21 @@ fn the_previous_generation_stays_readable_until_the_next_write() {
     let old = Store::open(&store).unwrap();
     assert_eq!(code(&ingest(d, &store, &[], &["reps-2.csv"])), 0);
     assert_eq!(strs(&old.read_table(&schema::REPS).unwrap(), "rep_id"), ["R1"]);
+    // Issue 13: a reader pins the version it opened: two commits later it still reads it.
     assert_eq!(code(&ingest(d, &store, &[], &["reps-3.csv"])), 0);
+    assert_eq!(strs(&old.read_table(&schema::REPS).unwrap(), "rep_id"), ["R1"]);
+    assert!(store.join("tables/reps/g000001").exists(), "pinned by a live reader");
+    // Once the reader is gone, the next write removes it (two generations back).
+    drop(old);
+    write(d, "reps-4.csv", "rep_id,name\nR4,Dee\n");
+    assert_eq!(code(&ingest(d, &store, &[], &["reps-4.csv"])), 0);
     assert!(
         !store.join("tables/reps/g000001").exists(),
         "two generations back is removed"
     );
-    assert!(store.join("tables/reps/g000002").exists());
+    assert!(!store.join("tables/reps/g000002").exists());
+    assert!(store.join("tables/reps/g000003").exists());
+    assert!(!store.join(".pins").read_dir().unwrap().any(|_| true), "no pin left");
 }
 
 /// Leads whose duplicates, upsert winners and bad rows fall on either side of batch

@@ -23,4 +23,5 @@ mod preset_hubspot;
 mod preset_pipedrive;
 mod preset_salesforce;
 mod presets;
+mod reliability;
 mod sql;

@@ -399,3 +399,28 @@ fn activity(r: &PresetRun) {
         .is_empty()
     );
 }
+
+/// Pipedrive exports no orders: with `--won-deals-as-orders` each of the 13 won deals becomes a
+/// paid order at its close, for its amount in base currency (the monthly won amounts above:
+/// 28300 + 42978.8 + 22029.5 + 51600 + 27400.02 = 172308.32 EUR), so revenue is not empty.
+#[test]
+fn pipedrive_won_deals_as_orders() {
+    let r = run_preset("pipedrive", CONFIG, "2025-06-30", &["--won-deals-as-orders"]);
+    assert_eq!(r.count("pipedrive.deals", "won_deal_as_order"), 13, "{}", r.report);
+    let orders = r.table(&crm_kpi::schema::ORDERS);
+    assert_eq!(orders.height(), 13);
+    let total: f64 = orders
+        .column("amount_base")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .sum();
+    assert_eq!(format!("{total:.2}"), "172308.32");
+    let paid = orders.column("paid_at").unwrap().null_count();
+    assert_eq!(paid, 0, "every won deal's order is paid at its close");
+    // Without the option, the report says what to do.
+    let plain = run_preset("pipedrive", CONFIG, "2025-06-30", &[]);
+    assert!(plain.report.contains("--won-deals-as-orders"), "{}", plain.report);
+    assert_eq!(plain.table(&crm_kpi::schema::ORDERS).height(), 0);
+}

@@ -22,7 +22,7 @@ use polars::prelude::*;
 use crate::config::Config;
 use crate::error::{Error, MappingError};
 use crate::ingest::parse::{Locale, ParseOptions};
-use crate::ingest::read::{self, FILE, FileFormat, ROW, is_internal};
+use crate::ingest::read::{self, FILE, ROW, is_internal};
 use crate::schema::{self, TableDef};
 use crate::store::Store;
 pub use spec::{ColumnSpec, History, Lookup, Origin, Source};
@@ -149,7 +149,7 @@ impl Reader {
                     if c.name().as_str() == ROW || c.dtype() == &DataType::String {
                         Ok(c.clone())
                     } else {
-                        c.cast(&DataType::String)
+                        read::text_column(c)
                     }
                 })
                 .collect::<PolarsResult<_>>()
@@ -232,7 +232,7 @@ pub fn stage(
                 sources: missing_all.iter().map(|(n, ..)| format!("`{n}`")).collect(),
                 missing,
                 found,
-                hint: hint_for(path),
+                hint: "; if this is another kind of export, map it with a [[sources]] entry (docs/mapping.md)".into(),
             }
             .into());
         }
@@ -479,10 +479,4 @@ fn inline_rows(s: &Source) -> PolarsResult<DataFrame> {
     cols.push(Column::new(FILE.into(), vec![format!("(source {})", s.name); n]));
     cols.push(Column::new(ROW.into(), (1..=n as u64).collect::<Vec<_>>()));
     DataFrame::new(n, cols)
-}
-
-/// A hint for a file no source takes: what the file looks like.
-fn hint_for(path: &Path) -> String {
-    let _ = FileFormat::from_path(path);
-    "; if this is another kind of export, map it with a [[sources]] entry (docs/mapping.md)".to_string()
 }

@@ -1,0 +1,355 @@
+//! Issue 13's reproductions, each as a test: one bad value must not poison the store; input
+//! columns cannot collide with crm-kpi's own; outputs are safe to open in a spreadsheet; `sql`
+//! sees the store only; runs into one output directory do not mix; a failed write leaves the
+//! store as it was.
+
+use std::path::Path;
+
+use crm_kpi::schema;
+use crm_kpi::store::Store;
+use polars::prelude::*;
+
+use crate::common::*;
+
+fn quarantine(store: &Path, t: &str) -> DataFrame {
+    Store::open(store)
+        .unwrap()
+        .read_quarantine(t)
+        .unwrap()
+        .unwrap_or_default()
+}
+
+fn text(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("null").to_string())
+        .collect()
+}
+
+/// `L1,-9000000000000000,web` was stored under `month=invalid` and made every later `run`,
+/// `show` and `sql` panic inside polars. Times outside 1900-2199 are quarantined now.
+#[test]
+fn an_out_of_range_time_is_quarantined_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "leads.csv",
+        "lead_id,created_at,source,qualified_at\nL1,-9000000000000000,web,\nL2,2024-01-01,web,\nL3,9000000000000000,web,\nL4,2024-01-02,web,9999-12-31\n",
+    );
+    let store = d.join("store");
+    let out = run_in(d, &["ingest", "--store", s(&store), "leads.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let q = quarantine(&store, "leads");
+    assert_eq!(text(&q, "lead_id"), ["L1", "L3", "L4"]);
+    assert_eq!(text(&q, "_rule"), ["unparseable"; 3]);
+    assert!(
+        text(&q, "_reason")
+            .iter()
+            .all(|r| r.contains("1900-01-01 to 2199-12-31")),
+        "{:?}",
+        text(&q, "_reason")
+    );
+    for args in [
+        vec![
+            "run",
+            "--store",
+            s(&store),
+            "--out",
+            s(&d.join("out")),
+            "--as-of",
+            "2024-06-30",
+        ],
+        vec!["show", "lead_volume", "--store", s(&store), "--as-of", "2024-06-30"],
+        vec!["sql", "--store", s(&store), "SELECT * FROM leads"],
+    ] {
+        let o = run_in(d, &args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// A Parquet date32 of 2^31 - 1 and an int64-max timestamp panicked in the reader and left a
+/// `tmp/` folder in the store. They are bad rows: quarantined with their value as an integer.
+#[test]
+fn out_of_range_parquet_dates_and_times_are_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+    let mut reps = df!(
+        "rep_id" => ["R1", "R2"],
+        "name" => ["Ann", "Bob"],
+        "active_from" => [i32::MAX, 19_000],
+    )
+    .unwrap();
+    reps.with_column(reps.column("active_from").unwrap().cast(&DataType::Date).unwrap())
+        .unwrap();
+    let mut leads = df!(
+        "lead_id" => ["L1", "L2"],
+        "created_at" => [i64::MAX, 1_704_067_200_000_000],
+        "source" => ["web", "web"],
+    )
+    .unwrap();
+    leads
+        .with_column(leads.column("created_at").unwrap().cast(&utc).unwrap())
+        .unwrap();
+    for (name, df) in [("reps.parquet", &mut reps), ("leads.parquet", &mut leads)] {
+        ParquetWriter::new(std::fs::File::create(d.join(name)).unwrap())
+            .finish(df)
+            .unwrap();
+    }
+    let store = d.join("store");
+    let out = run_in(d, &["ingest", "--store", s(&store), "reps.parquet", "leads.parquet"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(text(&quarantine(&store, "reps"), "rep_id"), ["R1"]);
+    assert_eq!(text(&quarantine(&store, "reps"), "active_from"), [i32::MAX.to_string()]);
+    assert_eq!(text(&quarantine(&store, "leads"), "lead_id"), ["L1"]);
+    assert_eq!(text(&quarantine(&store, "leads"), "created_at"), [i64::MAX.to_string()]);
+    let s_ = Store::open(&store).unwrap();
+    assert_eq!(text(&s_.read_table(&schema::REPS).unwrap(), "rep_id"), ["R2"]);
+    assert!(!store.join("tmp").exists(), "no scratch left behind");
+}
+
+/// Input columns named like the quarantine's own (`_rule`, `_reason`, `_file`, `_row`) or like
+/// crm-kpi's internal ones failed the ingest with "duplicate column": they are kept, renamed.
+#[test]
+fn input_columns_named_like_internal_ones_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "leads.csv",
+        "lead_id,created_at,source,_rule,_reason,_file,_row,__crm_kpi_row,__read_error\n\
+         L1,2024-01-01,web,a,b,c,d,e,f\n\
+         L2,not a date,web,a,b,c,d,e,f\n",
+    );
+    let store = d.join("store");
+    let out = run_in(d, &["ingest", "--store", s(&store), "leads.csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let q = quarantine(&store, "leads");
+    assert_eq!(text(&q, "lead_id"), ["L2"]);
+    assert_eq!(text(&q, "_rule"), ["unparseable"]);
+    assert_eq!(text(&q, "_row"), ["2"]);
+    assert_eq!(text(&q, "input_rule"), ["a"]);
+    assert_eq!(text(&q, "input_row"), ["d"]);
+    assert_eq!(text(&q, "input.__crm_kpi_row"), ["e"]);
+    assert_eq!(text(&q, "__read_error"), ["f"]);
+}
+
+/// `=HYPERLINK(...)`, `+cmd|...`, `@SUM(1)` from a lead source came out unchanged in CSV,
+/// ready to run in a spreadsheet; table output passed escape sequences to the terminal.
+#[test]
+fn csv_formulas_are_neutralised_and_tables_show_no_escape_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "leads.csv",
+        "lead_id,created_at,source\nL1,2024-01-01,\"=HYPERLINK(\"\"http://x\"\")\"\nL2,2024-01-02,+cmd|' /C calc'!A0\nL3,2024-01-03,@SUM(1)\nL4,2024-01-04,\u{1b}[31mred\n",
+    );
+    let store = d.join("store");
+    assert_eq!(code(&run_in(d, &["ingest", "--store", s(&store), "leads.csv"])), 0);
+    let sql = |extra: &[&str]| {
+        let mut a = vec!["sql", "--store", s(&store), "--format", "csv"];
+        a.extend_from_slice(extra);
+        a.push("SELECT lead_id, source FROM leads ORDER BY lead_id");
+        stdout(&run_in(d, &a))
+    };
+    let safe = sql(&[]);
+    assert!(safe.contains("L1,\"'=HYPERLINK(\"\"http://x\"\")\"\n"), "{safe}");
+    assert!(safe.contains("L2,'+cmd|' /C calc'!A0\n"), "{safe}");
+    assert!(safe.contains("L3,'@SUM(1)\n"), "{safe}");
+    let raw = sql(&["--raw-csv"]);
+    assert!(raw.contains("L3,@SUM(1)\n"), "{raw}");
+    let show = run_in(
+        d,
+        &[
+            "show",
+            "lead_volume",
+            "--store",
+            s(&store),
+            "--as-of",
+            "2024-06-30",
+            "--by",
+            "source",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(stdout(&show).contains(",\"'=HYPERLINK"), "{}", stdout(&show));
+    let table = stdout(&run_in(
+        d,
+        &[
+            "sql",
+            "--store",
+            s(&store),
+            "SELECT source FROM leads WHERE lead_id = 'L4'",
+        ],
+    ));
+    assert!(!table.contains('\u{1b}') && table.contains("?[31mred"), "{table}");
+}
+
+/// `SELECT * FROM read_csv('/etc/shadow')` printed the file, and `read_csv('http://...')`
+/// fetched a URL: queries see the store's tables and the KPI outputs only.
+#[test]
+fn sql_reads_no_files_without_allow_file_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "leads.csv", "lead_id,created_at,source\nL1,2024-01-01,web\n");
+    write(d, "secret.csv", "a\nhidden\n");
+    let store = d.join("store");
+    assert_eq!(code(&run_in(d, &["ingest", "--store", s(&store), "leads.csv"])), 0);
+    let q = format!("SELECT * FROM read_csv('{}')", s(&d.join("secret.csv")));
+    let refused = run_in(d, &["sql", "--store", s(&store), &q]);
+    assert_eq!(code(&refused), 2);
+    assert!(
+        stderr(&refused).contains("--allow-file-access") && !stdout(&refused).contains("hidden"),
+        "{}",
+        stderr(&refused)
+    );
+    let url = run_in(
+        d,
+        &[
+            "sql",
+            "--store",
+            s(&store),
+            "SELECT * FROM read_parquet('http://127.0.0.1:9/x')",
+        ],
+    );
+    assert_eq!(code(&url), 2);
+    let allowed = run_in(d, &["sql", "--store", s(&store), "--allow-file-access", &q]);
+    assert_eq!(code(&allowed), 0, "{}", stderr(&allowed));
+    assert!(stdout(&allowed).contains("hidden"));
+}
+
+/// Two runs into one OUT shared a temporary name: one failed, or KPIs of two stores mixed. Now
+/// one run writes an OUT at a time (the other is refused, saying so), every KPI of a run
+/// lands together, and nothing temporary is left.
+#[test]
+fn two_runs_into_one_out_do_not_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let spawn = || {
+        std::process::Command::new(bin())
+            .args(["run", "--store", s(&sample), "--out", s(&out), "--as-of", "2026-06-30"])
+            .env_remove("CRM_KPI_LOG")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|sc| {
+        let a = sc.spawn(spawn);
+        let b = sc.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    let mut ok = 0;
+    for o in [&a, &b] {
+        match code(o) {
+            0 => ok += 1,
+            2 => assert!(stderr(o).contains("is being written by another run"), "{}", stderr(o)),
+            c => panic!("exit {c}: {}", stderr(o)),
+        }
+    }
+    assert!(ok >= 1);
+    let mut leftovers = Vec::new();
+    let mut files = 0;
+    for kpi in std::fs::read_dir(&out).unwrap().flatten() {
+        let name = kpi.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".staging") {
+            leftovers.push(name);
+            continue;
+        }
+        if !kpi.path().is_dir() || name == "_runs" {
+            continue;
+        }
+        for part in std::fs::read_dir(kpi.path()).unwrap().flatten() {
+            for f in std::fs::read_dir(part.path()).unwrap().flatten() {
+                let n = f.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".tmp") {
+                    leftovers.push(n);
+                } else {
+                    ParquetReader::new(std::fs::File::open(f.path()).unwrap())
+                        .finish()
+                        .unwrap();
+                    files += 1;
+                }
+            }
+        }
+    }
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(files, crm_kpi::kpi::registry().len());
+}
+
+/// A full disk failed with "No space left on device" naming no file, and left partial files.
+/// On a 1 MiB tmpfs (where the machine allows mounting one) the error names the file, and the
+/// store is left as it was.
+#[test]
+fn a_full_disk_fails_naming_the_file_and_leaves_the_store_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", s(&mnt)])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); the disk-full case is untested");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).output();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let d = dir.path();
+    let store = mnt.join("store");
+    write(d, "reps.csv", "rep_id,name\nR1,Ann\n");
+    assert_eq!(code(&run_in(d, &["ingest", "--store", s(&store), "reps.csv"])), 0);
+    let before = std::fs::read_to_string(store.join("_manifest.json")).unwrap();
+    // ~3 MB of incompressible leads: more than the disk holds.
+    let mut big = String::from("lead_id,created_at,source\n");
+    for i in 0..60_000u64 {
+        big.push_str(&format!(
+            "L{:016x},2024-01-01,{:016x}\n",
+            i.wrapping_mul(0x9e3779b97f4a7c15),
+            i.wrapping_mul(0xd1b54a32d192ed03)
+        ));
+    }
+    write(d, "leads.csv", &big);
+    let out = run_in(d, &["ingest", "--store", s(&store), "leads.csv"]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let e = stderr(&out);
+    assert!(e.contains("No space left") && e.contains(s(&store)), "{e}");
+    assert_eq!(std::fs::read_to_string(store.join("_manifest.json")).unwrap(), before);
+    let leftovers = std::fs::read_dir(store.join("tables/leads")).map_or(0, |d| d.count());
+    assert_eq!(leftovers, 0, "no partial table left");
+    assert!(!store.join("tmp").exists(), "no scratch left");
+}
+
+/// Two whole-catalog runs of the same store and as_of write the same bytes, file by file
+/// (float sums whose order varied, `new_vs_existing.won_amount` among them, are ordered).
+#[test]
+fn two_runs_write_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let outs: Vec<std::path::PathBuf> = (0..2).map(|i| dir.path().join(format!("out{i}"))).collect();
+    for o in &outs {
+        let r = run(&["run", "--store", s(&sample), "--out", s(o), "--as-of", "2026-06-30"]);
+        assert_eq!(code(&r), 0, "{}", stderr(&r));
+    }
+    let mut compared = 0;
+    for k in crm_kpi::kpi::registry() {
+        let rel = Path::new(k.name).join("as_of=2026-06-30").join("part-0.parquet");
+        let a = std::fs::read(outs[0].join(&rel)).unwrap();
+        let b = std::fs::read(outs[1].join(&rel)).unwrap();
+        assert!(a == b, "{} differs between two runs", k.name);
+        compared += 1;
+    }
+    assert_eq!(compared, crm_kpi::kpi::registry().len());
+}
