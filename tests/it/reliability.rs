@@ -353,3 +353,85 @@ fn two_runs_write_identical_bytes() {
     }
     assert_eq!(compared, crm_kpi::kpi::registry().len());
 }
+
+/// Values that are extreme but each parse (or are quarantined) in some typed column.
+const EDGE_TIMES: &[&str] = &[
+    "2024-01-01",
+    "1900-01-01T00:00:00Z",
+    "1899-12-31T23:59:59Z",
+    "2199-12-31T23:59:59Z",
+    "2200-01-01",
+    "-9000000000000000",
+    "9000000000000000",
+    "9223372036854775807",
+    "0",
+    "1e10",
+    "2024-02-30",
+    "",
+];
+const EDGE_NUMBERS: &[&str] = &[
+    "0",
+    "-0",
+    "1e308",
+    "-1e308",
+    "1e-300",
+    "9223372036854775807",
+    "NaN",
+    "inf",
+    "",
+    "12.5",
+    "-3",
+];
+const EDGE_TEXT: &[&str] = &["web", "", "\u{1b}[2J", "=1+1", "ünïcødé", "a,b", "\"q\"", "x\ny"];
+
+fn csv_cell(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, failure_persistence: None, ..Default::default() })]
+
+    /// Issue 13: whatever an ingest accepts, every KPI computes and every table reads back in
+    /// `sql` without a panic (one stored value made every later run panic).
+    #[test]
+    fn any_accepted_store_computes_every_kpi_and_reads_back(
+        leads in proptest::collection::vec((0..EDGE_TIMES.len(), 0..EDGE_TEXT.len(), 0..EDGE_TIMES.len()), 1..8),
+        deals in proptest::collection::vec((0..EDGE_TIMES.len(), 0..EDGE_NUMBERS.len(), 0..3usize, 0..EDGE_TIMES.len()), 1..8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut l = String::from("lead_id,created_at,source,qualified_at\n");
+        for (i, (c, src, q)) in leads.iter().enumerate() {
+            l.push_str(&format!("L{i},{},{},{}\n", csv_cell(EDGE_TIMES[*c]), csv_cell(EDGE_TEXT[*src]), csv_cell(EDGE_TIMES[*q])));
+        }
+        let mut o = String::from("opportunity_id,account_id,created_at,owner_id,amount,status,closed_at,lead_id\n");
+        let mut e = String::from("opportunity_id,stage,entered_at\n");
+        for (i, (c, amt, st, cl)) in deals.iter().enumerate() {
+            let status = ["open", "won", "lost"][*st];
+            o.push_str(&format!("O{i},A,{},R,{},{status},{},L{i}\n", csv_cell(EDGE_TIMES[*c]), csv_cell(EDGE_NUMBERS[*amt]), csv_cell(EDGE_TIMES[*cl])));
+            e.push_str(&format!("O{i},prospecting,{}\n", csv_cell(EDGE_TIMES[*c])));
+        }
+        let files = [write(d, "leads.csv", &l), write(d, "opportunities.csv", &o), write(d, "stage_events.csv", &e)];
+        let store = d.join("store");
+        let config = crm_kpi::Config::default();
+        let report = crm_kpi::ingest::ingest(&store, &files, &Default::default(), &config);
+        proptest::prop_assert!(report.is_ok(), "{:?}", report.err().map(|e| e.to_string()));
+        let st = Store::open(&store).unwrap();
+        for as_of in ["2024-06-30T00:00:00Z", "2199-12-31T00:00:00Z"] {
+            let us = chrono::DateTime::parse_from_rfc3339(as_of).unwrap().timestamp_micros();
+            let params = crm_kpi::kpi::Params::new(us, crm_kpi::kpi::Grain::Month, config.clone());
+            let tables = crm_kpi::kpi::inputs::Tables::from_store(&st).unwrap();
+            let got = crate::fixtures::big_stack(move || {
+                crm_kpi::kpi::run::compute(&tables, &params, crm_kpi::kpi::registry(), Engine::InMemory).map(|r| r.0.len())
+            });
+            proptest::prop_assert!(got.is_ok(), "as of {as_of}: {:?}", got.err().map(|e| e.to_string()));
+        }
+        for t in ["leads", "opportunities", "stage_events"] {
+            let mut ctx = crm_kpi::cli::sql::context(&store, &d.join("out")).unwrap();
+            let df = ctx.execute(&format!("SELECT * FROM {t}")).and_then(|lf| lf.collect());
+            proptest::prop_assert!(df.is_ok(), "{t}: {:?}", df.err());
+            let printed = format!("{}", df.unwrap());
+            proptest::prop_assert!(!printed.is_empty());
+        }
+    }
+}
