@@ -435,3 +435,55 @@ proptest::proptest! {
         }
     }
 }
+
+/// Issue 13: `run` killed at any moment leaves OUT readable: every KPI file that is there
+/// (old or new, each replaced by one rename) reads as Parquet, no half-written file is in
+/// place, and the next run clears what the killed one left aside. (`scripts/kill-test.sh`
+/// does the same for `ingest`, many more times, on a release build.)
+#[test]
+fn a_killed_run_leaves_its_outputs_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let args = ["run", "--store", s(&sample), "--out", s(&out), "--as-of", "2026-06-30"];
+    let t0 = std::time::Instant::now();
+    let first = run(&args);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let full = t0.elapsed();
+    let check = |after: &str| {
+        let mut files = 0;
+        for k in crm_kpi::kpi::registry() {
+            let p = out.join(k.name).join("as_of=2026-06-30").join("part-0.parquet");
+            let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{after}: {}: {e}", p.display()));
+            ParquetReader::new(f)
+                .finish()
+                .unwrap_or_else(|e| panic!("{after}: {} unreadable: {e}", p.display()));
+            files += 1;
+        }
+        assert_eq!(files, crm_kpi::kpi::registry().len(), "{after}");
+    };
+    for i in 0..5u32 {
+        let delay = full.mul_f64(f64::from(i) / 4.0 * 1.1);
+        let mut child = std::process::Command::new(bin())
+            .args(args)
+            .env_remove("CRM_KPI_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        check(&format!("kill after {delay:?}"));
+    }
+    let last = run(&args);
+    assert_eq!(code(&last), 0, "{}", stderr(&last));
+    check("a run after the kills");
+    let leftovers: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
