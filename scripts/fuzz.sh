@@ -14,7 +14,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
 # cargo-fuzz asks for nightly-only flags; the stable toolchain takes them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/crm-kpi-fuzz-target}"
-cargo fuzz build --sanitizer none "${TARGETS[@]/#/}" 2>&1 | tail -3 || cargo fuzz build --sanitizer none
+cargo fuzz build --sanitizer none
 status=0
 for t in "${TARGETS[@]}"; do
   work=$(mktemp -d)

@@ -438,16 +438,23 @@ proptest::proptest! {
 
 /// Issue 13: `run` killed at any moment leaves OUT readable: every KPI file that is there
 /// (old or new, each replaced by one rename) reads as Parquet, no half-written file is in
-/// place, and the next run clears what the killed one left aside. (`scripts/kill-test.sh`
-/// does the same for `ingest`, many more times, on a release build.)
+/// place, and the next run clears what the killed one left aside. `CRM_KPI_RUN_KILLS=N` tries
+/// N kills (the long mode; `CRM_KPI_BIN` runs another binary, e.g. a release build).
+/// (`scripts/kill-test.sh` does the same for `ingest`.)
 #[test]
 fn a_killed_run_leaves_its_outputs_readable() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
     let args = ["run", "--store", s(&sample), "--out", s(&out), "--as-of", "2026-06-30"];
+    let binary = std::env::var_os("CRM_KPI_BIN").map_or_else(bin, std::path::PathBuf::from);
+    let tries: u32 = std::env::var("CRM_KPI_RUN_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(2);
     let t0 = std::time::Instant::now();
-    let first = run(&args);
+    let first = std::process::Command::new(&binary).args(args).output().unwrap();
     assert_eq!(code(&first), 0, "{}", stderr(&first));
     let full = t0.elapsed();
     let check = |after: &str| {
@@ -462,9 +469,9 @@ fn a_killed_run_leaves_its_outputs_readable() {
         }
         assert_eq!(files, crm_kpi::kpi::registry().len(), "{after}");
     };
-    for i in 0..5u32 {
-        let delay = full.mul_f64(f64::from(i) / 4.0 * 1.1);
-        let mut child = std::process::Command::new(bin())
+    for i in 0..tries {
+        let delay = full.mul_f64(f64::from(i) / f64::from(tries - 1) * 1.1);
+        let mut child = std::process::Command::new(&binary)
             .args(args)
             .env_remove("CRM_KPI_LOG")
             .stdout(std::process::Stdio::null())
@@ -476,9 +483,10 @@ fn a_killed_run_leaves_its_outputs_readable() {
         let _ = child.wait();
         check(&format!("kill after {delay:?}"));
     }
-    let last = run(&args);
+    let last = std::process::Command::new(&binary).args(args).output().unwrap();
     assert_eq!(code(&last), 0, "{}", stderr(&last));
     check("a run after the kills");
+    eprintln!("run kill test: {tries} kills, 0 bad");
     let leftovers: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .flatten()
