@@ -14,7 +14,7 @@ use crm_kpi::generate::{Format, GenerateOptions, Scale, generate};
 use crm_kpi::ingest::{IngestOptions, ingest};
 use crm_kpi::kpi::inputs::Tables;
 use crm_kpi::kpi::run::compute;
-use crm_kpi::kpi::{Grain, Kpi, Params, parse_as_of, registry};
+use crm_kpi::kpi::{Family, Grain, Kpi, Params, parse_as_of, registry};
 use crm_kpi::schema;
 use crm_kpi::store::Store;
 use polars::prelude::Engine;
@@ -60,16 +60,6 @@ fn store_dir(config: &Config) -> PathBuf {
     store
 }
 
-fn families(all: &[Kpi]) -> Vec<&'static str> {
-    let mut f: Vec<&'static str> = Vec::new();
-    for k in all {
-        if !f.contains(&k.family) {
-            f.push(k.family);
-        }
-    }
-    f
-}
-
 fn input_rows(store: &Path) -> u64 {
     let s = Store::open(store).expect("open the benchmark store");
     schema::DATA_TABLES.iter().map(|t| s.manifest().rows(t.name)).sum()
@@ -83,13 +73,11 @@ fn kpis(c: &mut Criterion) {
     let as_of = parse_as_of(AS_OF, config.tz()).expect("as_of");
     let params = Params::new(as_of, Grain::Month, config);
     let rows = input_rows(&store_path);
-    let all = registry();
-
     let mut g = c.benchmark_group("family");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(rows));
-    for fam in families(&all) {
-        g.bench_function(BenchmarkId::from_parameter(fam.replace(' ', "_")), |b| {
+    for fam in Family::ALL {
+        g.bench_function(BenchmarkId::from_parameter(fam.slug()), |b| {
             b.iter(|| {
                 let selected: Vec<Kpi> = registry().into_iter().filter(|k| k.family == fam).collect();
                 compute(&tables, &params, selected, Engine::InMemory).expect("compute the family")

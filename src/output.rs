@@ -139,6 +139,8 @@ pub fn write_kpi(
         ("crm_kpi.version".to_string(), kpi.version.to_string()),
         ("crm_kpi.grain".to_string(), kpi.grain.to_string()),
         ("crm_kpi.definition".to_string(), kpi.definition.to_string()),
+        ("crm_kpi.family".to_string(), kpi.family.slug().to_string()),
+        ("crm_kpi.key".to_string(), kpi.key.join(",")),
         ("crm_kpi.as_of".to_string(), as_of.to_string()),
         ("crm_kpi.config_hash".to_string(), config_hash.to_string()),
         (

@@ -34,6 +34,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         dirty: args.dirty,
     };
     let report = crate::generate::generate(&opts, &config)?;
-    print!("{}", report.render());
+    crate::cli::print_stdout(&report.render())?;
     Ok(Outcome::Ok)
 }

@@ -67,7 +67,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         pb.finish_and_clear();
     }
     let report = report?;
-    print!("{}", report.render());
+    crate::cli::print_stdout(&report.render())?;
     if args.strict && report.rejected() > 0 {
         eprintln!(
             "error: {} rows were rejected (see quarantine/ in the store); exiting 1 under --strict",

@@ -1,36 +1,31 @@
-//! `crm-kpi list`: the KPI catalog, with `--long` the definitions and output columns.
+//! `crm-kpi list`: the KPI catalog; `--long` adds the definitions and output columns, `--json`
+//! and `--markdown` print it for programs and for docs/kpis.md.
 
 use crate::cli::{Cli, Outcome};
+use crate::kpi::catalog;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print each KPI's definition, key and output columns.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["json", "markdown"])]
     pub long: bool,
+    /// Print the catalog as JSON: an array of {name, family, family_title, grain, definition,
+    /// version, key, columns: [{name, type}]}.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the KPI reference as Markdown (docs/kpis.md).
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let mut s = String::new();
-    for k in crate::kpi::registry() {
-        if args.long {
-            s.push_str(&format!(
-                "{} (v{}, {})\n  grain: {}\n  {}\n  key: {}\n  columns:",
-                k.name,
-                k.version,
-                k.family,
-                k.grain,
-                k.definition,
-                k.key.join(", ")
-            ));
-            for (c, t) in (k.columns)() {
-                s.push_str(&format!(" {c}:{t}"));
-            }
-            s.push_str("\n\n");
-        } else {
-            s.push_str(&format!("{:<24} {}\n", k.name, k.grain));
-        }
-    }
-    use std::io::Write;
-    std::io::stdout().lock().write_all(s.as_bytes())?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&catalog::json())? + "\n"
+    } else if args.markdown {
+        catalog::reference_markdown()
+    } else {
+        catalog::text(args.long)
+    };
+    crate::cli::print_stdout(&text)?;
     Ok(Outcome::Ok)
 }

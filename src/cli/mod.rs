@@ -101,6 +101,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to stdout. A reader that closed the pipe (`crm-kpi validate | head -1`) is not
+/// an error: the rest is not printed and the command goes on to its own exit code.
+pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()

@@ -14,6 +14,6 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let config = crate::cli::load_config(cli)?;
     let report = crate::store::quality::report(&args.store, &config)?;
-    print!("{}", report.render());
+    crate::cli::print_stdout(&report.render())?;
     Ok(Outcome::Ok)
 }

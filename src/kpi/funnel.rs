@@ -1,19 +1,37 @@
-//! Funnel KPIs: stage funnel (any / ordered), time in stage with Kaplan-Meier survival.
+//! Funnel and pipeline: how deals move through the stages and close.
+//!
+//! - the stage funnel and the time spent in each stage (Kaplan-Meier);
+//! - the open pipeline per stage at each period end (reconstructed from stage events) and the
+//!   size of won deals;
+//! - closed deals: win rate, loss reasons, sales cycle;
+//! - forecasts against the weighted pipeline and the won amount; sales velocity.
 
 use std::sync::Arc;
 
 use polars::prelude::*;
 
 use crate::config::{Config, Terminal};
-use crate::kpi::periods::period_start;
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio};
+use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
+use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
+use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, stable_sum};
 use crate::stats::km::KaplanMeier;
 
 pub fn kpis() -> Vec<Kpi> {
+    [
+        stage_kpis(),
+        pipeline_kpis(),
+        deal_kpis(),
+        forecast_kpis(),
+        velocity_kpis(),
+    ]
+    .concat()
+}
+
+fn stage_kpis() -> Vec<Kpi> {
     vec![
         Kpi {
             name: "stage_funnel",
-            family: "funnel and pipeline",
+            family: Family::Funnel,
             grain: "one row per mode (any/ordered) per dimension value (all, owner_id, campaign_id, \
                 created_period) per funnel stage",
             definition: "Funnel steps: the non-terminal stages in pipeline order, then the won stage; lost \
@@ -43,7 +61,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "stage_duration",
-            family: "funnel and pipeline",
+            family: Family::Funnel,
             grain: "one row per non-terminal stage per dimension value (all, owner_id)",
             definition: "Visits to a non-terminal stage (one per stage event at or before as_of). A visit \
                 is completed when the deal entered another stage or closed by as_of, else censored (still \
@@ -79,7 +97,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "stage_duration_survival",
-            family: "funnel and pipeline",
+            family: Family::Funnel,
             grain: "one row per non-terminal stage per dimension value (all, owner_id) per distinct visit \
                 duration (days) with an event or a censoring",
             definition: "The Kaplan-Meier table of time in stage behind stage_duration: at t_days, visits \
@@ -106,10 +124,6 @@ pub fn kpis() -> Vec<Kpi> {
             build: stage_duration_survival,
         },
     ]
-}
-
-fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
-    first.iter().map(|c| col(*c)).chain(dim.map(col)).collect()
 }
 
 /// The funnel steps in order: (stage_index in the configured pipeline, stage, in_chain), where
@@ -252,7 +266,7 @@ fn visits_by_stage(i: &Inputs, p: &Params, aggs: Vec<Expr>) -> PolarsResult<Lazy
         let lists = [col("days").alias("__days"), col("completed").alias("__events")];
         Ok(visits
             .clone()
-            .group_by(keys(&["stage"], d))
+            .group_by(group_keys(&["stage"], d))
             .agg(aggs.iter().cloned().chain(lists).collect::<Vec<_>>()))
     })
 }
@@ -384,4 +398,477 @@ fn stage_duration_survival(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             Some("kaplan_meier_steps"),
         )
         .with_column(as_of_col(p)))
+}
+
+fn pipeline_kpis() -> Vec<Kpi> {
+    vec![
+        Kpi {
+            name: "pipeline_snapshot",
+            family: Family::Funnel,
+            grain: "one row per snapshot date per stage",
+            definition: "Open pipeline per stage at as_of and at the end (last local day, end of that day) of \
+                every period from the first deal's creation period up to the period before as_of's. A deal \
+                counts at a snapshot instant T when it was created at or before T and is open at T, \
+                reconstructed from its stage events, not from its current stage: its last stage event at or \
+                before T is not terminal (a deal without any terminal event in its history is closed from its \
+                closed_at instead). Its stage is that last event's stage; a deal open without any stage \
+                event yet is reported under a null stage (weighted_amount null). open_deals, amount (base \
+                currency, current amount), weighted_amount = sum of amount x the stage's configured win \
+                probability (0-1), mean_age_days = mean days from creation to T. Every non-terminal \
+                configured stage has a row at every snapshot (0 deals, null age when empty).",
+            version: 1,
+            columns: || {
+                vec![
+                    ("as_of", DataType::Date),
+                    ("snapshot_at", DataType::Date),
+                    ("stage", DataType::String),
+                    ("open_deals", DataType::UInt32),
+                    ("amount", DataType::Float64),
+                    ("weighted_amount", DataType::Float64),
+                    ("mean_age_days", DataType::Float64),
+                ]
+            },
+            key: &["snapshot_at", "stage"],
+            build: pipeline_snapshot,
+        },
+        Kpi {
+            name: "deal_size",
+            family: Family::Funnel,
+            grain: "one row per close period per dimension value (all, owner_id)",
+            definition: "Deals won in the period (status at as_of, close date cut in the configured timezone): \
+                won deals, mean and median amount in base currency, and the bucket mix by the configured \
+                deal_size_buckets [b0, ..., bn]: small = amount < b0, medium = b0 <= amount < bn, large = \
+                amount >= bn (with a single threshold medium is always 0). Deals without a base amount are \
+                counted in won_deals but in no bucket.",
+            version: 1,
+            columns: || {
+                vec![
+                    ("as_of", DataType::Date),
+                    ("period_start", DataType::Date),
+                    ("dimension", DataType::String),
+                    ("dimension_value", DataType::String),
+                    ("won_deals", DataType::UInt32),
+                    ("mean_amount", DataType::Float64),
+                    ("median_amount", DataType::Float64),
+                    ("small", DataType::UInt32),
+                    ("medium", DataType::UInt32),
+                    ("large", DataType::UInt32),
+                ]
+            },
+            key: &["period_start", "dimension", "dimension_value"],
+            build: deal_size,
+        },
+    ]
+}
+
+fn pipeline_snapshot(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let open = open_snapshots(i, p)?;
+    let agg = open
+        .with_column((col("__t") - col("created_at")).dt().total_days(true).alias("__age"))
+        .group_by([col("snapshot_at"), col("__stage").alias("stage")])
+        .agg([
+            len().cast(DataType::UInt32).alias("open_deals"),
+            col("amount_base").sum().alias("amount"),
+            when(col("__probability").null_count().eq(len()))
+                .then(lit(NULL).cast(DataType::Float64))
+                .otherwise((col("amount_base") * col("__probability")).sum())
+                .alias("weighted_amount"),
+            col("__age").mean().alias("mean_age_days"),
+        ]);
+    // Dense grid: every open (non-terminal) configured stage at every snapshot, plus the rows
+    // found (deals without a stage event, stages no longer configured).
+    let open_stages: Vec<&str> = p
+        .config
+        .stages
+        .iter()
+        .filter(|s| s.terminal.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
+    let stages = df!("stage" => open_stages)?.lazy();
+    let grid = snapshot_dates(i, p)?.cross_join(stages, None);
+    let keys = concat(
+        [grid, agg.clone().select([col("snapshot_at"), col("stage")])],
+        UnionArgs::default(),
+    )?
+    .unique(None, UniqueKeepStrategy::Any);
+    let on = [col("snapshot_at"), col("stage")];
+    Ok(keys
+        .join(
+            agg,
+            on.clone(),
+            on,
+            JoinArgs {
+                nulls_equal: true,
+                ..JoinArgs::new(JoinType::Left)
+            },
+        )
+        .with_columns([
+            col("open_deals").fill_null(lit(0u32)),
+            col("amount").fill_null(lit(0.0)),
+            when(col("open_deals").is_null().and(col("stage").is_not_null()))
+                .then(lit(0.0))
+                .otherwise(col("weighted_amount"))
+                .alias("weighted_amount"),
+            as_of_col(p),
+        ]))
+}
+
+fn deal_size(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let b = &p.config.deal_size_buckets;
+    let (lo, hi) = (b[0], b[b.len() - 1]);
+    let amount = || col("amount_base");
+    let won = i
+        .deals()?
+        .filter(col("status").eq(lit("won")))
+        .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start"));
+    by_dimensions(&["owner_id"], |d| {
+        let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
+        Ok(won.clone().group_by(keys).agg([
+            len().cast(DataType::UInt32).alias("won_deals"),
+            amount().mean().alias("mean_amount"),
+            amount().median().alias("median_amount"),
+            amount().lt(lit(lo)).sum().cast(DataType::UInt32).alias("small"),
+            amount()
+                .gt_eq(lit(lo))
+                .and(amount().lt(lit(hi)))
+                .sum()
+                .cast(DataType::UInt32)
+                .alias("medium"),
+            amount().gt_eq(lit(hi)).sum().cast(DataType::UInt32).alias("large"),
+        ]))
+    })
+    .map(|lf| lf.with_column(as_of_col(p)))
+}
+
+// Closed deals.
+
+fn deal_kpis() -> Vec<Kpi> {
+    vec![
+        Kpi {
+            name: "win_rate",
+            family: Family::Funnel,
+            grain: "one row per close period per dimension value (all, owner_id, source, region)",
+            definition: "Deals closed in the period (status at as_of, close date cut in the configured timezone): \
+                won, lost, count win rate = won / (won + lost), won and lost amounts in base currency, \
+                amount win rate = won amount / (won + lost amount). Null when nothing closed.",
+            version: 1,
+            columns: || {
+                vec![
+                    ("as_of", DataType::Date),
+                    ("period_start", DataType::Date),
+                    ("dimension", DataType::String),
+                    ("dimension_value", DataType::String),
+                    ("won", DataType::UInt32),
+                    ("lost", DataType::UInt32),
+                    ("win_rate", DataType::Float64),
+                    ("won_amount", DataType::Float64),
+                    ("lost_amount", DataType::Float64),
+                    ("amount_win_rate", DataType::Float64),
+                ]
+            },
+            key: &["period_start", "dimension", "dimension_value"],
+            build: win_rate,
+        },
+        Kpi {
+            name: "loss_reasons",
+            family: Family::Funnel,
+            grain: "one row per close period per loss reason",
+            definition: "Deals lost in the period by loss_reason (null reason reported as `unspecified`): \
+                lost deals, lost amount in base currency, share of the period's lost deals.",
+            version: 1,
+            columns: || {
+                vec![
+                    ("as_of", DataType::Date),
+                    ("period_start", DataType::Date),
+                    ("loss_reason", DataType::String),
+                    ("lost", DataType::UInt32),
+                    ("lost_amount", DataType::Float64),
+                    ("share", DataType::Float64),
+                ]
+            },
+            key: &["period_start", "loss_reason"],
+            build: loss_reasons,
+        },
+        Kpi {
+            name: "sales_cycle",
+            family: Family::Funnel,
+            grain: "one row per close period per outcome (won/lost) per dimension value (all, owner_id)",
+            definition: "Days from a deal's creation to its close, for deals closed in the period, won and \
+                lost separately: count, mean, median and p90 (linear interpolation). Open deals are not \
+                averaged in; their age is in open_deals_per_rep and pipeline_snapshot.",
+            version: 1,
+            columns: || {
+                vec![
+                    ("as_of", DataType::Date),
+                    ("period_start", DataType::Date),
+                    ("outcome", DataType::String),
+                    ("dimension", DataType::String),
+                    ("dimension_value", DataType::String),
+                    ("deals", DataType::UInt32),
+                    ("mean_days", DataType::Float64),
+                    ("median_days", DataType::Float64),
+                    ("p90_days", DataType::Float64),
+                ]
+            },
+            key: &["period_start", "outcome", "dimension", "dimension_value"],
+            build: sales_cycle,
+        },
+    ]
+}
+
+/// Deals closed at as_of, with `period_start` of their close.
+fn closed(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    Ok(i.deals()?
+        .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
+        .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start")))
+}
+
+fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let closed = closed(i, p)?;
+    let won = col("status").eq(lit("won"));
+    let lost = col("status").eq(lit("lost"));
+    Ok(by_dimensions(&["owner_id", "source", "region"], |d| {
+        Ok(closed.clone().group_by(group_keys(&["period_start"], d)).agg([
+            won.clone().sum().cast(DataType::UInt32).alias("won"),
+            lost.clone().sum().cast(DataType::UInt32).alias("lost"),
+            col("amount_base").filter(won.clone()).sum().alias("won_amount"),
+            col("amount_base").filter(lost.clone()).sum().alias("lost_amount"),
+        ]))
+    })?
+    .with_columns([
+        ratio(col("won"), col("won") + col("lost")).alias("win_rate"),
+        ratio(col("won_amount"), col("won_amount") + col("lost_amount")).alias("amount_win_rate"),
+        as_of_col(p),
+    ]))
+}
+
+fn loss_reasons(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    Ok(closed(i, p)?
+        .filter(col("status").eq(lit("lost")))
+        .with_column(col("loss_reason").fill_null(lit("unspecified")))
+        .group_by([col("period_start"), col("loss_reason")])
+        .agg([
+            len().cast(DataType::UInt32).alias("lost"),
+            col("amount_base").sum().alias("lost_amount"),
+        ])
+        .with_columns([
+            ratio(col("lost"), col("lost").sum().over([col("period_start")])?).alias("share"),
+            as_of_col(p),
+        ]))
+}
+
+fn sales_cycle(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let closed = closed(i, p)?
+        .with_column(
+            (col("closed_at") - col("created_at"))
+                .dt()
+                .total_days(true)
+                .alias("days"),
+        )
+        .rename(["status"], ["outcome"], true);
+    by_dimensions(&["owner_id"], |d| {
+        Ok(closed
+            .clone()
+            .group_by(group_keys(&["period_start", "outcome"], d))
+            .agg([
+                len().cast(DataType::UInt32).alias("deals"),
+                col("days").mean().alias("mean_days"),
+                col("days").median().alias("median_days"),
+                col("days").quantile(lit(0.9), QuantileMethod::Linear).alias("p90_days"),
+            ]))
+    })
+    .map(|lf| lf.with_column(as_of_col(p)))
+}
+
+fn forecast_kpis() -> Vec<Kpi> {
+    vec![Kpi {
+        name: "forecast_vs_actual",
+        family: Family::Funnel,
+        grain: "one row per period per owner with a forecast, pipeline forecast or won amount, up to as_of's \
+            period",
+        definition: "Per period (the run grain, cut in the configured timezone) and owner, for periods up to \
+            as_of's: submitted_forecast = the owner's latest forecast of the run grain for the period \
+            submitted at or before as_of, category commit (a forecast without a category counts as commit; \
+            its period_start is mapped to the period containing it), in base currency, null if none; \
+            pipeline_forecast = sum of amount x stage probability of the deals open when the period \
+            starts (at the last instant before it, i.e. the previous period's pipeline_snapshot, \
+            reconstructed from stage events; the stage at that instant gives the probability, a deal \
+            without a stage event yet counts 0) whose expected_close_date (current value) falls in the \
+            period; actual = base amount of the deals won \
+            in the period (status at as_of); attainment = actual / submitted_forecast and error = actual - \
+            submitted_forecast (null without a forecast, attainment null for a zero forecast).",
+        version: 1,
+        columns: || {
+            vec![
+                ("as_of", DataType::Date),
+                ("period_start", DataType::Date),
+                ("owner_id", DataType::String),
+                ("submitted_forecast", DataType::Float64),
+                ("pipeline_forecast", DataType::Float64),
+                ("actual", DataType::Float64),
+                ("attainment", DataType::Float64),
+                ("error", DataType::Float64),
+            ]
+        },
+        key: &["period_start", "owner_id"],
+        build: forecast_vs_actual,
+    }]
+}
+
+fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let cfg = &p.config;
+    let cur = current_period_start(p);
+    let keys = [col("period_start"), col("owner_id")];
+
+    let submitted = i
+        .forecasts
+        .clone()
+        .filter(
+            col("grain")
+                .eq(lit(p.grain.name()))
+                .and(col("category").eq(lit("commit")).or(col("category").is_null())),
+        )
+        .with_column(period_start_of_date(col("period_start"), p.grain, cfg).alias("period_start"))
+        .filter(col("period_start").lt_eq(cur.clone()))
+        .group_by(keys.clone())
+        .agg([col("amount_base")
+            .sort_by(
+                [col("submitted_at"), col("amount_base")],
+                SortMultipleOptions::default(),
+            )
+            .last()
+            .alias("submitted_forecast")]);
+
+    // Each deal is looked at once: at the start of the period its expected close falls in.
+    let expected = i
+        .deals()?
+        .filter(col("expected_close_date").is_not_null())
+        .select([
+            col("opportunity_id"),
+            col("owner_id"),
+            col("created_at"),
+            col("closed_at"),
+            col("amount_base"),
+            period_start_of_date(col("expected_close_date"), p.grain, cfg).alias("period_start"),
+        ])
+        .filter(col("period_start").lt_eq(cur))
+        .with_column(
+            day_start(col("period_start"), p)
+                .dt()
+                .offset_by(lit("-1us"))
+                .alias("__t"),
+        );
+    let pipeline = open_at(expected, i, p)?
+        .group_by(keys.clone())
+        .agg([stable_sum(col("amount_base") * col("__probability")).alias("pipeline_forecast")]);
+
+    let actual = i
+        .deals()?
+        .filter(col("status").eq(lit("won")))
+        .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
+        .group_by(keys.clone())
+        .agg([stable_sum(col("amount_base")).alias("actual")]);
+
+    let rows = concat(
+        [
+            submitted.clone().select(keys.clone()),
+            pipeline.clone().select(keys.clone()),
+            actual.clone().select(keys.clone()),
+        ],
+        UnionArgs::default(),
+    )?
+    .unique(None, UniqueKeepStrategy::Any);
+    let left = || JoinArgs::new(JoinType::Left);
+    Ok(rows
+        .join(submitted, keys.clone(), keys.clone(), left())
+        .join(pipeline, keys.clone(), keys.clone(), left())
+        .join(actual, keys.clone(), keys, left())
+        .with_columns([
+            col("pipeline_forecast").fill_null(lit(0.0)),
+            col("actual").fill_null(lit(0.0)),
+        ])
+        .with_columns([
+            ratio(col("actual"), col("submitted_forecast")).alias("attainment"),
+            (col("actual") - col("submitted_forecast")).alias("error"),
+            as_of_col(p),
+        ]))
+}
+
+fn velocity_kpis() -> Vec<Kpi> {
+    vec![Kpi {
+        name: "sales_velocity",
+        family: Family::Funnel,
+        grain: "one row per period per dimension value (all, owner_id) with open deals at the period's \
+                end or deals closed in it",
+        definition: "Revenue per day the pipeline generates: velocity = open_deals x win_rate x \
+                mean_won_amount / mean_cycle_days. open_deals = deals open at the period's end (for as_of's \
+                period: at as_of), reconstructed from stage events as in pipeline_snapshot; win_rate = won \
+                / (won + lost) of deals closed in the period (status at as_of, as in win_rate); \
+                mean_won_amount = mean base amount of deals won in the period; mean_cycle_days = mean days \
+                from creation to close of those won deals. velocity is null when any factor is null or \
+                the cycle is 0.",
+        version: 1,
+        columns: || {
+            vec![
+                ("as_of", DataType::Date),
+                ("period_start", DataType::Date),
+                ("dimension", DataType::String),
+                ("dimension_value", DataType::String),
+                ("open_deals", DataType::UInt32),
+                ("win_rate", DataType::Float64),
+                ("mean_won_amount", DataType::Float64),
+                ("mean_cycle_days", DataType::Float64),
+                ("velocity", DataType::Float64),
+            ]
+        },
+        key: &["period_start", "dimension", "dimension_value"],
+        build: sales_velocity,
+    }]
+}
+
+fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let open = open_snapshots(i, p)?;
+    let won = || col("status").eq(lit("won"));
+    let closed = i
+        .deals()?
+        .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
+        .with_columns([
+            period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
+            (col("closed_at") - col("created_at"))
+                .dt()
+                .total_days(true)
+                .alias("__days"),
+        ]);
+    by_dimensions(&["owner_id"], |d| {
+        let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
+        let opened = open.clone().group_by(keys.clone()).agg([len().alias("open_deals")]);
+        let closed = closed.clone().group_by(keys.clone()).agg([
+            won().sum().alias("__won"),
+            col("status").eq(lit("lost")).sum().alias("__lost"),
+            col("amount_base").filter(won()).mean().alias("mean_won_amount"),
+            col("__days").filter(won()).mean().alias("mean_cycle_days"),
+        ]);
+        let all = concat(
+            [opened.clone().select(keys.clone()), closed.clone().select(keys.clone())],
+            UnionArgs::default(),
+        )?
+        .unique(None, UniqueKeepStrategy::Any);
+        Ok(all
+            .join(opened, keys.clone(), keys.clone(), JoinArgs::new(JoinType::Left))
+            .join(closed, keys.clone(), keys, JoinArgs::new(JoinType::Left)))
+    })
+    .map(|lf| {
+        lf.with_columns([
+            col("open_deals").fill_null(lit(0u32)),
+            ratio(col("__won"), col("__won") + col("__lost")).alias("win_rate"),
+        ])
+        .with_columns([
+            ratio(
+                col("open_deals") * col("win_rate") * col("mean_won_amount"),
+                col("mean_cycle_days"),
+            )
+            .alias("velocity"),
+            as_of_col(p),
+        ])
+    })
 }

@@ -25,7 +25,8 @@ use polars::prelude::*;
 
 use crate::config::Terminal;
 use crate::error::StoreError;
-use crate::kpi::Params;
+use crate::kpi::periods::{current_period_start, day_end, explode_dates, period_end, period_every, period_start};
+use crate::kpi::{Params, as_of_col};
 use crate::schema;
 use crate::store::Store;
 
@@ -407,4 +408,155 @@ pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
     df!("stage" => names, "stage_index" => idx, "probability" => prob, "terminal" => term, "outcome" => outcome)
         .expect("stage frame")
         .lazy()
+}
+
+/// Keeps the rows whose deal is open at the instant `__t`, and adds `__stage` (the stage of its
+/// last event at or before `__t`, null if none) and `__probability`.
+///
+/// `rows` needs `opportunity_id`, `__t` (Datetime(us, UTC)), `created_at` and `closed_at` (the
+/// deal's close at as_of, null while open) and no `__stage` column. `__t` must be at or before
+/// as_of. The rule is the one of `inputs.rs`, applied at `__t`: a deal closed at as_of with
+/// `closed_at <= __t` is closed at `__t` (its closing event, or its fallback close, is the last
+/// word up to as_of); any other deal is open at `__t` unless its last event at or before `__t`
+/// is terminal (a deal won, then reopened before as_of, for instance). A deal without any
+/// terminal event closes only through the fallback, so the first test already decides it.
+/// Amounts are the current ones (no amount history is kept).
+pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let stages = stage_frame(&p.config);
+    // Events sorted by deal, time and pipeline position: the backward as-of join takes the last
+    // row at or before `__t`, so on equal times the later stage wins (as in `inputs.rs`).
+    let events = i.ordered_events()?.select([
+        col("opportunity_id"),
+        col("entered_at").alias("__entered_at"),
+        col("stage").alias("__stage"),
+    ]);
+    let asof = AsOfOptions {
+        strategy: AsofStrategy::Backward,
+        left_by: Some(vec!["opportunity_id".into()]),
+        right_by: Some(vec!["opportunity_id".into()]),
+        allow_eq: true,
+        ..Default::default()
+    };
+    Ok(rows
+        .filter(
+            col("created_at")
+                .lt_eq(col("__t"))
+                .and(col("closed_at").is_null().or(col("closed_at").gt(col("__t")))),
+        )
+        .sort(["opportunity_id", "__t"], SortMultipleOptions::default())
+        .join(
+            events,
+            [col("__t")],
+            [col("__entered_at")],
+            JoinArgs::new(JoinType::AsOf(Box::new(asof))),
+        )
+        .join(
+            stages.select([
+                col("stage").alias("__stage"),
+                col("probability").alias("__probability"),
+                col("terminal").alias("__terminal"),
+            ]),
+            [col("__stage")],
+            [col("__stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(col("__terminal").fill_null(lit(false)).not())
+        .drop(cols(["__terminal", "__entered_at"])))
+}
+
+/// One row per deal per snapshot at which it is open: the end of every past period (from the
+/// deal's creation period to the period before as_of's) and as_of itself. Columns:
+/// `snapshot_at` (Date), `period_start` (of the snapshot's period), `__t` (the instant),
+/// owner_id, created_at, amount_base, `__stage`, `__probability`.
+/// Shared: pipeline_snapshot, sales_velocity and rep_scorecard read it.
+pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    i.shared("open_snapshots", || open_snapshots_plan(i, p))
+}
+
+fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let cfg = &p.config;
+    let cur = current_period_start(p);
+    let base = i.deals()?.select([
+        col("opportunity_id"),
+        col("owner_id"),
+        col("created_at"),
+        col("closed_at"),
+        col("amount_base"),
+        col("stage"),
+        col("status"),
+    ]);
+    // A deal can be open only at the ends of the periods from its creation period up to, not
+    // including, its close period (at as_of) and the current period.
+    let closed_ps = period_start(col("closed_at"), p.grain, cfg);
+    let until = when(col("closed_at").is_null().or(closed_ps.clone().gt(cur.clone())))
+        .then(cur.clone())
+        .otherwise(closed_ps);
+    let ranges = date_ranges(
+        Some(period_start(col("created_at"), p.grain, cfg)),
+        Some(until),
+        Some(Duration::parse(period_every(p.grain))),
+        None,
+        ClosedWindow::Left,
+    )?;
+    let past = explode_dates(
+        base.clone()
+            .drop(cols(["stage", "status"]))
+            .with_column(ranges.alias("period_start")),
+        "period_start",
+    )
+    .with_column(period_end(col("period_start"), p.grain).alias("snapshot_at"))
+    .with_column(day_end(col("snapshot_at"), p).alias("__t"));
+    let past = open_at(past, i, p)?;
+    // At as_of the deal's state is the shared one of `Inputs::deals`.
+    let now = base
+        .filter(col("status").eq(lit("open")))
+        .with_columns([
+            as_of_col(p).alias("snapshot_at"),
+            cur.alias("period_start"),
+            p.as_of_lit().alias("__t"),
+        ])
+        .join(
+            stage_frame(cfg).select([col("stage"), col("probability").alias("__probability")]),
+            [col("stage")],
+            [col("stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .rename(["stage"], ["__stage"], true)
+        .drop(cols(["status"]));
+    // No opportunity_id: the readers count and sum, and the frame is kept for several KPIs.
+    let select = [
+        "snapshot_at",
+        "period_start",
+        "__t",
+        "owner_id",
+        "created_at",
+        "amount_base",
+        "__stage",
+        "__probability",
+    ]
+    .map(col);
+    concat([past.select(select.clone()), now.select(select)], UnionArgs::default())
+}
+
+/// Every snapshot date (Date column `snapshot_at`): the end of every period from the first
+/// deal's creation period up to the period before as_of's, then as_of's date.
+pub(crate) fn snapshot_dates(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let cur = current_period_start(p);
+    let first = period_start(col("created_at"), p.grain, &p.config)
+        .min()
+        .fill_null(cur.clone());
+    let past = i
+        .deals()?
+        .select([first.alias("__first")])
+        .select([polars::lazy::dsl::date_range(
+            Some(col("__first").first()),
+            Some(cur),
+            Some(Duration::parse(period_every(p.grain))),
+            None,
+            ClosedWindow::Left,
+        )?
+        .alias("period_start")])
+        .select([period_end(col("period_start"), p.grain).alias("snapshot_at")]);
+    let now = DataFrame::empty().lazy().select([as_of_col(p).alias("snapshot_at")]);
+    concat([past, now], UnionArgs::default())
 }

@@ -6,9 +6,10 @@ use polars::lazy::dsl;
 use polars::prelude::*;
 
 use crate::config::ConvertedEvent;
-use crate::kpi::periods::{period_ordinal, period_start};
-use crate::kpi::pipeline::{current_period_start, explode_dates, period_complete, periods_to_as_of};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, utc};
+use crate::kpi::periods::{
+    current_period_start, explode_dates, period_complete, period_ordinal, period_start, periods_to_as_of,
+};
+use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, utc};
 
 /// The conversion rule, shared by the definitions of every KPI that counts conversions.
 macro_rules! converted_rule {
@@ -29,7 +30,7 @@ pub fn kpis() -> Vec<Kpi> {
     vec![
         Kpi {
             name: "lead_volume",
-            family: "leads",
+            family: Family::Leads,
             grain: "one row per period per dimension value (all, source, campaign_id, owner_id, region)",
             definition: "Lead events per period (cut in the configured timezone at the run's grain): \
                 new_leads = leads created in the period, qualified_leads = leads whose qualified_at \
@@ -55,7 +56,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "lead_velocity_rate",
-            family: "leads",
+            family: Family::Leads,
             grain: "one row per period, from the first period with a lead to as_of's period",
             definition: "qualified_leads = leads whose qualified_at (at or before as_of) is in the \
                 period; prev_qualified_leads = the same for the previous period (null for the first \
@@ -81,7 +82,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "lead_conversion",
-            family: "leads",
+            family: Family::Leads,
             grain: "one row per dimension value (all, source, campaign_id, owner_id, region, period)",
             definition: concat!(
                 "leads = leads created at or before as_of; converted = those converted at or before \
@@ -111,7 +112,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "cohort_conversion",
-            family: "leads",
+            family: Family::Leads,
             grain: "one row per cohort (created period) per dimension value (all, source) per k = 0 .. \
                 periods from the cohort to as_of's period",
             definition: concat!(
@@ -141,7 +142,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         Kpi {
             name: "campaign_performance",
-            family: "leads",
+            family: Family::Leads,
             grain: "one row per campaign",
             definition: "Campaigns: every campaign of the campaigns table whose started_at is null or \
                 at or before as_of, plus every campaign_id referenced by a lead or a deal at as_of \
@@ -282,10 +283,6 @@ fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame>
         ))
 }
 
-fn keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
-    first.iter().map(|c| col(*c)).chain(dim.map(col)).collect()
-}
-
 fn lead_volume(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let events = [
@@ -321,7 +318,7 @@ fn lead_volume(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             })
             .collect();
         Ok(concat_lf_diagonal(parts, UnionArgs::default())?
-            .group_by(keys(&["period_start"], d))
+            .group_by(group_keys(&["period_start"], d))
             .agg(counts.clone().map(|c| c.fill_null(lit(0u32)).sum())))
     })?
     .with_column(as_of_col(p)))

@@ -1,22 +1,19 @@
 //! The KPI engine: a registry of KPIs, each a lazy query over the as-of inputs.
 //!
-//! Every KPI is declared once, in its family's file, as a [`Kpi`]: name, grain ("one row per
-//! ..."), definition (the source of `crm-kpi list --long`, the docs and the Parquet
-//! metadata), output schema, and a builder `fn(&Inputs, &Params) -> LazyFrame`.
+//! Every KPI is declared once, in its family's file (`src/kpi/<family>.rs`, see [`Family`]), as a
+//! [`Kpi`]: name, grain ("one row per ..."), definition, key, output schema, and a builder
+//! `fn(&Inputs, &Params) -> LazyFrame`. Everything else that describes a KPI follows from that
+//! entry: `crm-kpi list` (and `--json`), the README catalog and `docs/kpis.md` (generated, and
+//! checked by a test), the Parquet metadata of each output, the collect batches of a run, the
+//! benchmark groups and the reference implementations' registries.
 
-pub mod activity;
-pub mod clv;
+pub mod catalog;
 pub mod customers;
-pub mod deals;
-pub mod forecast;
 pub mod funnel;
 pub mod inputs;
 pub mod leads;
 pub mod periods;
-pub mod pipeline;
 pub mod reps;
-pub mod retention;
-pub mod revenue;
 pub mod run;
 pub mod trends;
 
@@ -88,11 +85,73 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A family of KPIs: one file in `src/kpi/` (`<slug>.rs`), one collect batch of a run (its
+/// KPIs share sub-plans), one test file (`tests/it/kpi_<slug>.rs`), one reference module per
+/// engine (`reference/<engine>/<slug>.py`) and one section of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Leads,
+    Funnel,
+    Reps,
+    Customers,
+    Trends,
+}
+
+impl Family {
+    /// Every family, in catalog and run order.
+    pub const ALL: [Family; 5] = [
+        Family::Leads,
+        Family::Funnel,
+        Family::Reps,
+        Family::Customers,
+        Family::Trends,
+    ];
+
+    /// The family's file, test and reference module name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Family::Leads => "leads",
+            Family::Funnel => "funnel",
+            Family::Reps => "reps",
+            Family::Customers => "customers",
+            Family::Trends => "trends",
+        }
+    }
+
+    /// The family's name in the catalog.
+    pub fn title(self) -> &'static str {
+        match self {
+            Family::Leads => "leads",
+            Family::Funnel => "funnel and pipeline",
+            Family::Reps => "reps and activity",
+            Family::Customers => "customers and revenue",
+            Family::Trends => "trends",
+        }
+    }
+
+    /// The family's KPIs, in catalog order, as its file declares them.
+    pub fn kpis(self) -> Vec<Kpi> {
+        match self {
+            Family::Leads => leads::kpis(),
+            Family::Funnel => funnel::kpis(),
+            Family::Reps => reps::kpis(),
+            Family::Customers => customers::kpis(),
+            Family::Trends => trends::kpis(),
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
 /// One KPI of the catalog.
 #[derive(Clone)]
 pub struct Kpi {
     pub name: &'static str,
-    pub family: &'static str,
+    pub family: Family,
     /// "one row per ..."
     pub grain: &'static str,
     pub definition: &'static str,
@@ -119,20 +178,7 @@ impl Kpi {
 
 /// The catalog, in documentation order.
 pub fn registry() -> Vec<Kpi> {
-    let mut v = Vec::new();
-    v.extend(leads::kpis());
-    v.extend(funnel::kpis());
-    v.extend(pipeline::kpis());
-    v.extend(deals::kpis());
-    v.extend(reps::kpis());
-    v.extend(forecast::kpis());
-    v.extend(customers::kpis());
-    v.extend(revenue::kpis());
-    v.extend(clv::kpis());
-    v.extend(retention::kpis());
-    v.extend(trends::kpis());
-    v.extend(activity::kpis());
-    v
+    Family::ALL.into_iter().flat_map(Family::kpis).collect()
 }
 
 pub fn find(name: &str) -> Option<Kpi> {
@@ -150,6 +196,12 @@ pub fn utc() -> DataType {
 /// to run: the last digits of `won_amount` differed between two runs.)
 pub fn stable_sum(e: Expr) -> Expr {
     e.sort(SortOptions::default()).sum()
+}
+
+/// Group-by keys: the `first` columns, then the dimension column when there is one (the
+/// per-dimension builds of [`by_dimensions`]).
+pub fn group_keys(first: &[&str], dim: Option<&str>) -> Vec<Expr> {
+    first.iter().map(|c| col(*c)).chain(dim.map(col)).collect()
 }
 
 /// `num / den` as f64, null when `den` is zero or null (never NaN or inf).
@@ -210,6 +262,15 @@ mod tests {
         );
         assert_eq!(parse_as_of("2024-07-01T10:00:00Z", paris), Some(1_719_828_000_000_000));
         assert_eq!(parse_as_of("yesterday", paris), None);
+    }
+
+    #[test]
+    fn every_kpi_is_declared_by_its_family() {
+        for f in Family::ALL {
+            for k in f.kpis() {
+                assert_eq!(k.family, f, "{} is declared in src/kpi/{}.rs", k.name, f.slug());
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Periods cut in the configured timezone: week (configured start day), month, and fiscal
-//! quarter and year (configured start month).
+//! quarter and year (configured start month); the calendar helpers every family uses (period
+//! lists up to as_of, period ends, local day starts and ends).
 
 use polars::prelude::*;
 
 use crate::config::{Config, WeekStart};
+use crate::kpi::{Params, as_of_col, utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Grain {
@@ -82,6 +84,81 @@ pub fn period_start_of_date(date: Expr, grain: Grain, cfg: &Config) -> Expr {
 /// The first day of the local period of a UTC timestamp column.
 pub fn period_start(ts: Expr, grain: Grain, cfg: &Config) -> Expr {
     period_start_of_date(local_date(ts, cfg), grain, cfg)
+}
+
+/// The length of one period of `grain`, as a polars duration string.
+pub fn period_every(grain: Grain) -> &'static str {
+    match grain {
+        Grain::Week => "1w",
+        Grain::Month => "1mo",
+        Grain::Quarter => "3mo",
+        Grain::Year => "1y",
+    }
+}
+
+/// The first day of as_of's period, as a `Date` expression.
+pub fn current_period_start(p: &Params) -> Expr {
+    period_start_of_date(as_of_col(p), p.grain, &p.config)
+}
+
+/// Every period start from `first` (a period start, `Date`) to as_of's period, as a list of
+/// dates (empty when `first` is later; null when `first` is null). Explode it with
+/// [`explode_dates`].
+pub fn periods_to_as_of(first: Expr, p: &Params) -> PolarsResult<Expr> {
+    date_ranges(
+        Some(first),
+        Some(current_period_start(p)),
+        Some(Duration::parse(period_every(p.grain))),
+        None,
+        ClosedWindow::Both,
+    )
+}
+
+/// One row per date of the list column `c`; rows with an empty or null list are dropped.
+pub fn explode_dates(lf: LazyFrame, c: &str) -> LazyFrame {
+    lf.explode(
+        cols([c]),
+        ExplodeOptions {
+            empty_as_null: false,
+            keep_nulls: false,
+        },
+    )
+    .filter(col(c).is_not_null())
+}
+
+/// Whether the period starting at `start` had ended at as_of (its last local instant is at or
+/// before as_of).
+pub fn period_complete(start: Expr, p: &Params) -> Expr {
+    day_end(period_end(start, p.grain), p).lt_eq(p.as_of_lit())
+}
+
+/// The last day of the period starting at `start` (a `Date` expression).
+pub fn period_end(start: Expr, grain: Grain) -> Expr {
+    start
+        .dt()
+        .offset_by(lit(period_every(grain)))
+        .dt()
+        .offset_by(lit("-1d"))
+}
+
+/// The UTC instant a local calendar day starts (local midnight; where midnight does not exist
+/// because of a DST jump, the day starts an hour later).
+pub fn day_start(date: Expr, p: &Params) -> Expr {
+    let tz = crate::kpi::tz_name(p.tz());
+    let naive = date.cast(DataType::Datetime(TimeUnit::Microseconds, None));
+    let local = |e: Expr| {
+        e.dt()
+            .replace_time_zone(Some(tz.clone()), lit("earliest"), NonExistent::Null)
+    };
+    coalesce(&[local(naive.clone()), local(naive.dt().offset_by(lit("1h")))])
+        .dt()
+        .convert_time_zone(TimeZone::UTC)
+        .cast(utc())
+}
+
+/// The last instant (µs) of a local calendar day, in UTC.
+pub fn day_end(date: Expr, p: &Params) -> Expr {
+    day_start(date.dt().offset_by(lit("1d")), p).dt().offset_by(lit("-1us"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use polars::prelude::*;
 
 use crate::kpi::inputs::{Inputs, Tables, reproducible};
-use crate::kpi::{Kpi, Params};
+use crate::kpi::{Family, Kpi, Params};
 
 pub struct Computed {
     pub kpi: Kpi,
@@ -67,7 +67,7 @@ pub fn compute_each<E: From<PolarsError>>(
     // collect_all over the whole catalog was measured slower and far larger (scale m: 80 s and
     // 7.6 GB peak, against 34 s and 1.6 GB for the families one after the other; with the shared
     // frames, 30 s / 4.5 GB against 13 s / 2.6 GB).
-    let mut families: Vec<&str> = Vec::new();
+    let mut families: Vec<Family> = Vec::new();
     for k in &kpis {
         if !families.contains(&k.family) {
             families.push(k.family);
@@ -98,7 +98,7 @@ pub fn compute_each<E: From<PolarsError>>(
         let dfs = LazyFrame::collect_all_with_engine(dsl, engine, flags)?;
         collect_ms += t.elapsed().as_millis();
         tracing::debug!(
-            family,
+            family = family.slug(),
             ms = t.elapsed().as_millis() as u64,
             shared = ?used,
             rss_mib = ?memory_mib(),

@@ -8,9 +8,8 @@
 
 use polars::prelude::*;
 
-use crate::kpi::periods::{Grain, period_start};
-use crate::kpi::pipeline::{explode_dates, period_complete, periods_to_as_of};
-use crate::kpi::{Inputs, Kpi, Params, as_of_col, ratio};
+use crate::kpi::periods::{Grain, explode_dates, period_complete, period_start, periods_to_as_of};
+use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio};
 
 /// The series of `trends`, in documentation order.
 pub const SERIES: [&str; 8] = [
@@ -30,7 +29,7 @@ pub const TRAILING: i64 = 12;
 pub fn kpis() -> Vec<Kpi> {
     vec![Kpi {
         name: "trends",
-        family: "trends",
+        family: Family::Trends,
         grain: "one row per series per period, from the first period with data for any series up to \
             as_of's period",
         definition: "Headline series per period (run grain: calendar week or month, fiscal quarter or \

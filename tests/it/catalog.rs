@@ -116,3 +116,81 @@ fn show_filters_by_dimension_and_prints_csv_and_json() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("unknown KPI `nope`"), "{}", stderr(&o));
 }
+
+/// The KPI reference (`docs/kpis.md`) and the README's catalog table are generated from the
+/// registry: this fails when a checked-in copy differs from it. `scripts/update-docs.sh` (or
+/// `CRM_KPI_BLESS=1` on this test) writes them anew.
+#[test]
+fn generated_docs_match_the_registry() {
+    use crm_kpi::kpi::catalog;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bless = std::env::var_os("CRM_KPI_BLESS").is_some();
+    let docs = root.join("docs/kpis.md");
+    let want = catalog::reference_markdown();
+    let readme_path = root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let want_readme =
+        catalog::with_readme_table(&readme, &catalog::readme_table()).expect("README.md has the catalog markers");
+    if bless {
+        std::fs::write(&docs, &want).unwrap();
+        std::fs::write(&readme_path, &want_readme).unwrap();
+    }
+    let have = std::fs::read_to_string(&docs).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/kpis.md differs from the registry: run scripts/update-docs.sh"
+    );
+    assert!(
+        readme == want_readme || bless,
+        "README.md's catalog table differs from the registry: run scripts/update-docs.sh"
+    );
+    // Every KPI's reference section is linked from the README table.
+    for k in registry() {
+        assert!(
+            want_readme.contains(&format!("(docs/kpis.md#{})", k.name)),
+            "{}",
+            k.name
+        );
+        assert!(want.contains(&format!("\n### {}\n", k.name)), "{}", k.name);
+    }
+}
+
+/// `crm-kpi list --long`, as a snapshot: a change to any KPI's text shows in review.
+#[test]
+fn list_long_snapshot() {
+    let out = run(&["list", "--long"]);
+    assert_eq!(code(&out), 0);
+    insta::assert_snapshot!("list_long", stdout(&out));
+}
+
+/// `crm-kpi list --json` is the registry: every KPI with its family, key and columns.
+#[test]
+fn list_json_is_the_registry() {
+    let out = run(&["list", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = v.as_array().unwrap();
+    let reg = registry();
+    assert_eq!(items.len(), reg.len());
+    for (j, k) in items.iter().zip(&reg) {
+        assert_eq!(j["name"], k.name);
+        assert_eq!(j["family"], k.family.slug());
+        assert_eq!(j["grain"], k.grain);
+        let key: Vec<&str> = j["key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(key, k.key);
+        let cols: Vec<&str> = j["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = (k.columns)().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(cols, want, "{}", k.name);
+    }
+    assert_eq!(items[0]["columns"][0]["type"], "date");
+}

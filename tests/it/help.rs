@@ -108,3 +108,83 @@ fn error_messages() {
         insta::assert_snapshot!(format!("error_{name}"), filtered(&stderr(&out), d));
     }
 }
+
+/// Every subcommand's output piped into a reader that has already gone (`crm-kpi validate |
+/// head -1`): the command finishes its work and exits as it would have, without a panic or a
+/// "Broken pipe" error.
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let (gen_dir, store, out) = (d.join("gen"), d.join("store"), d.join("out"));
+    let csv = |t: &str| gen_dir.join(format!("{t}.csv")).to_string_lossy().into_owned();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["generate".into(), "--out".into(), s(&gen_dir).into()],
+        vec![
+            "ingest".into(),
+            "--store".into(),
+            s(&store).into(),
+            csv("reps"),
+            csv("leads"),
+        ],
+        vec!["validate".into(), "--store".into(), s(&sample).into()],
+        vec![
+            "run".into(),
+            "--store".into(),
+            s(&sample).into(),
+            "--out".into(),
+            s(&out).into(),
+            "--as-of".into(),
+            "2026-06-30".into(),
+            "--kpi".into(),
+            "win_rate".into(),
+        ],
+        vec!["show".into(), "win_rate".into(), "--store".into(), s(&sample).into()],
+        vec![
+            "show".into(),
+            "win_rate".into(),
+            "--store".into(),
+            s(&sample).into(),
+            "--format".into(),
+            "csv".into(),
+        ],
+        vec!["list".into()],
+        vec!["list".into(), "--long".into()],
+        vec!["list".into(), "--json".into()],
+        vec!["list".into(), "--markdown".into()],
+        vec![
+            "sql".into(),
+            "--store".into(),
+            s(&sample).into(),
+            "--out".into(),
+            s(&out).into(),
+            "SELECT * FROM leads".into(),
+        ],
+        vec!["preset".into(), "list".into()],
+        vec!["preset".into(), "show".into(), "salesforce".into()],
+    ];
+    for args in cases {
+        let mut child = std::process::Command::new(bin())
+            .args(&args)
+            .current_dir(d)
+            .env_remove("CRM_KPI_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes anything.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 0, "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.to_lowercase().contains("broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+    // The work was done although nothing could be printed.
+    assert!(gen_dir.join("leads.csv").exists());
+    assert!(store.join("_manifest.json").exists());
+    assert!(out.join("win_rate/as_of=2026-06-30/part-0.parquet").exists());
+}

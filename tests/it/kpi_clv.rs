@@ -32,7 +32,7 @@
 use std::sync::OnceLock;
 
 use crm_kpi::config::{ClvSegmentBy, ClvTimeUnit, Config};
-use crm_kpi::kpi::clv::{DAYS_PER_MONTH, predict};
+use crm_kpi::kpi::customers::{DAYS_PER_MONTH, predict};
 use crm_kpi::kpi::inputs::Tables;
 use crm_kpi::kpi::{Grain, Params, parse_as_of};
 use crm_kpi::stats::bgnbd::{BgNbd, Customer};
