@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SIGKILL robustness of `crm-kpi ingest` (SPEC §3: "a crash or kill at any moment leaves the
+# SIGKILL robustness of `crm-kpi ingest` (README, "Reliability": "a crash or kill at any moment leaves the
 # previous consistent store").
 #
 # usage: scripts/kill-test.sh [SCALE] [TRIES]      (defaults: s 20)

@@ -1,5 +1,5 @@
 //! Typed errors, one enum per phase. Each `Display` says what went wrong, where (file, table,
-//! column, row when known) and what to do about it. Exit codes (SPEC §7): every error here
+//! column, row when known) and what to do about it. Exit codes (README, "Commands"): every error here
 //! is a usage, config or I/O problem and exits 2; data problems under `--strict` exit 1.
 
 use std::path::PathBuf;
@@ -140,6 +140,38 @@ pub enum GenerateError {
     Polars(#[from] polars::prelude::PolarsError),
 }
 
+/// A KPI family that could not be computed: names the family and its KPIs. Bad input never
+/// gets here (ingest quarantines it); a damaged store file, resource exhaustion or a bug does.
+#[derive(Debug, thiserror::Error)]
+#[error("computing the {family} KPIs ({kpis}): {source}{hint}")]
+pub struct KpiError {
+    pub family: &'static str,
+    pub kpis: String,
+    pub source: polars::prelude::PolarsError,
+    /// What to check, for errors that read like a damaged file.
+    pub hint: &'static str,
+}
+
+impl KpiError {
+    pub fn new(family: &'static str, kpis: &[&str], source: polars::prelude::PolarsError) -> KpiError {
+        let text = source.to_string().to_lowercase();
+        let hint = if ["parquet", "out of spec", "decompress", "io error", "no such file"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
+            "; a store file may be damaged: `crm-kpi validate --store STORE` checks every file"
+        } else {
+            " (please report)"
+        };
+        KpiError {
+            family,
+            kpis: kpis.join(", "),
+            source,
+            hint,
+        }
+    }
+}
+
 /// Any library error, by phase.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -153,6 +185,8 @@ pub enum Error {
     Generate(#[from] GenerateError),
     #[error(transparent)]
     Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Kpi(#[from] KpiError),
     #[error("{0}")]
     Usage(String),
     /// A polars failure outside the cases above: a bug or resource exhaustion, not bad input.

@@ -1,4 +1,4 @@
-//! Thin binary: parse arguments, run the subcommand, map errors to exit codes (SPEC §7).
+//! Thin binary: parse arguments, run the subcommand, map errors to exit codes (README, "Commands").
 
 use std::process::ExitCode;
 

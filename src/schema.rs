@@ -1,4 +1,4 @@
-//! The 11 canonical tables (SPEC §2): names, column kinds, required columns, primary keys,
+//! The 11 canonical tables (README, "Canonical files"): names, column kinds, required columns, primary keys,
 //! allowed values and the column each table is partitioned by in the store.
 //!
 //! Everything about a table that ingest, the store and `validate` need is declared here,
@@ -444,7 +444,7 @@ const fn reference(
     }
 }
 
-/// References between tables. Deal references are enforced (SPEC §3 "reference to an unknown
+/// References between tables. Deal references are enforced (README, "What gets rejected": "reference to an unknown
 /// deal"); the others are reported by `validate`, since CRM exports often cut them.
 pub const REFERENCES: &[Reference] = &[
     reference(
@@ -539,7 +539,7 @@ mod tests {
     }
 }
 
-/// The validation rules of SPEC §3. Every quarantined row carries the rule's `code()` in
+/// The validation rules (README, "What gets rejected"). Every quarantined row carries the rule's `code()` in
 /// `_rule` and a sentence naming the column and value in `_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {

@@ -1,5 +1,5 @@
 //! Parsing of the timestamp, date, number and boolean formats that CRM exports use
-//! (SPEC §3): RFC 3339, `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DDTHH:MM:SS`,
+//! (README, "Canonical files"): RFC 3339, `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DDTHH:MM:SS`,
 //! epoch seconds and epoch milliseconds. Naive values are local to the configured timezone.
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};

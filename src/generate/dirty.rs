@@ -1,5 +1,5 @@
 //! `--dirty`: a known number of extra bad rows per table, each breaking exactly one ingest
-//! rule (SPEC §3), with fresh ids that nothing else references, so rejecting one row never
+//! rule (README, "What gets rejected"), with fresh ids that nothing else references, so rejecting one row never
 //! cascades. Duplicates are exact copies of clean rows, appended by the writer.
 
 use std::collections::BTreeMap;

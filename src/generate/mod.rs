@@ -1,4 +1,4 @@
-//! Synthetic CRM history (SPEC §3 `crm-kpi generate`).
+//! Synthetic CRM history (README, "Try it on synthetic data").
 //!
 //! The world is a fixed calendar window, 2023-01-01 to 2026-06-30 UTC, independent of the
 //! current date. Global entities (reps and teams, campaigns, daily fx rates) come first;

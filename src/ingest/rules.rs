@@ -1,4 +1,4 @@
-//! Rules that look across columns and tables (SPEC §3): negative amounts, closed deals
+//! Rules that look across columns and tables (README, "What gets rejected"): negative amounts, closed deals
 //! without or before their dates, unknown stages, stage events before their deal, references
 //! to unknown deals, and currency conversion to the base currency.
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use polars::prelude::*;
 
+use crate::error::KpiError;
 use crate::kpi::inputs::{Inputs, Tables, reproducible};
 use crate::kpi::{Family, Kpi, Params};
 
@@ -41,11 +42,11 @@ pub fn compute(
     params: &Params,
     kpis: Vec<Kpi>,
     engine: Engine,
-) -> PolarsResult<(Vec<Computed>, u128)> {
+) -> Result<(Vec<Computed>, u128), KpiError> {
     let mut out = Vec::with_capacity(kpis.len());
     let collect_ms = compute_each(tables, params, kpis, engine, |c| {
         out.push(c);
-        Ok::<_, PolarsError>(())
+        Ok::<_, KpiError>(())
     })?;
     Ok((out, collect_ms))
 }
@@ -54,7 +55,7 @@ pub fn compute(
 /// family, in the order of the families' first KPIs), so that a caller writing the outputs
 /// holds one family's at a time: at scale l the stage-duration survival table alone is 23M
 /// rows. Returns the time spent collecting (ms).
-pub fn compute_each<E: From<PolarsError>>(
+pub fn compute_each<E: From<KpiError>>(
     tables: &Tables,
     params: &Params,
     kpis: Vec<Kpi>,
@@ -82,7 +83,7 @@ pub fn compute_each<E: From<PolarsError>>(
         for &i in &idx {
             let k = &kpis[i];
             let t = Instant::now();
-            let lf = (k.build)(&inputs, params).map_err(|e| e.context(format!("building KPI {}", k.name).into()))?;
+            let lf = (k.build)(&inputs, params).map_err(|e| KpiError::new(family.title(), &[k.name], e))?;
             plan_ms.push(t.elapsed().as_millis());
             tracing::debug!(kpi = k.name, ms = t.elapsed().as_millis() as u64, "planned");
             let lf = reproducible(conform(k, lf));
@@ -95,7 +96,10 @@ pub fn compute_each<E: From<PolarsError>>(
         // and read again later is collected again.
         let used = inputs.forget_unused();
         let t = Instant::now();
-        let dfs = LazyFrame::collect_all_with_engine(dsl, engine, flags)?;
+        let dfs = LazyFrame::collect_all_with_engine(dsl, engine, flags).map_err(|e| {
+            let names: Vec<&str> = idx.iter().map(|&i| kpis[i].name).collect();
+            KpiError::new(family.title(), &names, e)
+        })?;
         collect_ms += t.elapsed().as_millis();
         tracing::debug!(
             family = family.slug(),

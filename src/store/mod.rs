@@ -106,6 +106,16 @@ impl Store {
             Some(entry) => &entry.files,
         };
         let schema = def.polars_schema();
+        let bad = |f: &FileEntry, e: PolarsError| StoreError::BadTable {
+            path: self.root.clone(),
+            table: def.name.to_string(),
+            message: format!(
+                "{}: {} (the file is damaged; `crm-kpi validate --store {}` checks every file)",
+                f.path,
+                crate::error::first_line(&e.to_string()),
+                self.root.display()
+            ),
+        };
         let scans = files
             .iter()
             .map(|f| {
@@ -113,9 +123,10 @@ impl Store {
                 let mut scan = LazyFrame::scan_parquet(
                     PlRefPath::new(path.to_string_lossy().as_ref()),
                     ScanArgsParquet::default(),
-                )?;
+                )
+                .map_err(|e| bad(f, e))?;
                 // A file written before a column was added to the schema reads it as null.
-                let have = scan.collect_schema()?;
+                let have = scan.collect_schema().map_err(|e| bad(f, e))?;
                 let missing: Vec<Expr> = schema
                     .iter()
                     .filter(|(n, _)| have.get(n).is_none())
@@ -127,7 +138,7 @@ impl Store {
                 }
                 Ok(scan)
             })
-            .collect::<PolarsResult<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(concat(scans, UnionArgs::default())?)
     }
 

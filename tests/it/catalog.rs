@@ -1,5 +1,8 @@
-//! The whole catalog on the sample store: every KPI runs, matches its declared schema, has a
-//! unique key, and carries the run's as_of; `run` writes every KPI and a run manifest.
+//! Properties of the whole catalog, checked once over `registry()`: on the sample store and on
+//! every family's hand-checked fixture, every KPI runs at every grain, matches its declared
+//! schema, has a unique key, and gives the same rows on polars' streaming engine; an empty store
+//! gives every KPI empty; `run` writes every KPI and a run manifest; the generated docs follow
+//! the registry.
 
 use crm_kpi::Config;
 use crm_kpi::kpi::inputs::Tables;
@@ -55,6 +58,76 @@ fn every_kpi_matches_its_schema_and_key_on_the_sample_store() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// Every family's hand fixture with its parameters, and the sample store as of 2026-06-30.
+fn fixtures() -> Vec<(&'static str, Tables, Params)> {
+    let cfg = Config::default();
+    let sample_params = Params::new(parse_as_of("2026-06-30", cfg.tz()).unwrap(), Grain::Month, cfg);
+    let sample_tables = Tables::from_store(&Store::open(&sample()).unwrap()).unwrap();
+    let mut v: Vec<(&'static str, Tables, Params)> = vec![("sample store", sample_tables, sample_params)];
+    for (name, (t, p)) in [
+        ("kpi_leads", crate::kpi_leads::hand_fixture()),
+        ("kpi_funnel/stages", crate::kpi_funnel::stages::hand_fixture()),
+        ("kpi_funnel/pipeline", crate::kpi_funnel::pipeline::hand_fixture()),
+        ("kpi_reps", crate::kpi_reps::hand_fixture()),
+        ("kpi_customers/revenue", crate::kpi_customers::revenue::hand_fixture()),
+        ("kpi_customers/clv", crate::kpi_customers::clv::hand_fixture()),
+        ("kpi_trends", crate::kpi_trends::hand_fixture()),
+    ] {
+        v.push((name, t, p));
+    }
+    v
+}
+
+#[test]
+fn every_kpi_on_every_fixture_has_its_schema_a_unique_key_and_streams_alike() {
+    crate::fixtures::big_stack(|| {
+        for (fixture, tables, params) in fixtures() {
+            for grain in [Grain::Week, Grain::Month, Grain::Quarter, Grain::Year] {
+                let p = Params::new(params.as_of_us, grain, params.config.clone());
+                let (mem, _) = crm_kpi::kpi::run::compute(&tables, &p, registry(), Engine::InMemory).unwrap();
+                assert_eq!(mem.len(), registry().len());
+                for c in &mem {
+                    crate::fixtures::assert_schema_and_key(c.kpi.name, &c.df);
+                }
+                if grain == Grain::Month {
+                    let (streamed, _) = crm_kpi::kpi::run::compute(&tables, &p, registry(), Engine::Streaming).unwrap();
+                    for (a, b) in mem.iter().zip(&streamed) {
+                        if let Err(e) = crate::fixtures::agree(&a.df, &b.df, 1e-12) {
+                            panic!("{} on {fixture}: the streaming engine differs: {e}", a.kpi.name);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// An empty store: every KPI has its declared schema and no rows, except pipeline_snapshot,
+/// whose dense grid has the as_of snapshot of every open stage with 0 deals, and clv_model,
+/// which lists the parameters of the "all" segment's models with null values.
+#[test]
+fn an_empty_store_gives_every_kpi_empty() {
+    crate::fixtures::big_stack(|| {
+        let cfg = Config::default();
+        let p = Params::new(parse_as_of("2024-03-31", cfg.tz()).unwrap(), Grain::Month, cfg);
+        let (out, _) =
+            crm_kpi::kpi::run::compute(&Tables::from_frames(vec![]), &p, registry(), Engine::InMemory).unwrap();
+        for c in out {
+            crate::fixtures::assert_schema_and_key(c.kpi.name, &c.df);
+            if c.kpi.name == "clv_model" {
+                // One row per parameter of each model, null: nothing to fit.
+                assert!(c.df.column("value").unwrap().null_count() == c.df.height(), "{}", c.df);
+            } else if c.kpi.name == "pipeline_snapshot" {
+                let open = c.df.column("open_deals").unwrap().u32().unwrap();
+                assert!(open.iter().all(|v| v == Some(0)), "{}", c.df);
+                assert_eq!(c.df.height(), 4, "{}", c.df);
+            } else {
+                assert_eq!(c.df.height(), 0, "{}: {}", c.kpi.name, c.df);
+            }
+        }
+    })
 }
 
 #[test]

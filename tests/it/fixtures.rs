@@ -85,6 +85,34 @@ pub fn assert_schema_and_key(name: &str, df: &DataFrame) {
     assert_eq!(distinct, df.height(), "{name}: duplicate keys");
 }
 
+/// Whether two frames hold the same rows: same columns, types and row order, equal values, floats
+/// equal to `rel` relative difference (a float sum or mean depends on the order of its terms,
+/// which differs between polars' engines). Err names the first column and row that differ.
+pub fn agree(a: &DataFrame, b: &DataFrame, rel: f64) -> Result<(), String> {
+    if a.schema() != b.schema() || a.height() != b.height() {
+        return Err(format!("shapes differ:\n{a}\n{b}"));
+    }
+    for (x, y) in a.columns().iter().zip(b.columns()) {
+        let (x, y) = (x.as_materialized_series(), y.as_materialized_series());
+        if x.dtype().is_float() {
+            let (xs, ys) = (x.f64().unwrap(), y.f64().unwrap());
+            for (i, (u, v)) in xs.iter().zip(ys.iter()).enumerate() {
+                let same = match (u, v) {
+                    (Some(u), Some(v)) => u == v || (u - v).abs() <= rel * u.abs().max(v.abs()),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    return Err(format!("column {} row {i}: {u:?} vs {v:?}", x.name()));
+                }
+            }
+        } else if !x.equals_missing(y) {
+            return Err(format!("column {} differs:\n{a}\n{b}", x.name()));
+        }
+    }
+    Ok(())
+}
+
 /// Rows as `a|b|c` strings, floats with 4 decimals.
 pub fn rows(df: &DataFrame, cols: &[&str]) -> Vec<String> {
     rows_with_decimals(df, cols, 4)

@@ -73,7 +73,7 @@ fn check_dirty(format: Format) {
     for ((t, _), n) in &report.dirty {
         *injected.entry(t.clone()).or_default() += *n as u64;
     }
-    // Every rule of SPEC §3 that the generator can inject appears.
+    // Every ingest rule (README, "What gets rejected") that the generator can inject appears.
     let rules: std::collections::BTreeSet<&str> = report.dirty.keys().map(|(_, r)| r.as_str()).collect();
     for r in [
         "missing_required",

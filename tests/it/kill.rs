@@ -1,4 +1,4 @@
-//! SIGKILL robustness (SPEC §3 "a crash or kill at any moment leaves the previous consistent
+//! SIGKILL robustness (README, "Reliability": "a crash or kill at any moment leaves the previous consistent
 //! store"). A store holds an "old" state; an ingest of the whole history is killed with
 //! SIGKILL at delays spread over the measured duration of one uninterrupted ingest. After
 //! each kill the store must validate and hold exactly the old row counts or exactly the new

@@ -155,14 +155,6 @@ fn dim(df: &DataFrame, d: &str) -> DataFrame {
     filter(df, col("dimension").eq(lit(d)))
 }
 
-const KPIS: [&str; 5] = [
-    "lead_volume",
-    "lead_velocity_rate",
-    "lead_conversion",
-    "cohort_conversion",
-    "campaign_performance",
-];
-
 /// Asserts the declared schema, a unique key and the run's as_of.
 fn assert_schema_and_key(name: &str, df: &DataFrame, as_of: &str) {
     fixtures::assert_schema_and_key(name, df);
@@ -170,7 +162,7 @@ fn assert_schema_and_key(name: &str, df: &DataFrame, as_of: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SPEC §4's worked example.
+// The worked example of lead_conversion's definition (10 leads, one month).
 
 /// 10 leads created in September 2024 (4 from events, 6 from ads); e1, e2 and a1 are won in
 /// September. a2's deal is won on 2024-10-03 and x1 (events) is created and won in October:
@@ -202,6 +194,11 @@ fn worked_example() -> Tables {
         ("leads", canonical("leads", leads)),
         ("opportunities", canonical("opportunities", opportunities)),
     ])
+}
+
+/// This file's fixture and parameters, for the catalog-wide properties (`catalog.rs`).
+pub(crate) fn hand_fixture() -> (Tables, Params) {
+    (tables(), params_at("2024-03-31", Grain::Month, Config::default()))
 }
 
 #[test]
@@ -726,30 +723,3 @@ fn campaign_performance_with_zero_spend_zero_wins_and_unknown_campaigns() {
 
 // ---------------------------------------------------------------------------------------------
 // Every lead KPI
-
-#[test]
-fn lead_kpis_on_empty_inputs_are_empty() {
-    for name in KPIS {
-        let df = compute_on(
-            Tables::from_frames(vec![]),
-            params_at("2024-03-31", Grain::Month, Config::default()),
-            name,
-            Engine::InMemory,
-        );
-        assert_schema_and_key(name, &df, "2024-03-31");
-        assert_eq!(df.height(), 0, "{name}");
-    }
-}
-
-#[test]
-fn lead_kpis_are_the_same_on_the_streaming_engine() {
-    for name in KPIS {
-        for event in [ConvertedEvent::Won, ConvertedEvent::PaidOrder] {
-            let p = || params_at("2024-03-15", Grain::Month, config(event));
-            let a = compute_on(tables(), p(), name, Engine::InMemory);
-            let b = compute_on(tables(), p(), name, Engine::Streaming);
-            assert!(a.equals_missing(&b), "{name} {event:?}:\n{a}\n{b}");
-            assert!(a.height() > 0, "{name}");
-        }
-    }
-}

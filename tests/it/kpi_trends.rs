@@ -130,6 +130,11 @@ fn tail(df: &DataFrame, name: &str, from: &str) -> Vec<String> {
         .collect()
 }
 
+/// This file's fixture and parameters, for the catalog-wide properties (`catalog.rs`).
+pub(crate) fn hand_fixture() -> (Tables, Params) {
+    (tables(), params(Grain::Month, 1))
+}
+
 #[test]
 fn trends_monthly_range_is_dense_and_carries_as_of() {
     let df = run(Grain::Month, 1);
@@ -362,30 +367,4 @@ fn trends_weekly_prior_year_is_52_weeks_back() {
         tail(&df, "new_leads", "2025-01-06")[0],
         "2025-01-06|true|1.0000|0.0000|1.0000|null|0.0000|1.0000"
     );
-}
-
-#[test]
-fn trends_streaming_engine_agrees() {
-    let a = compute_on(tables(), params(Grain::Month, 1), vec![kpi("trends")], Engine::InMemory).remove(0);
-    let b = compute_on(
-        tables(),
-        params(Grain::Month, 1),
-        vec![kpi("trends")],
-        Engine::Streaming,
-    )
-    .remove(0);
-    assert!(a.equals_missing(&b), "{a}\n{b}");
-}
-
-#[test]
-fn trends_of_an_empty_store_is_empty() {
-    let df = compute_on(
-        Tables::from_frames(vec![]),
-        params(Grain::Month, 1),
-        vec![kpi("trends")],
-        Engine::InMemory,
-    )
-    .remove(0);
-    assert_schema_and_key("trends", &df);
-    assert_eq!(df.height(), 0);
 }

@@ -1,4 +1,4 @@
-//! Malformed input files (SPEC §7: "No panic on any input file; a bad file never corrupts
+//! Malformed input files (README, "Reliability": "No panic on any input file; a bad file never corrupts
 //! the store"). Every case starts from a small valid store and feeds it one bad file. The
 //! outcome must be either
 //! - a clear error: exit 2, stderr naming the file, no panic, no "internal error", and the

@@ -23,7 +23,7 @@ fn query(dir: &std::path::Path, file: &str) -> String {
 
 #[test]
 fn example_queries_give_the_hand_checked_answers() {
-    let (dir, ..) = crate::kpi_deals::fixture();
+    let (dir, ..) = crate::kpi_funnel::deals::fixture();
     let d = dir.path();
     assert_eq!(
         query(d, "win_rate_by_owner.sql"),
@@ -47,7 +47,7 @@ fn example_queries_give_the_hand_checked_answers() {
 
 #[test]
 fn bad_sql_is_a_usage_error() {
-    let (dir, ..) = crate::kpi_deals::fixture();
+    let (dir, ..) = crate::kpi_funnel::deals::fixture();
     let o = run(&["sql", "SELEC nonsense", "--store", s(&dir.path().join("store"))]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("SQL"), "{}", stderr(&o));

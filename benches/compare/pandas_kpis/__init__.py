@@ -1,1 +1,0 @@
-"""pandas implementations of the KPI catalog, one module per family (see pandas_engine.py)."""

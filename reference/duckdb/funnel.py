@@ -1,0 +1,253 @@
+"""DuckDB references of the funnel and pipeline KPIs: stage_funnel, stage_duration,
+stage_duration_survival, pipeline_snapshot, deal_size, win_rate, loss_reasons, sales_cycle,
+forecast_vs_actual, sales_velocity.
+
+Written from the definitions of `crm-kpi list --long`, not from the Rust code, over the views
+of views.py (deals, closed, visits, snaps, open_at). The Kaplan-Meier tables are in km.py.
+"""
+
+from .km import KaplanMeier
+from .views import by_dims, dims_union, open_at, sql_list, sql_str
+
+
+def _steps(db):
+    """Funnel steps: the non-terminal stages in pipeline order (the ordered chain), then the won
+    stages, as (stage, stage_index, in_chain)."""
+    stages = db.pipeline.stages
+    return [(s.name, i, True) for i, s in enumerate(stages) if s.terminal is None] + [
+        (s.name, i, False) for i, s in enumerate(stages) if s.terminal == "won"
+    ]
+
+
+def stage_funnel(db):
+    steps = _steps(db)
+    flags = ", ".join(f"COALESCE(bool_or(stage = {sql_str(s)}), false) AS a{k}" for k, (s, _, _) in enumerate(steps))
+    chain = [k for k, (_, _, c) in enumerate(steps) if c]
+    per_step = []
+    for k, (s, idx, in_chain) in enumerate(steps):
+        required = [f"a{j}" for j in chain if j < k] if in_chain else [f"a{j}" for j in chain]
+        ordered = " AND ".join([f"a{k}"] + required)
+        per_step.append(
+            f"SELECT opportunity_id, owner_id, campaign_id, created_period, {sql_str(s)} AS stage, "
+            f"{idx} AS stage_index, {k} AS step, a{k} AS f_any, ({ordered}) AS f_ordered FROM funnel_deal"
+        )
+    counts = by_dims(
+        "funnel_grid",
+        "stage, stage_index, step, SUM(f_any::INT) AS n_any, SUM(f_ordered::INT) AS n_ordered",
+        ["stage", "stage_index", "step"],
+        ["owner_id", "campaign_id", "created_period"],
+    )
+    return f"""
+        WITH touched AS (SELECT opportunity_id, {flags} FROM events GROUP BY opportunity_id),
+        funnel_deal AS (
+            SELECT d.opportunity_id, d.owner_id, d.campaign_id,
+                   strftime(month_of(d.created_at), '%Y-%m-%d') AS created_period,
+                   {", ".join(f"COALESCE(t.a{k}, false) AS a{k}" for k in range(len(steps)))}
+            FROM deals d LEFT JOIN touched t USING (opportunity_id)),
+        funnel_grid AS ({" UNION ALL ".join(per_step)}),
+        counts AS ({counts}),
+        modes AS (SELECT 'any' AS mode, dimension, dimension_value, stage, stage_index, step, n_any AS reached
+                  FROM counts
+                  UNION ALL
+                  SELECT 'ordered', dimension, dimension_value, stage, stage_index, step, n_ordered FROM counts)
+        SELECT mode, dimension, dimension_value, stage, stage_index, reached,
+               CASE WHEN reached = 0 THEN NULL ELSE
+                 lead(reached) OVER (PARTITION BY mode, dimension, dimension_value ORDER BY step) / reached END
+                 AS next_stage_rate,
+               CASE WHEN first = 0 THEN NULL ELSE reached / first END AS from_first_rate
+        FROM (SELECT *, max(CASE WHEN step = 0 THEN reached END)
+                          OVER (PARTITION BY mode, dimension, dimension_value) AS first FROM modes)
+    """
+
+
+def stage_duration_sql():
+    """stage_duration's columns but the Kaplan-Meier medians."""
+    c = "CASE WHEN completed THEN days END"
+    return (
+        "SELECT * FROM ("
+        + by_dims(
+            "visits",
+            "stage, COUNT(*) AS visits, SUM(completed::INT) AS completed, SUM((NOT completed)::INT) AS censored, "
+            f"AVG({c}) AS mean_days, quantile_cont({c}, 0.25) AS p25_days, quantile_cont({c}, 0.5) AS median_days, "
+            f"quantile_cont({c}, 0.75) AS p75_days, quantile_cont({c}, 0.9) AS p90_days",
+            ["stage"],
+            ["owner_id"],
+        )
+        + ")"
+    )
+
+
+def _km(db):
+    if "km" not in db.cache:
+        db.cache["km"] = KaplanMeier(db.con)
+    return db.cache["km"]
+
+
+def stage_duration(db):
+    return _km(db).duration(stage_duration_sql())
+
+
+def stage_duration_survival(db):
+    return _km(db).survival()
+
+
+def pipeline_snapshot(db):
+    # A stage without a probability (a store's stage list may not know it): no weighted amount
+    # of its open deals.
+    unknown = sql_list([s.name for s in db.pipeline.stages if s.probability is None])
+    pairs = "SELECT s.snapshot_at, s.t, o.opportunity_id FROM snaps s JOIN opps o ON o.created_at <= s.t"
+    return f"""
+        WITH op AS ({open_at(pairs)}),
+        agg AS (
+            SELECT op.snapshot_at, op.snap_stage AS stage, COUNT(*) AS open_deals,
+                   COALESCE(SUM(d.amount_base), 0) AS amount,
+                   CASE WHEN op.snap_stage IS NULL OR op.snap_stage IN {unknown} THEN NULL
+                        ELSE COALESCE(SUM(d.amount_base * op.snap_prob), 0) END AS weighted_amount,
+                   AVG(days_between(d.created_at, op.t)) AS mean_age_days
+            FROM op JOIN deals d USING (opportunity_id) GROUP BY 1, 2),
+        grid AS (SELECT snapshot_at, stage FROM snaps CROSS JOIN stages WHERE NOT terminal
+                 UNION SELECT snapshot_at, stage FROM agg)
+        SELECT g.snapshot_at, g.stage, COALESCE(a.open_deals, 0) AS open_deals, COALESCE(a.amount, 0) AS amount,
+               CASE WHEN a.open_deals IS NULL THEN 0.0 ELSE a.weighted_amount END AS weighted_amount,
+               a.mean_age_days
+        FROM grid g LEFT JOIN agg a ON a.snapshot_at = g.snapshot_at AND a.stage IS NOT DISTINCT FROM g.stage
+    """
+
+
+def deal_size(db):
+    buckets = db.cfg.deal_size_buckets
+    lo, hi = buckets[0], buckets[-1]
+    return (
+        "SELECT * FROM ("
+        + by_dims(
+            "(SELECT * FROM closed WHERE status = 'won')",
+            "period_start, COUNT(*) AS won_deals, AVG(amount_base) AS mean_amount, "
+            "quantile_cont(amount_base, 0.5) AS median_amount, "
+            f"COALESCE(SUM((amount_base < {lo!r})::INT), 0) AS small, "
+            f"COALESCE(SUM((amount_base >= {lo!r} AND amount_base < {hi!r})::INT), 0) AS medium, "
+            f"COALESCE(SUM((amount_base >= {hi!r})::INT), 0) AS large",
+            ["period_start"],
+            ["owner_id"],
+        )
+        + ")"
+    )
+
+
+def win_rate(db):
+    return (
+        "SELECT *, CASE WHEN won + lost = 0 THEN NULL ELSE won / (won + lost) END AS win_rate, "
+        "CASE WHEN won_amount + lost_amount = 0 THEN NULL ELSE won_amount / (won_amount + lost_amount) END "
+        "AS amount_win_rate "
+        "FROM ("
+        + dims_union(
+            "period_start, SUM((status = 'won')::INT)::DOUBLE AS won, SUM((status = 'lost')::INT)::DOUBLE AS lost, "
+            "COALESCE(SUM(amount_base) FILTER (WHERE status = 'won'), 0) AS won_amount, "
+            "COALESCE(SUM(amount_base) FILTER (WHERE status = 'lost'), 0) AS lost_amount",
+            ["owner_id", "source", "region"],
+            "period_start",
+        )
+        + ")"
+    )
+
+
+def loss_reasons(db):
+    return (
+        "SELECT period_start, loss_reason, lost, lost_amount, lost / SUM(lost) OVER (PARTITION BY period_start) "
+        "AS share FROM ("
+        "SELECT period_start, COALESCE(loss_reason, 'unspecified') AS loss_reason, COUNT(*)::DOUBLE AS lost, "
+        "SUM(amount_base) AS lost_amount FROM closed WHERE status = 'lost' GROUP BY 1, 2)"
+    )
+
+
+def sales_cycle(db):
+    return (
+        "SELECT * FROM ("
+        + dims_union(
+            "period_start, status AS outcome, COUNT(*)::DOUBLE AS deals, AVG(days) AS mean_days, "
+            "quantile_cont(days, 0.5) AS median_days, quantile_cont(days, 0.9) AS p90_days",
+            ["owner_id"],
+            "period_start, status",
+        )
+        + ")"
+    )
+
+
+def forecast_vs_actual(db):
+    pairs = (
+        "SELECT month_of(expected_close_date) AS period_start, "
+        "CAST(month_of(expected_close_date) AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND AS t, "
+        "opportunity_id, owner_id, amount_base FROM deals "
+        "WHERE expected_close_date IS NOT NULL AND month_of(expected_close_date) <= cur_period()"
+    )
+    return f"""
+        WITH sub AS (
+            SELECT period_start, owner_id, amount_base AS submitted_forecast FROM (
+                SELECT owner_id, month_of(period_start) AS period_start, amount_base,
+                       row_number() OVER (PARTITION BY owner_id, month_of(period_start)
+                                          ORDER BY submitted_at DESC, amount_base DESC NULLS LAST) AS rn
+                FROM forecasts_all
+                WHERE submitted_at <= as_of_ts() AND grain = 'month'
+                  AND (category = 'commit' OR category IS NULL))
+            WHERE rn = 1 AND period_start <= cur_period()),
+        pipe AS (
+            SELECT period_start, owner_id,
+                   COALESCE(SUM(amount_base * COALESCE(snap_prob, 0)), 0) AS pipeline_forecast
+            FROM ({open_at(pairs)}) GROUP BY 1, 2),
+        act AS (SELECT period_start, owner_id, SUM(amount_base) AS actual FROM closed WHERE status = 'won'
+                GROUP BY 1, 2),
+        k AS (SELECT period_start, owner_id FROM sub UNION SELECT period_start, owner_id FROM pipe
+              UNION SELECT period_start, owner_id FROM act)
+        SELECT k.period_start, k.owner_id, s.submitted_forecast,
+               COALESCE(p.pipeline_forecast, 0) AS pipeline_forecast, COALESCE(a.actual, 0) AS actual,
+               CASE WHEN s.submitted_forecast = 0 THEN NULL
+                    ELSE COALESCE(a.actual, 0) / s.submitted_forecast END AS attainment,
+               COALESCE(a.actual, 0) - s.submitted_forecast AS error
+        FROM k
+        LEFT JOIN sub s ON s.period_start = k.period_start AND s.owner_id IS NOT DISTINCT FROM k.owner_id
+        LEFT JOIN pipe p ON p.period_start = k.period_start AND p.owner_id IS NOT DISTINCT FROM k.owner_id
+        LEFT JOIN act a ON a.period_start = k.period_start AND a.owner_id IS NOT DISTINCT FROM k.owner_id
+    """
+
+
+def sales_velocity(db):
+    pairs = "SELECT s.period_start, s.t, d.opportunity_id, d.owner_id FROM snaps s JOIN deals d ON d.created_at <= s.t"
+    opened = by_dims("op", "period_start, COUNT(*) AS open_deals", ["period_start"], ["owner_id"])
+    closed = by_dims(
+        "closed",
+        "period_start, SUM((status = 'won')::INT) AS won, SUM((status = 'lost')::INT) AS lost, "
+        "AVG(amount_base) FILTER (WHERE status = 'won') AS mean_won_amount, "
+        "AVG(days_between(created_at, closed_at)) FILTER (WHERE status = 'won') AS mean_cycle_days",
+        ["period_start"],
+        ["owner_id"],
+    )
+    return f"""
+        WITH op AS ({open_at(pairs)}), o AS ({opened}), c AS ({closed}),
+        j AS (
+            SELECT COALESCE(o.period_start, c.period_start) AS period_start,
+                   COALESCE(o.dimension, c.dimension) AS dimension,
+                   COALESCE(o.dimension_value, c.dimension_value) AS dimension_value,
+                   COALESCE(o.open_deals, 0) AS open_deals,
+                   CASE WHEN COALESCE(c.won, 0) + COALESCE(c.lost, 0) = 0 THEN NULL
+                        ELSE c.won / (c.won + c.lost) END AS win_rate,
+                   c.mean_won_amount, c.mean_cycle_days
+            FROM o FULL OUTER JOIN c ON o.period_start = c.period_start AND o.dimension = c.dimension
+                 AND o.dimension_value IS NOT DISTINCT FROM c.dimension_value)
+        SELECT *, CASE WHEN mean_cycle_days IS NULL OR mean_cycle_days = 0 OR win_rate IS NULL
+                            OR mean_won_amount IS NULL THEN NULL
+                       ELSE open_deals * win_rate * mean_won_amount / mean_cycle_days END AS velocity
+        FROM j
+    """
+
+
+KPIS = {
+    "stage_funnel": stage_funnel,
+    "stage_duration": stage_duration,
+    "stage_duration_survival": stage_duration_survival,
+    "pipeline_snapshot": pipeline_snapshot,
+    "deal_size": deal_size,
+    "win_rate": win_rate,
+    "loss_reasons": loss_reasons,
+    "sales_cycle": sales_cycle,
+    "forecast_vs_actual": forecast_vs_actual,
+    "sales_velocity": sales_velocity,
+}

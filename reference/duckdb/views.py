@@ -1,0 +1,173 @@
+"""The DuckDB engine's context and the views every family reads.
+
+`Db` holds a DuckDB connection over one store as of one date, the configuration and the
+pipeline. `setup` creates, following the definitions of `crm-kpi list --long` and
+docs/decisions.md:
+- one view `<table>_all` per store table (its Parquet files; an empty table of the canonical
+  columns when the store has none);
+- as_of = the end of the AS_OF day in UTC (the references cut periods in UTC only); rows whose
+  main timestamp is later are dropped;
+- a deal's state at an instant T comes from its stage events: the last event at or before T
+  decides (ties on time: the later stage of the pipeline), a terminal stage closes the deal at
+  that event; a deal with no terminal event anywhere in its history is closed from its
+  status/closed_at when closed_at <= T (`deals`, `closed`);
+- a visit is one stage event; it ends at the deal's next event, or at its (fallback) close, or
+  is censored at as_of (`visits`);
+- periods are calendar months cut in UTC; durations are days = microseconds / 86_400e6;
+- snapshot instants: the end of every month from the first deal's creation month, then as_of
+  (`snaps`).
+"""
+
+from ..common import TABLE_COLUMNS, US_PER_DAY, duckdb_columns, store_files, store_pipeline
+
+
+class Db:
+    """A DuckDB connection over a store as of a date (YYYY-MM-DD), with the configuration, the
+    pipeline (the store's stages, else the config's) and a cache for intermediates that are
+    computed in Python."""
+
+    def __init__(self, con, store, as_of, cfg):
+        cfg.require_utc("reference.duckdb")
+        self.con = con
+        self.store = store
+        self.as_of = as_of
+        self.cfg = cfg
+        self.pipeline = store_pipeline(store, cfg)
+        self.cache = {}
+
+
+def sql_str(x):
+    return "'" + str(x).replace("'", "''") + "'"
+
+
+def sql_list(xs):
+    return "(" + ", ".join(sql_str(x) for x in xs) + ")" if xs else "(NULL)"
+
+
+def setup(db):
+    con, as_of, pipeline = db.con, db.as_of, db.pipeline
+    for t in TABLE_COLUMNS:
+        fs = store_files(db.store, t)
+        if fs:
+            src = f"read_parquet({fs!r}, hive_partitioning = false, union_by_name = true)"
+            con.execute(f"CREATE VIEW {t}_all AS SELECT * FROM {src}")
+        else:
+            con.execute(f"CREATE TABLE {t}_all ({duckdb_columns(t)})")
+    # End of the as_of day, UTC.
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE MACRO as_of_ts() AS (TIMESTAMPTZ '{as_of} 23:59:59.999999+00')")
+    con.execute(f"CREATE MACRO as_of_date() AS (DATE '{as_of}')")
+    con.execute(f"CREATE MACRO cur_period() AS (DATE '{as_of[:8]}01')")
+    # Month of a timestamp (UTC) or a date, as a DATE.
+    con.execute("CREATE MACRO month_of(x) AS CAST(date_trunc('month', x) AS DATE)")
+    con.execute("CREATE MACRO us(x) AS epoch_us(x)")
+    con.execute(f"CREATE MACRO days_between(a, b) AS ((epoch_us(b) - epoch_us(a)) / {US_PER_DAY}.0)")
+    con.execute("CREATE TABLE stages(stage VARCHAR, stage_index INT, probability DOUBLE, terminal BOOLEAN)")
+    if pipeline.stages:
+        rows = ", ".join(
+            f"({sql_str(s.name)}, {i}, {'NULL' if s.probability is None else repr(float(s.probability))}, "
+            f"{'true' if s.terminal else 'false'})"
+            for i, s in enumerate(pipeline.stages)
+        )
+        con.execute(f"INSERT INTO stages VALUES {rows}")
+    terminal = sql_list(pipeline.won + pipeline.lost)
+    con.execute(f"""
+        CREATE VIEW opps AS SELECT * FROM opportunities_all WHERE created_at <= as_of_ts();
+        CREATE TABLE events AS SELECT e.opportunity_id, e.stage, e.entered_at FROM stage_events_all e
+            WHERE e.entered_at <= as_of_ts() AND e.opportunity_id IN (SELECT opportunity_id FROM opps);
+        -- One event per deal and instant: on equal times the later stage of the pipeline wins.
+        CREATE TABLE events_last_per_instant AS
+            SELECT opportunity_id, stage, entered_at FROM (
+              SELECT e.*, row_number() OVER (PARTITION BY opportunity_id, entered_at
+                     ORDER BY s.stage_index DESC NULLS LAST) AS rn
+              FROM events e LEFT JOIN stages s USING (stage)) WHERE rn = 1;
+        CREATE TABLE last_event AS
+            SELECT opportunity_id, last_stage, stage_entered_at FROM (
+              SELECT opportunity_id, stage AS last_stage, entered_at AS stage_entered_at,
+                     row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC) AS rn
+              FROM events_last_per_instant) WHERE rn = 1;
+        CREATE TABLE has_terminal AS SELECT DISTINCT opportunity_id FROM stage_events_all
+            WHERE stage IN {terminal};
+        CREATE TABLE deals AS
+            SELECT o.opportunity_id, o.account_id, o.owner_id, o.region, o.amount_base, o.created_at,
+                   o.loss_reason, o.campaign_id, o.expected_close_date, l.source,
+                   le.last_stage AS stage, le.stage_entered_at,
+                   CASE WHEN le.last_stage IN {sql_list(pipeline.won)} THEN 'won'
+                        WHEN le.last_stage IN {sql_list(pipeline.lost)} THEN 'lost'
+                        WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
+                             AND o.closed_at <= as_of_ts() THEN o.status
+                        ELSE 'open' END AS status,
+                   CASE WHEN le.last_stage IN {terminal} THEN le.stage_entered_at
+                        WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
+                             AND o.closed_at <= as_of_ts() THEN o.closed_at END AS closed_at
+            FROM opps o
+            LEFT JOIN last_event le USING (opportunity_id)
+            LEFT JOIN has_terminal h USING (opportunity_id)
+            LEFT JOIN (SELECT lead_id, source FROM leads_all WHERE created_at <= as_of_ts()) l USING (lead_id);
+        CREATE VIEW closed AS
+            SELECT *, month_of(closed_at) AS period_start,
+                   epoch(closed_at - created_at) / 86400.0 AS days
+            FROM deals WHERE status IN ('won', 'lost');
+        -- Visits to non-terminal stages: each event at or before as_of; it ends at the deal's next
+        -- event (ties on time ordered by pipeline position), else at the deal's close (a deal
+        -- closed without a terminal event), else it is censored at as_of.
+        CREATE TABLE visits AS
+            SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
+                   COALESCE(v.next_at, d.closed_at) AS exited_at,
+                   COALESCE(v.next_at, d.closed_at) IS NOT NULL AS completed,
+                   us(COALESCE(v.next_at, d.closed_at, as_of_ts())) - us(v.entered_at) AS days_us,
+                   days_between(v.entered_at, COALESCE(v.next_at, d.closed_at, as_of_ts())) AS days
+            FROM (SELECT e.*, s.terminal,
+                         lead(e.entered_at) OVER (PARTITION BY e.opportunity_id
+                                                  ORDER BY e.entered_at, s.stage_index) AS next_at
+                  FROM events e LEFT JOIN stages s USING (stage)) v
+            JOIN deals d USING (opportunity_id)
+            WHERE v.terminal = false;
+        -- Snapshot instants: the end of every month from the first deal's creation month to the
+        -- month before as_of's, then as_of itself.
+        CREATE TABLE snaps AS
+            SELECT CAST(m + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS snapshot_at,
+                   CAST(m AS DATE) AS period_start,
+                   CAST(CAST(m + INTERVAL 1 MONTH AS DATE) AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND AS t
+            FROM (SELECT unnest(generate_series(
+                      CAST(month_of((SELECT min(created_at) FROM opps)) AS TIMESTAMP),
+                      CAST(cur_period() AS TIMESTAMP) - INTERVAL 1 MONTH, INTERVAL 1 MONTH)) AS m)
+            UNION ALL SELECT as_of_date(), cur_period(), as_of_ts();
+    """)
+
+
+def open_at(pairs):
+    """The rows of `pairs` (a query with opportunity_id and t, a TIMESTAMPTZ <= as_of) whose deal is
+    open at t, with snap_stage (stage of its last event at or before t; null without any) and
+    snap_prob (that stage's probability)."""
+    return f"""
+        SELECT p.*, e.stage AS snap_stage, s.probability AS snap_prob
+        FROM ({pairs}) p
+        ASOF LEFT JOIN events_last_per_instant e
+            ON p.opportunity_id = e.opportunity_id AND p.t >= e.entered_at
+        LEFT JOIN stages s ON s.stage = e.stage
+        JOIN opps o ON o.opportunity_id = p.opportunity_id
+        LEFT JOIN has_terminal h ON h.opportunity_id = p.opportunity_id
+        WHERE o.created_at <= p.t
+          AND NOT COALESCE(s.terminal, false)
+          AND NOT (h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at <= p.t)
+    """
+
+
+def by_dims(src, select, group, dims):
+    """UNION ALL of `select` over `src` grouped by `group` (list) for the `all` row and then per
+    dimension, with dimension / dimension_value columns."""
+
+    def g(extra):
+        cols = group + extra
+        return f" GROUP BY {', '.join(cols)}" if cols else ""
+
+    parts = [f"SELECT 'all' AS dimension, NULL::VARCHAR AS dimension_value, {select} FROM {src}{g([])}"]
+    for d in dims:
+        parts.append(f"SELECT '{d}', CAST({d} AS VARCHAR), {select} FROM {src}{g([d])}")
+    return " UNION ALL ".join(parts)
+
+
+def dims_union(select, dims, group):
+    """by_dims over the closed deals."""
+    return by_dims("closed", select, [group], dims)
