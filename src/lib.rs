@@ -2,8 +2,10 @@
 //!
 //! Data flows through the modules in this order: `config` and `schema` declare what the
 //! data is; `ingest` reads CRM exports, maps and validates them; `store` keeps the
-//! validated tables as Parquet with an atomically swapped manifest; `generate` makes
-//! synthetic histories to test and benchmark with.
+//! validated tables as Parquet with an atomically swapped manifest; `kpi` computes the
+//! catalog as of a date (its registry is the one description of every KPI), with the
+//! statistics of `stats`; `output` writes the results; `cli` is the command line; `generate`
+//! makes synthetic histories to test and benchmark with.
 
 // Errors carry the file, table, column and hint a user needs; they are built once, on the
 // way out, so their size does not matter.

@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let p = common::scratch("leads.parquet", data);
     let _ = crm_kpi::ingest::read::read_file(&p);
     if let Ok(b) = crm_kpi::ingest::read::RawBatches::open(&p, 2) {
-        for &(o, l) in b.ranges() {
+        // The first batches only: a big input read two rows at a time would take seconds.
+        for &(o, l) in b.ranges().iter().take(8) {
             let _ = b.read(o, l);
         }
     }

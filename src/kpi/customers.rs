@@ -2,12 +2,12 @@
 //! re-engagement; order revenue; historical and predictive customer lifetime value; retention.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::kpi::rules::{is_won, is_lost, is_refund};
 use crate::config::ClvSegmentBy;
 use crate::kpi::periods::{explode_dates, local_date, period_complete, period_ordinal, period_start, periods_to_as_of};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, stable_sum};
@@ -80,7 +80,7 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let first_won = i
         .deals()?
-        .filter(col("status").eq(lit("won")))
+        .filter(is_won())
         .group_by([col("account_id")])
         .agg([col("closed_at").min().alias("__first_won")]);
     let first_paid = i
@@ -89,7 +89,7 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .filter(
             col("paid_at")
                 .is_not_null()
-                .and(col("is_refund").fill_null(lit(false)).not()),
+                .and(is_refund().not()),
         )
         .group_by([col("account_id")])
         .agg([col("paid_at").min().alias("__first_paid")]);
@@ -121,7 +121,7 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .group_by(keys.clone())
         .agg([len().alias("deals")]);
     let won = typed
-        .filter(col("status").eq(lit("won")))
+        .filter(is_won())
         .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
         .group_by(keys.clone())
         .agg([
@@ -140,7 +140,7 @@ fn lost_reengagement(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let days = |n: u32| lit(format!("{n}d"));
     let horizon = today.clone().dt().offset_by(days(REENGAGEMENT_LOOKAHEAD_DAYS));
     Ok(i.deals()?
-        .filter(col("status").eq(lit("lost")))
+        .filter(is_lost())
         .with_column(local_date(col("closed_at"), &p.config).alias("lost_at"))
         .with_columns([
             col("lost_at").dt().offset_by(days(r.min_days)).alias("follow_up_from"),
@@ -276,10 +276,6 @@ fn revenue_kpis() -> Vec<Kpi> {
     ]
 }
 
-/// Whether an order row is a refund (a missing flag is not).
-pub(crate) fn is_refund() -> Expr {
-    col("is_refund").fill_null(lit(false))
-}
 
 /// Orders at or before as_of with `__amount`: amount_base, negative for refunds whatever their
 /// stored sign.
@@ -541,7 +537,7 @@ pub fn rfm_days(i: &Inputs, p: &Params) -> LazyFrame {
     let days = i
         .orders
         .clone()
-        .filter(col("is_refund").fill_null(lit(false)).not())
+        .filter(is_refund().not())
         .select([
             col("account_id"),
             local_date(col("ordered_at"), cfg).cast(DataType::Int32).alias("day"),
@@ -678,31 +674,20 @@ fn collect_rows(i: &Inputs, p: &Params) -> PolarsResult<Vec<Row>> {
     Ok(rows)
 }
 
-/// The last fits, keyed by a hash of their input (the RFM rows and the CLV settings), so
-/// clv_model and clv_predictive in one run fit once.
-static LAST_FITS: Mutex<Option<(u64, Arc<Vec<SegmentFit>>)>> = Mutex::new(None);
+/// The customers' RFM rows and the models fitted on them, computed once per run: clv_model and
+/// clv_predictive both read them.
+fn rows_and_fits(i: &Inputs, p: &Params) -> PolarsResult<Arc<(Vec<Row>, Vec<SegmentFit>)>> {
+    i.computed_once("clv_rows_and_fits", || {
+        let rows = collect_rows(i, p)?;
+        let fits = fits_for(&rows, p);
+        Ok((rows, fits))
+    })
+}
 
-/// [`fit_segments`], reusing the previous result when the input is identical.
-fn fits_for(rows: &[Row], p: &Params) -> Arc<Vec<SegmentFit>> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for r in rows {
-        (&r.account_id, &r.segment, r.customer.x).hash(&mut h);
-        (
-            r.customer.t_x.to_bits(),
-            r.customer.t.to_bits(),
-            r.monetary.map(f64::to_bits),
-        )
-            .hash(&mut h);
-    }
-    format!("{:?}", p.config.clv).hash(&mut h);
-    let key = h.finish();
-    if let Some((k, fits)) = LAST_FITS.lock().ok().and_then(|g| g.clone())
-        && k == key
-    {
-        return fits;
-    }
+/// [`fit_segments`], with what the fits took in the debug log.
+fn fits_for(rows: &[Row], p: &Params) -> Vec<SegmentFit> {
     let started = std::time::Instant::now();
-    let fits = Arc::new(fit_segments(rows, p));
+    let fits = fit_segments(rows, p);
     for f in fits.iter() {
         let evals = |r: Result<usize, &FitError>| r.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string());
         tracing::debug!(
@@ -717,9 +702,6 @@ fn fits_for(rows: &[Row], p: &Params) -> Arc<Vec<SegmentFit>> {
         ms = started.elapsed().as_millis() as u64,
         "CLV: models fitted"
     );
-    if let Ok(mut g) = LAST_FITS.lock() {
-        *g = Some((key, fits.clone()));
-    }
     fits
 }
 
@@ -766,8 +748,8 @@ fn fit_segments(rows: &[Row], p: &Params) -> Vec<SegmentFit> {
 }
 
 fn clv_model(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let rows = collect_rows(i, p)?;
-    let fits = fits_for(&rows, p);
+    let rows_and_fits = rows_and_fits(i, p)?;
+    let fits = &rows_and_fits.1;
     let (mut model, mut segment, mut param) = (Vec::new(), Vec::new(), Vec::new());
     let (mut value, mut se, mut ll, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for f in fits.iter() {
@@ -833,15 +815,15 @@ pub fn predict(model: &BgNbd, c: &Customer, months: u32, month: f64, rate: f64) 
 }
 
 fn clv_predictive(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let rows = collect_rows(i, p)?;
-    let fits = fits_for(&rows, p);
+    let rows_and_fits = rows_and_fits(i, p)?;
+    let (rows, fits) = (&rows_and_fits.0, &rows_and_fits.1);
     let clv = &p.config.clv;
     let month = DAYS_PER_MONTH / clv.time_unit.days();
     let by_segment: HashMap<Option<&str>, &SegmentFit> = fits.iter().map(|f| (f.segment.as_deref(), f)).collect();
     // Customers with the same history share their BG/NBD predictions: compute each distinct
     // (segment, x, t_x, T) once, in parallel.
     let mut distinct: HashMap<Key<'_>, Option<Prediction>> = HashMap::new();
-    for r in &rows {
+    for r in rows {
         distinct.entry(key(r)).or_insert(None);
     }
     let keys: Vec<Key<'_>> = distinct.keys().copied().collect();
@@ -876,7 +858,7 @@ fn clv_predictive(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         Vec::with_capacity(n),
     );
     let mut unevaluated = 0usize;
-    for r in &rows {
+    for r in rows {
         let pred = distinct.get(&key(r)).copied().flatten();
         let avg = by_segment
             .get(&r.segment.as_deref())

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
+use crate::kpi::rules::{is_won, is_lost, is_closed};
 use crate::config::{Config, Terminal};
 use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
 use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
@@ -126,9 +127,18 @@ fn stage_kpis() -> Vec<Kpi> {
     ]
 }
 
-/// The funnel steps in order: (stage_index in the configured pipeline, stage, in_chain), where
-/// the chain is the non-terminal stages (required by the `ordered` mode), then the won stage.
-fn funnel_steps(cfg: &Config) -> Vec<(u32, &str, bool)> {
+/// One step of the stage funnel.
+struct FunnelStep<'a> {
+    /// The stage's position in the configured pipeline.
+    stage_index: u32,
+    stage: &'a str,
+    /// A non-terminal stage: part of the chain the `ordered` mode requires.
+    in_chain: bool,
+}
+
+/// The funnel steps in order: the non-terminal stages (the chain the `ordered` mode requires),
+/// then the won stage.
+fn funnel_steps(cfg: &Config) -> Vec<FunnelStep<'_>> {
     let chain = cfg.stages.iter().enumerate().filter(|(_, s)| s.terminal.is_none());
     let won = cfg
         .stages
@@ -137,7 +147,11 @@ fn funnel_steps(cfg: &Config) -> Vec<(u32, &str, bool)> {
         .filter(|(_, s)| s.terminal == Some(Terminal::Won));
     chain
         .chain(won)
-        .map(|(i, s)| (i as u32, s.name.as_str(), s.terminal.is_none()))
+        .map(|(i, s)| FunnelStep {
+            stage_index: i as u32,
+            stage: s.name.as_str(),
+            in_chain: s.terminal.is_none(),
+        })
         .collect()
 }
 
@@ -149,7 +163,7 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let steps = funnel_steps(&p.config);
     let any = |s: usize| format!("__any_{s}");
     let ord = |s: usize| format!("__ord_{s}");
-    let step_names: Vec<String> = steps.iter().map(|s| s.1.to_string()).collect();
+    let step_names: Vec<String> = steps.iter().map(|s| s.stage.to_string()).collect();
     // Per deal that entered a funnel stage at or before as_of: one flag per step.
     let touched = i
         .stage_events
@@ -161,7 +175,7 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             steps
                 .iter()
                 .enumerate()
-                .map(|(s, step)| col("stage").eq(lit(step.1)).any(true).alias(any(s)))
+                .map(|(s, step)| col("stage").eq(lit(step.stage)).any(true).alias(any(s)))
                 .collect::<Vec<_>>(),
         );
     // `ordered`: a chain step counts when every chain step up to it was entered, in any order;
@@ -170,7 +184,7 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let mut chain_so_far = lit(true);
     for (s, step) in steps.iter().enumerate() {
         let flag = chain_so_far.clone().and(col(any(s)));
-        if step.2 {
+        if step.in_chain {
             chain_so_far = flag.clone();
         }
         ordered.push(flag.alias(ord(s)));
@@ -223,8 +237,8 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 lit(mode).alias("mode"),
                 col("dimension"),
                 col("dimension_value"),
-                lit(step.1).alias("stage"),
-                lit(step.0).alias("stage_index"),
+                lit(step.stage).alias("stage"),
+                lit(step.stage_index).alias("stage_index"),
                 col(name(s)).alias("reached"),
                 next.alias("next_stage_rate"),
                 ratio(col(name(s)), col(name(0))).alias("from_first_rate"),
@@ -364,7 +378,8 @@ fn km_steps(df: DataFrame) -> PolarsResult<DataFrame> {
 
 // The Kaplan-Meier step runs in Rust on each group's list of durations, as an opaque UDF node of
 // the lazy plan (`LazyFrame::map` with its output schema declared): the plan stays lazy, so the
-// visits it reads are shared with the other KPIs by `collect_all`. No pushdown through the UDF
+// visits it reads (the shared `stage_visits` frame) are read by both duration KPIs of the
+// family's collect. No pushdown through the UDF
 // (its output columns are not its input's), and it runs in memory under the streaming engine.
 fn stage_duration(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let done = col("days").filter(col("completed"));
@@ -519,7 +534,7 @@ fn deal_size(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let amount = || col("amount_base");
     let won = i
         .deals()?
-        .filter(col("status").eq(lit("won")))
+        .filter(is_won())
         .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start"));
     by_dimensions(&["owner_id"], |d| {
         let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
@@ -619,14 +634,14 @@ fn deal_kpis() -> Vec<Kpi> {
 /// Deals closed at as_of, with `period_start` of their close.
 fn closed(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     Ok(i.deals()?
-        .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
+        .filter(is_closed())
         .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start")))
 }
 
 fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let closed = closed(i, p)?;
-    let won = col("status").eq(lit("won"));
-    let lost = col("status").eq(lit("lost"));
+    let won = is_won();
+    let lost = is_lost();
     Ok(by_dimensions(&["owner_id", "source", "region"], |d| {
         Ok(closed.clone().group_by(group_keys(&["period_start"], d)).agg([
             won.clone().sum().cast(DataType::UInt32).alias("won"),
@@ -644,7 +659,7 @@ fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 
 fn loss_reasons(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     Ok(closed(i, p)?
-        .filter(col("status").eq(lit("lost")))
+        .filter(is_lost())
         .with_column(col("loss_reason").fill_null(lit("unspecified")))
         .group_by([col("period_start"), col("loss_reason")])
         .agg([
@@ -764,7 +779,7 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 
     let actual = i
         .deals()?
-        .filter(col("status").eq(lit("won")))
+        .filter(is_won())
         .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
         .group_by(keys.clone())
         .agg([stable_sum(col("amount_base")).alias("actual")]);
@@ -828,10 +843,10 @@ fn velocity_kpis() -> Vec<Kpi> {
 
 fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let open = open_snapshots(i, p)?;
-    let won = || col("status").eq(lit("won"));
+    let won = || is_won();
     let closed = i
         .deals()?
-        .filter(col("status").eq(lit("won")).or(col("status").eq(lit("lost"))))
+        .filter(is_closed())
         .with_columns([
             period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
             (col("closed_at") - col("created_at"))
@@ -844,7 +859,7 @@ fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         let opened = open.clone().group_by(keys.clone()).agg([len().alias("open_deals")]);
         let closed = closed.clone().group_by(keys.clone()).agg([
             won().sum().alias("__won"),
-            col("status").eq(lit("lost")).sum().alias("__lost"),
+            is_lost().sum().alias("__lost"),
             col("amount_base").filter(won()).mean().alias("mean_won_amount"),
             col("__days").filter(won()).mean().alias("mean_cycle_days"),
         ]);

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
+use crate::kpi::rules::{is_open};
 use crate::config::Terminal;
 use crate::error::StoreError;
 use crate::kpi::periods::{current_period_start, day_end, explode_dates, period_end, period_every, period_start};
@@ -57,6 +58,8 @@ struct Shared {
     frames: Mutex<HashMap<&'static str, (DataFrame, bool)>>,
     /// The shared frames read since the last `forget_unused`.
     used: Mutex<Vec<&'static str>>,
+    /// Other results computed once per run (the fitted CLV models), by name.
+    values: Mutex<HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// A plan as every collect of a run takes it: without polars' CHECK_ORDER_OBSERVE, a pass
@@ -148,6 +151,7 @@ impl Inputs {
                 events_all,
                 frames: Mutex::new(HashMap::new()),
                 used: Mutex::new(Vec::new()),
+                values: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -162,6 +166,25 @@ impl Inputs {
         plan: impl FnOnce() -> PolarsResult<LazyFrame>,
     ) -> PolarsResult<LazyFrame> {
         self.collect_once(name, false, plan)
+    }
+
+    /// A value computed once per run and shared by the KPIs that read it (the CLV fits of
+    /// clv_model and clv_predictive): `make` runs on the first call for `name`.
+    pub fn computed_once<T: std::any::Any + Send + Sync>(
+        &self,
+        name: &'static str,
+        make: impl FnOnce() -> PolarsResult<T>,
+    ) -> PolarsResult<Arc<T>> {
+        let values = || self.shared.values.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = values().get(name).cloned()
+            && let Ok(v) = v.downcast::<T>()
+        {
+            return Ok(v);
+        }
+        // Not locked while computing: `make` may read shared frames.
+        let v = Arc::new(make()?);
+        values().insert(name, v.clone());
+        Ok(v)
     }
 
     /// As [`Inputs::shared`], but `keep`: never forgotten, for a frame most families read.
@@ -509,7 +532,7 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let past = open_at(past, i, p)?;
     // At as_of the deal's state is the shared one of `Inputs::deals`.
     let now = base
-        .filter(col("status").eq(lit("open")))
+        .filter(is_open())
         .with_columns([
             as_of_col(p).alias("snapshot_at"),
             cur.alias("period_start"),

@@ -5,6 +5,7 @@
 use polars::lazy::dsl;
 use polars::prelude::*;
 
+use crate::kpi::rules::{is_won, is_refund};
 use crate::config::ConvertedEvent;
 use crate::kpi::periods::{
     current_period_start, explode_dates, period_complete, period_ordinal, period_start, periods_to_as_of,
@@ -232,7 +233,7 @@ fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame>
             let first_won = i
                 .deals()?
                 // Deals without a lead form a null group, which finds no lead below.
-                .filter(col("status").eq(lit("won")))
+                .filter(is_won())
                 .group_by(lead_id())
                 .agg([col("closed_at").min().alias("__first")]);
             leads.join(first_won, lead_id(), lead_id(), JoinArgs::new(JoinType::Left))
@@ -248,7 +249,7 @@ fn leads_with_conversion_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame>
                     col("paid_at")
                         .is_not_null()
                         .and(col("account_id").is_not_null())
-                        .and(col("is_refund").fill_null(lit(false)).not()),
+                        .and(is_refund().not()),
                 )
                 .select([col("account_id"), col("paid_at").alias("__first")])
                 .sort(["__first"], SortMultipleOptions::default());
@@ -532,7 +533,7 @@ fn campaign_performance(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .leads
         .clone()
         .select([col("lead_id"), col("campaign_id").alias("__lead_campaign")]);
-    let won = col("status").eq(lit("won"));
+    let won = is_won();
     let deals = i
         .deals()?
         .select([col("lead_id"), col("campaign_id"), col("status"), col("amount_base")])

@@ -14,6 +14,7 @@ pub mod inputs;
 pub mod leads;
 pub mod periods;
 pub mod reps;
+pub mod rules;
 pub mod run;
 pub mod trends;
 

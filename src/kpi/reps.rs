@@ -4,6 +4,7 @@
 
 use polars::prelude::*;
 
+use crate::kpi::rules::{is_won, is_lost, is_open};
 use crate::kpi::inputs::open_snapshots;
 use crate::kpi::periods::{current_period_start, period_start, period_start_of_date};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio, stable_sum};
@@ -156,7 +157,7 @@ fn open_deals_per_rep(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let idle = p.age_days(col("stage_entered_at").fill_null(col("created_at")));
     let teams = i.reps.clone().select([col("rep_id").alias("owner_id"), col("team")]);
     Ok(i.deals()?
-        .filter(col("status").eq(lit("open")))
+        .filter(is_open())
         .group_by([col("owner_id")])
         .agg([
             len().cast(DataType::UInt32).alias("open_deals"),
@@ -181,10 +182,10 @@ fn open_deals_per_rep(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 
 fn rep_scorecard(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let keys = || [col("period_start"), col("owner_id")];
-    let won = || col("status").eq(lit("won"));
+    let won = || is_won();
     let closed = i
         .deals()?
-        .filter(won().or(col("status").eq(lit("lost"))))
+        .filter(won().or(is_lost()))
         .select([
             period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
             col("owner_id"),
@@ -199,7 +200,7 @@ fn rep_scorecard(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .agg([
             col("amount_base").filter(won()).sum().alias("won_amount"),
             won().sum().alias("won_deals"),
-            col("status").eq(lit("lost")).sum().alias("lost_deals"),
+            is_lost().sum().alias("lost_deals"),
             col("amount_base").filter(won()).mean().alias("mean_deal_size"),
             col("__days").filter(won()).median().alias("median_cycle_days"),
         ]);

@@ -8,6 +8,7 @@
 
 use polars::prelude::*;
 
+use crate::kpi::rules::{is_won, is_lost, is_refund};
 use crate::kpi::periods::{Grain, explode_dates, period_complete, period_start, periods_to_as_of};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio};
 
@@ -109,8 +110,8 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let g = p.grain;
     let ps = |c: &str| period_start(col(c), g, cfg).alias("period_start");
     let by_period = || [col("period_start")];
-    let is_won = || col("status").eq(lit("won"));
-    let not_refund = || col("is_refund").fill_null(lit(false)).not();
+    let is_won = || is_won();
+    let not_refund = || is_refund().not();
 
     let created = i
         .leads
@@ -127,12 +128,12 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .agg([len().alias("qualified_leads")]);
     let closed = i
         .deals()?
-        .filter(is_won().or(col("status").eq(lit("lost"))))
+        .filter(is_won().or(is_lost()))
         .select([ps("closed_at"), col("status"), col("amount_base")])
         .group_by(by_period())
         .agg([
             is_won().sum().alias("won"),
-            col("status").eq(lit("lost")).sum().alias("lost"),
+            is_lost().sum().alias("lost"),
             col("amount_base").filter(is_won()).sum().alias("won_revenue"),
             col("amount_base").filter(is_won()).count().alias("won_amounted"),
         ]);

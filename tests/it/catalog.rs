@@ -267,3 +267,37 @@ fn list_json_is_the_registry() {
     }
     assert_eq!(items[0]["columns"][0]["type"], "date");
 }
+
+/// The as-of filters of the inputs reach the Parquet scans (predicate pushdown), so a run as of
+/// an early date reads only the row groups it needs. polars' `optimization_checks.rs` pattern:
+/// a refactor that puts a step between the scan and the filter fails here, not in a benchmark.
+#[test]
+fn as_of_filters_reach_the_scans() {
+    crate::fixtures::big_stack(|| {
+        let cfg = Config::default();
+        let p = Params::new(parse_as_of("2026-06-30", cfg.tz()).unwrap(), Grain::Month, cfg);
+        let tables = Tables::from_store(&Store::open(&sample()).unwrap()).unwrap();
+        let i = crm_kpi::kpi::Inputs::new(&tables, &p);
+        for (table, lf, column) in [
+            ("leads", i.leads.clone(), "created_at"),
+            ("opportunities", i.opportunities.clone(), "created_at"),
+            ("stage_events", i.stage_events.clone(), "entered_at"),
+            ("orders", i.orders.clone(), "ordered_at"),
+            ("activities", i.activities.clone(), "occurred_at"),
+            ("accounts", i.accounts.clone(), "created_at"),
+            ("forecasts", i.forecasts.clone(), "submitted_at"),
+        ] {
+            let plan = lf.explain(true).unwrap();
+            let scan = plan
+                .lines()
+                .skip_while(|l| !l.contains("SCAN"))
+                .take(4)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                scan.contains("SELECTION") && scan.contains(&format!("col(\"{column}\")")),
+                "{table}: the as-of filter on {column} is not pushed into the scan:\n{plan}"
+            );
+        }
+    })
+}
