@@ -356,8 +356,97 @@ fn with_parquet<T>(
             }
             names.push(name.to_string());
         }
+        let metadata = reader
+            .get_metadata()
+            .map_err(|e| IngestError::unreadable(path, "Parquet", e))?
+            .clone();
+        check_declared_sizes(path, &metadata).map_err(|msg| IngestError::unreadable(path, "Parquet", msg))?;
         f(reader, names)
     })
+}
+
+/// The most bytes a page may declare once uncompressed.
+const MAX_PAGE_BYTES: i64 = 1 << 30;
+
+/// Refuses a file whose footer or page headers declare more rows, values or bytes than the
+/// file can hold. polars' decoder allocates what a page header declares before it checks it,
+/// and a header claiming 2^61 values aborts the process (found by `scripts/fuzz.sh`): so every
+/// page header is read first (the compressed pages are skipped, not decoded). Declared rows
+/// are bounded by 64 per byte of the file (plus a million): a unique id column alone takes
+/// more room than that.
+fn check_declared_sizes(path: &Path, metadata: &polars::io::parquet::metadata::FileMetadataRef) -> Result<(), String> {
+    use polars_parquet_format::PageHeader;
+    use polars_parquet_format::thrift::protocol::TCompactInputProtocol;
+    use std::io::{Read, Seek, SeekFrom};
+
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let max_rows = len
+        .saturating_mul(64)
+        .saturating_add(1_000_000)
+        .min(u64::from(u32::MAX));
+    let rows: u64 = metadata.row_groups.iter().map(|rg| rg.num_rows() as u64).sum();
+    if rows > max_rows {
+        return Err(format!(
+            "corrupt file: the footer declares {rows} rows, more than its {len} bytes can hold"
+        ));
+    }
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    for (g, rg) in metadata.row_groups.iter().enumerate() {
+        for chunk in rg.parquet_columns() {
+            let name = chunk.descriptor().path_in_schema.join(".");
+            let corrupt = |what: String| format!("corrupt file: row group {g}, column {name}: {what}");
+            let range = chunk.byte_range();
+            if range.start > range.end || range.end > len {
+                return Err(corrupt(format!(
+                    "bytes {}..{} outside the file ({len} bytes)",
+                    range.start, range.end
+                )));
+            }
+            let values = chunk.num_values();
+            let flat = chunk.descriptor().descriptor.max_rep_level == 0;
+            if values < 0 || (flat && values as u64 > rg.num_rows() as u64) || values as u64 > max_rows {
+                return Err(corrupt(format!("{values} values in {} rows", rg.num_rows())));
+            }
+            let mut bytes = vec![0u8; (range.end - range.start) as usize];
+            file.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
+            file.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let mut cursor = std::io::Cursor::new(&bytes[pos..]);
+                let header = {
+                    let mut prot = TCompactInputProtocol::new(&mut cursor, bytes.len() - pos);
+                    PageHeader::read_from_in_protocol(&mut prot).map_err(|e| {
+                        corrupt(format!(
+                            "unreadable page header at byte {}: {e}",
+                            range.start as usize + pos
+                        ))
+                    })?
+                };
+                pos += cursor.position() as usize;
+                let declared = [
+                    header.data_page_header.as_ref().map(|h| h.num_values),
+                    header.data_page_header_v2.as_ref().map(|h| h.num_values),
+                    header.dictionary_page_header.as_ref().map(|h| h.num_values),
+                ];
+                for n in declared.into_iter().flatten() {
+                    if n < 0 || i64::from(n) > values.max(rg.num_rows() as i64) {
+                        return Err(corrupt(format!("a page declares {n} values of the column's {values}")));
+                    }
+                }
+                let (compressed, uncompressed) = (header.compressed_page_size, header.uncompressed_page_size);
+                if compressed < 0 || compressed as usize > bytes.len() - pos {
+                    return Err(corrupt(format!(
+                        "a page declares {compressed} bytes past the column's end"
+                    )));
+                }
+                if !(0..=MAX_PAGE_BYTES).contains(&i64::from(uncompressed)) {
+                    return Err(corrupt(format!("a page declares {uncompressed} bytes uncompressed")));
+                }
+                pos += compressed as usize;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` on a Parquet file's decoder: a corrupt file can trip assertions inside it, and

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::kpi::rules::{is_won, is_lost, is_refund};
 use crate::config::ClvSegmentBy;
 use crate::kpi::periods::{explode_dates, local_date, period_complete, period_ordinal, period_start, periods_to_as_of};
+use crate::kpi::rules::{is_lost, is_refund, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, ratio, stable_sum};
 use crate::stats::bgnbd::{BgNbd, Customer, Fit, FitError};
 use crate::stats::gamma_gamma::GammaGamma;
@@ -86,11 +86,7 @@ fn new_vs_existing(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let first_paid = i
         .orders
         .clone()
-        .filter(
-            col("paid_at")
-                .is_not_null()
-                .and(is_refund().not()),
-        )
+        .filter(col("paid_at").is_not_null().and(is_refund().not()))
         .group_by([col("account_id")])
         .agg([col("paid_at").min().alias("__first_paid")]);
     let before_created = |c: &str| col(c).lt(col("created_at")).fill_null(lit(false));
@@ -275,7 +271,6 @@ fn revenue_kpis() -> Vec<Kpi> {
         },
     ]
 }
-
 
 /// Orders at or before as_of with `__amount`: amount_base, negative for refunds whatever their
 /// stored sign.

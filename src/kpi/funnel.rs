@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
-use crate::kpi::rules::{is_won, is_lost, is_closed};
 use crate::config::{Config, Terminal};
 use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
 use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
+use crate::kpi::rules::{is_closed, is_lost, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, stable_sum};
 use crate::stats::km::KaplanMeier;
 
@@ -844,16 +844,13 @@ fn velocity_kpis() -> Vec<Kpi> {
 fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let open = open_snapshots(i, p)?;
     let won = || is_won();
-    let closed = i
-        .deals()?
-        .filter(is_closed())
-        .with_columns([
-            period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
-            (col("closed_at") - col("created_at"))
-                .dt()
-                .total_days(true)
-                .alias("__days"),
-        ]);
+    let closed = i.deals()?.filter(is_closed()).with_columns([
+        period_start(col("closed_at"), p.grain, &p.config).alias("period_start"),
+        (col("closed_at") - col("created_at"))
+            .dt()
+            .total_days(true)
+            .alias("__days"),
+    ]);
     by_dimensions(&["owner_id"], |d| {
         let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
         let opened = open.clone().group_by(keys.clone()).agg([len().alias("open_deals")]);

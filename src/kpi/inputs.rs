@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
-use crate::kpi::rules::{is_open};
 use crate::config::Terminal;
 use crate::error::StoreError;
 use crate::kpi::periods::{current_period_start, day_end, explode_dates, period_end, period_every, period_start};
+use crate::kpi::rules::is_open;
 use crate::kpi::{Params, as_of_col};
 use crate::schema;
 use crate::store::Store;

@@ -5,11 +5,11 @@
 use polars::lazy::dsl;
 use polars::prelude::*;
 
-use crate::kpi::rules::{is_won, is_refund};
 use crate::config::ConvertedEvent;
 use crate::kpi::periods::{
     current_period_start, explode_dates, period_complete, period_ordinal, period_start, periods_to_as_of,
 };
+use crate::kpi::rules::{is_refund, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, utc};
 
 /// The conversion rule, shared by the definitions of every KPI that counts conversions.

@@ -4,9 +4,9 @@
 
 use polars::prelude::*;
 
-use crate::kpi::rules::{is_won, is_lost, is_open};
 use crate::kpi::inputs::open_snapshots;
 use crate::kpi::periods::{current_period_start, period_start, period_start_of_date};
+use crate::kpi::rules::{is_lost, is_open, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio, stable_sum};
 
 pub fn kpis() -> Vec<Kpi> {

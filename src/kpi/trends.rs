@@ -8,8 +8,8 @@
 
 use polars::prelude::*;
 
-use crate::kpi::rules::{is_won, is_lost, is_refund};
 use crate::kpi::periods::{Grain, explode_dates, period_complete, period_start, periods_to_as_of};
+use crate::kpi::rules::{is_lost, is_refund, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio};
 
 /// The series of `trends`, in documentation order.

@@ -784,3 +784,21 @@ fn a_second_writer_is_refused_while_the_lock_is_held() {
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     f.assert_committed();
 }
+
+/// Found by `scripts/fuzz.sh` (read_parquet): a mutated reps file whose page header declares
+/// about 2^61 values. polars' decoder allocated that much and the process aborted; the file is
+/// now refused, naming it, and the store stays as it was.
+#[test]
+fn a_parquet_page_declaring_more_values_than_the_file_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/reps-page-declares-huge-values.parquet");
+    let file = dir.path().join("reps.parquet");
+    std::fs::copy(src, &file).unwrap();
+    let store = dir.path().join("store");
+    let out = run(&["ingest", "--store", s(&store), s(&file)]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("reps.parquet") && err.contains("corrupt file"), "{err}");
+    assert!(!store.join("_manifest.json").exists());
+}
