@@ -382,9 +382,15 @@ TOLERANCES = {
 }
 
 
-def output_path(out, kpi, as_of):
-    """crm-kpi's output file of a KPI."""
-    return f"{out}/{kpi}/as_of={as_of}/part-0.parquet"
+def output_path(out, kpi, as_of, grain="month"):
+    """crm-kpi's output file of a KPI: OUT/<kpi>/grain=<grain>/as_of=<date>/part-0.parquet."""
+    return f"{out}/{kpi}/grain={grain}/as_of={as_of}/part-0.parquet"
+
+
+def output_relation(out, kpi, as_of):
+    """crm-kpi's output of a KPI as a DuckDB relation, read as warehouses read it: the file's
+    columns with `as_of` (a DATE) from its folder name."""
+    return f"(SELECT * EXCLUDE (grain) FROM read_parquet('{output_path(out, kpi, as_of)}', hive_partitioning = true))"
 
 
 def fetch(con, sql):
@@ -462,7 +468,7 @@ def read_output(con, out, kpi, as_of):
     path = output_path(out, kpi, as_of)
     if not os.path.exists(path):
         return None
-    return fetch(con, f"SELECT * FROM read_parquet('{path}')")
+    return fetch(con, f"SELECT * FROM {output_relation(out, kpi, as_of)}")
 
 
 def compare(con, spec, ref, out, as_of, engine, label=None):

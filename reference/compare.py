@@ -32,6 +32,7 @@ from .common import (
     is_float_type,
     load_catalog,
     output_path,
+    output_relation,
     registry_problems,
     value_columns,
     within_tolerance,
@@ -67,7 +68,8 @@ def compare_in_sql(con, spec, ref_path, out, as_of, engine):
         print(f"{kpi:<24} no output at {mine}")
         return 1
     ref_types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{ref_path}')").fetchall()}
-    mine_cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{mine}')").fetchall()}
+    mine_rel = output_relation(out, kpi, as_of)
+    mine_cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {mine_rel}").fetchall()}
     problems = column_problems(spec, [c for c in ref_types if c != "as_of"], mine_cols, engine)
     for line in problems:
         print(line)
@@ -102,7 +104,7 @@ def compare_in_sql(con, spec, ref_path, out, as_of, engine):
                COALESCE(SUM(CASE WHEN r.__row IS NOT NULL AND m.__row IS NOT NULL THEN {differ} END), 0),
                COUNT(m.__row)
         FROM (SELECT *, true AS __row FROM read_parquet('{ref_path}')) r
-        FULL OUTER JOIN (SELECT *, true AS __row FROM read_parquet('{mine}')) m ON {on}""").fetchone()
+        FULL OUTER JOIN (SELECT *, true AS __row FROM {mine_rel}) m ON {on}""").fetchone()
     only_mine, only_ref, values, n_mine = only
     n_ref = con.execute(f"SELECT COUNT(*) FROM read_parquet('{ref_path}')").fetchone()[0]
     if only_mine or only_ref:

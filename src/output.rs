@@ -64,6 +64,12 @@ impl RunStaging {
                 source,
             })?;
         }
+        // A `_SUCCESS` marker in each partition written (as Spark and Hadoop jobs leave), once
+        // every file of the run is in place: what an Airflow sensor waits for.
+        for s in staged {
+            let marker = self.final_path(s).with_file_name("_SUCCESS");
+            std::fs::write(&marker, b"").map_err(|source| OutputError::Io { path: marker, source })?;
+        }
         self.published = true;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
@@ -98,35 +104,57 @@ pub fn lock_out(out: &Path) -> anyhow::Result<crate::store::lock::WriterLock> {
             let _ = std::fs::remove_dir_all(kpi.path());
             continue;
         }
-        for part in std::fs::read_dir(kpi.path()).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(part.path()).into_iter().flatten().flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = std::fs::remove_file(f.path());
-                }
-            }
-        }
+        remove_tmp_files(&kpi.path(), 3);
     }
     Ok(lock)
 }
 
-/// Writes `OUT/<kpi>/as_of=<date>/part-0.parquet`, replacing an earlier run of the same
-/// as_of atomically (the file is written beside it under a name of this run, fsynced, and
-/// renamed over it). The run manifest lists the files each run wrote; the files themselves
-/// carry no run id, so two runs of the same inputs write the same bytes.
+/// Removes `.*.tmp` files a killed run left in `dir` and its folders, `depth` levels down.
+fn remove_tmp_files(dir: &Path, depth: u32) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        } else if depth > 0 && e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tmp_files(&e.path(), depth - 1);
+        }
+    }
+}
+
+/// The folder of one KPI's output for a run: `OUT/<kpi>/grain=<grain>/as_of=<date>`. Hive-style,
+/// so that pandas, pyarrow, polars, DuckDB and Spark read `OUT/<kpi>` as one dataset with
+/// `grain` and `as_of` as columns (which the files themselves do not repeat).
+pub fn partition_dir(out: &Path, kpi: &str, grain: &str, as_of: &str) -> PathBuf {
+    out.join(kpi)
+        .join(format!("grain={grain}"))
+        .join(format!("as_of={as_of}"))
+}
+
+/// The columns a KPI's file leaves to its folder names.
+pub const PARTITION_COLUMNS: [&str; 1] = ["as_of"];
+
+/// Writes `OUT/<kpi>/grain=<grain>/as_of=<date>/part-0.parquet`, replacing an earlier run of
+/// the same grain and as_of atomically (the file is written beside it under a name of this run,
+/// fsynced, and renamed over it). The file holds the KPI's columns but `as_of` (in the path),
+/// with signed integers and plain UTF-8 strings, and no embedded Arrow schema: every reader
+/// derives the types from the Parquet schema, and `pq.read_schema` shows the `crm_kpi.*`
+/// metadata. The run manifest lists the files each run wrote; the files themselves carry no
+/// run id, so two runs of the same inputs write the same bytes.
 pub fn write_kpi(
     out: &Path,
     kpi: &Kpi,
     as_of: &str,
+    grain: &str,
     config_hash: &str,
     run_id: &str,
-    df: &mut DataFrame,
+    df: &DataFrame,
 ) -> Result<PathBuf, OutputError> {
-    let dir = out.join(kpi.name).join(format!("as_of={as_of}"));
+    let dir = partition_dir(out, kpi.name, grain, as_of);
     std::fs::create_dir_all(&dir).map_err(|source| OutputError::Io {
         path: dir.clone(),
         source,
     })?;
+    let mut df = df.drop_many(PARTITION_COLUMNS);
     let path = dir.join("part-0.parquet");
     let tmp = dir.join(format!(".part-0.parquet.{run_id}.tmp"));
     let io = |p: &Path| {
@@ -142,6 +170,7 @@ pub fn write_kpi(
         ("crm_kpi.family".to_string(), kpi.family.slug().to_string()),
         ("crm_kpi.key".to_string(), kpi.key.join(",")),
         ("crm_kpi.as_of".to_string(), as_of.to_string()),
+        ("crm_kpi.period_grain".to_string(), grain.to_string()),
         ("crm_kpi.config_hash".to_string(), config_hash.to_string()),
         (
             "crm_kpi.engine_version".to_string(),
@@ -156,14 +185,60 @@ pub fn write_kpi(
         .with_compression(ParquetCompression::Zstd(Some(level)))
         .with_statistics(StatisticsOptions::default())
         .with_key_value_metadata(Some(meta))
-        .finish(df)
+        .finish(&mut df)
         .map_err(|source| OutputError::Polars {
             path: tmp.clone(),
             source,
         })?;
-    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    strip_arrow_schema(&tmp).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     Ok(path)
+}
+
+/// Removes the `ARROW:schema` entry polars writes into a Parquet footer (and fsyncs the file).
+/// With it, pyarrow 26 reads strings as `string_view`, which older readers refuse, and shows
+/// the embedded schema's (empty) metadata instead of the file's; without it, every reader
+/// takes the types from the Parquet schema itself (UTF-8 strings, dates, int64, double).
+pub fn strip_arrow_schema(path: &Path) -> std::io::Result<()> {
+    use polars_parquet_format::FileMetaData;
+    use polars_parquet_format::thrift::protocol::{TCompactInputProtocol, TCompactOutputProtocol};
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("parquet footer: {what}"));
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    if len < 12 {
+        return Err(bad("file too short"));
+    }
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::Start(len - 8))?;
+    f.read_exact(&mut tail)?;
+    if &tail[4..] != b"PAR1" {
+        return Err(bad("no PAR1 at the end"));
+    }
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let start = len.checked_sub(8 + footer_len).ok_or_else(|| bad("length"))?;
+    let mut footer = vec![0u8; footer_len as usize];
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut footer)?;
+    let mut meta = {
+        let mut prot = TCompactInputProtocol::new(footer.as_slice(), 1 << 30);
+        FileMetaData::read_from_in_protocol(&mut prot).map_err(|e| bad(&e.to_string()))?
+    };
+    if let Some(kv) = meta.key_value_metadata.as_mut() {
+        kv.retain(|e| e.key != "ARROW:schema");
+    }
+    let mut out = Vec::with_capacity(footer.len());
+    {
+        let mut prot = TCompactOutputProtocol::new(&mut out);
+        meta.write_to_out_protocol(&mut prot).map_err(|e| bad(&e.to_string()))?;
+    }
+    f.set_len(start)?;
+    f.seek(SeekFrom::Start(start))?;
+    f.write_all(&out)?;
+    f.write_all(&(out.len() as u32).to_le_bytes())?;
+    f.write_all(b"PAR1")?;
+    f.sync_all()
 }
 
 /// `OUT/_runs/<run id>.json`.
@@ -181,6 +256,9 @@ pub struct RunManifest {
     /// Time to collect every KPI together (shared scans), in milliseconds.
     pub collect_ms: u128,
     pub total_ms: u128,
+    pub finished_at: String,
+    /// `succeeded`: a run that fails writes no manifest and leaves OUT as it was.
+    pub status: String,
     pub kpis: Vec<RunKpi>,
 }
 
@@ -203,10 +281,16 @@ pub fn write_run_manifest(out: &Path, m: &RunManifest) -> Result<PathBuf, Output
     })?;
     let path = dir.join(format!("{}.json", m.run_id));
     let text = serde_json::to_string_pretty(m).expect("run manifest serializes");
-    std::fs::write(&path, text).map_err(|source| OutputError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| OutputError::Io { path: p, source }
+    };
+    std::fs::write(&path, &text).map_err(io(&path))?;
+    // The last successful run, replaced atomically: what a scheduler or a reader polls.
+    let latest = dir.join("latest.json");
+    let tmp = dir.join(format!(".latest.json.{}.tmp", m.run_id));
+    std::fs::write(&tmp, &text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &latest).map_err(io(&latest))?;
     Ok(path)
 }
 

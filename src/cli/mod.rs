@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod files;
 pub mod generate;
 pub mod ingest;
 pub mod list;
@@ -47,6 +48,8 @@ pub enum Command {
     Sql(sql::Args),
     /// List the built-in CRM presets, or print one to copy and adapt.
     Preset(preset::Args),
+    /// Print the Parquet files that hold a store table now (for Spark, pandas, pyarrow).
+    Files(files::Args),
 }
 
 /// What a subcommand reports back: success, or data problems found under `--strict`.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::run(&cli, a),
         Command::Sql(a) => sql::run(&cli, a),
         Command::Preset(a) => preset::run(&cli, a),
+        Command::Files(a) => files::run(&cli, a),
     });
     let Ok(result) = result else {
         let _ = writeln!(

@@ -1,5 +1,6 @@
 //! `crm-kpi run`: the nightly batch. Computes the selected KPIs (default: all) as of a date
-//! and writes `OUT/<kpi>/as_of=<date>/part-0.parquet` plus `OUT/_runs/<run id>.json`.
+//! and writes `OUT/<kpi>/grain=<grain>/as_of=<date>/part-0.parquet` plus
+//! `OUT/_runs/<run id>.json` and `OUT/_runs/latest.json`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -94,12 +95,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     });
     // Each family's outputs are written as soon as it is collected and then dropped.
     let mut out_kpis = Vec::new();
-    let collect_ms = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |mut c| {
+    let collect_ms = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |c| {
         if let Some(pb) = &progress {
             pb.set_message(format!("writing {}", c.kpi.name));
         }
         let t = Instant::now();
-        let path = crate::output::write_kpi(staging.dir(), &c.kpi, &as_of, &config.hash(), &run_id, &mut c.df)?;
+        let path = crate::output::write_kpi(
+            staging.dir(),
+            &c.kpi,
+            &as_of,
+            args.grain.name(),
+            &config.hash(),
+            &run_id,
+            &c.df,
+        )?;
         let final_path = staging.final_path(&path);
         staged.push(path);
         let path = final_path;
@@ -133,6 +142,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         engine: if args.streaming { "streaming" } else { "in-memory" }.to_string(),
         collect_ms,
         total_ms: started.elapsed().as_millis(),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        status: "succeeded".to_string(),
         kpis: out_kpis,
     };
     let path = crate::output::write_run_manifest(&args.out, &manifest)?;

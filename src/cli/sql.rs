@@ -97,13 +97,24 @@ pub fn context(store: &Path, out: &Path) -> anyhow::Result<SQLContext> {
         if !dir.is_dir() {
             continue;
         }
-        let glob = dir.join("as_of=*").join("part-0.parquet");
+        // `grain=<g>/as_of=<date>/part-0.parquet`: grain and as_of come from the folder names.
+        let glob = dir.join("grain=*").join("as_of=*").join("part-0.parquet");
+        let mut hive = HiveOptions::new_enabled();
+        hive.schema = Some(std::sync::Arc::new(Schema::from_iter([
+            Field::new("grain".into(), DataType::String),
+            Field::new("as_of".into(), DataType::Date),
+        ])));
         let args = ScanArgsParquet {
-            hive_options: HiveOptions::new_disabled(),
+            hive_options: hive,
             ..Default::default()
         };
         let lf = LazyFrame::scan_parquet(PlRefPath::new(glob.to_string_lossy().as_ref()), args)?;
-        ctx.register(k.name, lf);
+        let order: Vec<Expr> = ["as_of", "grain"]
+            .into_iter()
+            .chain((k.columns)().into_iter().map(|(c, _)| c).filter(|c| *c != "as_of"))
+            .map(col)
+            .collect();
+        ctx.register(k.name, lf.select(order));
     }
     Ok(ctx)
 }

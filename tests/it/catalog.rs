@@ -120,7 +120,7 @@ fn an_empty_store_gives_every_kpi_empty() {
                 // One row per parameter of each model, null: nothing to fit.
                 assert!(c.df.column("value").unwrap().null_count() == c.df.height(), "{}", c.df);
             } else if c.kpi.name == "pipeline_snapshot" {
-                let open = c.df.column("open_deals").unwrap().u32().unwrap();
+                let open = c.df.column("open_deals").unwrap().i64().unwrap();
                 assert!(open.iter().all(|v| v == Some(0)), "{}", c.df);
                 assert_eq!(c.df.height(), 4, "{}", c.df);
             } else {
@@ -147,14 +147,22 @@ fn run_writes_every_kpi_and_a_manifest_and_rerun_replaces_the_partition() {
         assert_eq!(code(&o), 0, "{}", stderr(&o));
     }
     for k in registry() {
-        let part = out.join(k.name).join("as_of=2026-06-30");
-        let files: Vec<_> = std::fs::read_dir(&part)
+        let part = out.join(k.name).join("grain=month/as_of=2026-06-30");
+        let mut files: Vec<_> = std::fs::read_dir(&part)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(files, ["part-0.parquet"], "{}", k.name);
+        files.sort();
+        assert_eq!(files, ["_SUCCESS", "part-0.parquet"], "{}", k.name);
     }
-    let runs: Vec<_> = std::fs::read_dir(out.join("_runs")).unwrap().collect();
+    let latest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_runs/latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["status"], "succeeded");
+    assert!(latest["finished_at"].as_str().unwrap() >= latest["started_at"].as_str().unwrap());
+    let runs: Vec<_> = std::fs::read_dir(out.join("_runs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "latest.json")
+        .collect();
     assert_eq!(runs.len(), 2);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(runs[0].as_ref().unwrap().path()).unwrap()).unwrap();

@@ -141,3 +141,20 @@ pub fn rows_with_decimals(df: &DataFrame, cols: &[&str], decimals: usize) -> Vec
         })
         .collect()
 }
+
+/// A KPI's output of a run, read as a warehouse reads the folder: the file's columns with
+/// `as_of` (a date, from the `as_of=` folder) in front, as the KPI declares them.
+pub fn read_output(out: &std::path::Path, kpi: &str, grain: &str, as_of: &str) -> DataFrame {
+    let p = out
+        .join(kpi)
+        .join(format!("grain={grain}"))
+        .join(format!("as_of={as_of}"))
+        .join("part-0.parquet");
+    let df = ParquetReader::new(std::fs::File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .finish()
+        .unwrap();
+    let day = crm_kpi::timefmt::days_since_epoch(chrono::NaiveDate::parse_from_str(as_of, "%Y-%m-%d").unwrap());
+    let mut cols = vec![Column::new_scalar("as_of".into(), Scalar::new_date(day), df.height())];
+    cols.extend(df.columns().iter().cloned());
+    DataFrame::new(df.height(), cols).unwrap()
+}

@@ -186,5 +186,8 @@ fn a_closed_stdout_is_not_an_error() {
     // The work was done although nothing could be printed.
     assert!(gen_dir.join("leads.csv").exists());
     assert!(store.join("_manifest.json").exists());
-    assert!(out.join("win_rate/as_of=2026-06-30/part-0.parquet").exists());
+    assert!(
+        out.join("win_rate/grain=month/as_of=2026-06-30/part-0.parquet")
+            .exists()
+    );
 }

@@ -103,14 +103,7 @@ pub fn run_export(fixtures: &Path, config: &str, as_of: &str, extra: &[&str]) ->
 impl PresetRun {
     /// A KPI's output of this run.
     pub fn kpi(&self, name: &str) -> DataFrame {
-        let p = self
-            .out
-            .join(name)
-            .join(format!("as_of={}", self.as_of))
-            .join("part-0.parquet");
-        ParquetReader::new(std::fs::File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-            .finish()
-            .unwrap()
+        crate::fixtures::read_output(&self.out, name, "month", &self.as_of)
     }
 
     /// The rows of a KPI where every `(column, value)` holds (values as `rows` prints them:

@@ -266,12 +266,16 @@ fn two_runs_into_one_out_do_not_mix() {
         if !kpi.path().is_dir() || name == "_runs" {
             continue;
         }
-        for part in std::fs::read_dir(kpi.path()).unwrap().flatten() {
+        let parts = std::fs::read_dir(kpi.path())
+            .unwrap()
+            .flatten()
+            .flat_map(|g| std::fs::read_dir(g.path()).unwrap().flatten());
+        for part in parts {
             for f in std::fs::read_dir(part.path()).unwrap().flatten() {
                 let n = f.file_name().to_string_lossy().into_owned();
                 if n.ends_with(".tmp") {
                     leftovers.push(n);
-                } else {
+                } else if n != "_SUCCESS" {
                     ParquetReader::new(std::fs::File::open(f.path()).unwrap())
                         .finish()
                         .unwrap();
@@ -345,7 +349,9 @@ fn two_runs_write_identical_bytes() {
     }
     let mut compared = 0;
     for k in crm_kpi::kpi::registry() {
-        let rel = Path::new(k.name).join("as_of=2026-06-30").join("part-0.parquet");
+        let rel = Path::new(k.name)
+            .join("grain=month/as_of=2026-06-30")
+            .join("part-0.parquet");
         let a = std::fs::read(outs[0].join(&rel)).unwrap();
         let b = std::fs::read(outs[1].join(&rel)).unwrap();
         assert!(a == b, "{} differs between two runs", k.name);
@@ -463,7 +469,10 @@ fn a_killed_run_leaves_its_outputs_readable() {
     let check = |after: &str| {
         let mut files = 0;
         for k in crm_kpi::kpi::registry() {
-            let p = out.join(k.name).join("as_of=2026-06-30").join("part-0.parquet");
+            let p = out
+                .join(k.name)
+                .join("grain=month/as_of=2026-06-30")
+                .join("part-0.parquet");
             let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{after}: {}: {e}", p.display()));
             ParquetReader::new(f)
                 .finish()

@@ -52,3 +52,34 @@ fn bad_sql_is_a_usage_error() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("SQL"), "{}", stderr(&o));
 }
+
+/// Every run adds a (grain, as_of) partition: after a quarterly run and a run as of an earlier
+/// date into the same OUT, the example query still counts each deal once (it used to sum every
+/// partition: a rep had 108 wins instead of 57 after two runs).
+#[test]
+fn the_example_query_reads_one_partition_after_several_runs() {
+    let (dir, ..) = crate::kpi_funnel::deals::fixture();
+    let d = dir.path();
+    for (as_of, grain) in [("2024-03-31", "quarter"), ("2024-03-30", "month")] {
+        let store = d.join("store");
+        let out = d.join("out2");
+        let o = run(&[
+            "run",
+            "--store",
+            s(&store),
+            "--out",
+            s(&out),
+            "--as-of",
+            as_of,
+            "--grain",
+            grain,
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let parts = std::fs::read_dir(d.join("out2/win_rate")).unwrap().count();
+    assert_eq!(parts, 2, "grain=month and grain=quarter");
+    assert_eq!(
+        query(d, "win_rate_by_owner.sql"),
+        "owner_id,won,lost,win_rate\nR2,2,1,0.6666666666666666\nR1,1,1,0.5\n"
+    );
+}

@@ -321,6 +321,7 @@ fn model_value(model: &DataFrame, segment: &str, name: &str, param: &str, col_na
     match df.column(col_name).unwrap().get(0).unwrap() {
         AnyValue::Null => None,
         AnyValue::UInt32(v) => Some(v as f64),
+        AnyValue::Int64(v) => Some(v as f64),
         v => Some(v.extract::<f64>().unwrap()),
     }
 }
@@ -422,7 +423,13 @@ fn cdnow_predictions_follow_the_fitted_models() {
     let month = DAYS_PER_MONTH / 7.0;
     let col_f64 = |c: &str| pred.column(c).unwrap().f64().unwrap().clone();
     let (x, rec, t, m) = (
-        pred.column("frequency").unwrap().u32().unwrap().clone(),
+        pred.column("frequency")
+            .unwrap()
+            .cast(&DataType::UInt32)
+            .unwrap()
+            .u32()
+            .unwrap()
+            .clone(),
         col_f64("recency"),
         col_f64("t"),
         col_f64("monetary_value"),
@@ -492,7 +499,14 @@ fn segment_fits_by_source_and_a_group_too_small_to_fit() {
             .collect()
             .unwrap();
         (
-            df.column("n_customers").unwrap().u32().unwrap().get(0).unwrap(),
+            df.column("n_customers")
+                .unwrap()
+                .cast(&DataType::UInt32)
+                .unwrap()
+                .u32()
+                .unwrap()
+                .get(0)
+                .unwrap(),
             df.column("value").unwrap().f64().unwrap().get(0),
         )
     };

@@ -81,8 +81,7 @@ fn run_kpis(store: &Path, out: &Path) {
 }
 
 fn read(out: &Path, kpi: &str) -> DataFrame {
-    let p = out.join(kpi).join("as_of=2024-03-31/part-0.parquet");
-    ParquetReader::new(std::fs::File::open(&p).unwrap()).finish().unwrap()
+    crate::fixtures::read_output(out, kpi, "month", "2024-03-31")
 }
 
 /// Store after both batches, and the outputs of a run as of 2024-03-31 before and after the second.
@@ -210,7 +209,9 @@ fn closed_deal_kpis_by_hand_and_reproducible_as_of() {
 #[test]
 fn parquet_outputs_carry_kpi_metadata() {
     let (dir, ..) = fixture();
-    let p = dir.path().join("out2/win_rate/as_of=2024-03-31/part-0.parquet");
+    let p = dir
+        .path()
+        .join("out2/win_rate/grain=month/as_of=2024-03-31/part-0.parquet");
     let md = ParquetReader::new(std::fs::File::open(&p).unwrap())
         .get_metadata()
         .unwrap()
@@ -230,8 +231,18 @@ fn parquet_outputs_carry_kpi_metadata() {
     assert_eq!(get("crm_kpi.kpi"), "win_rate");
     assert_eq!(get("crm_kpi.version"), "1");
     assert_eq!(get("crm_kpi.as_of"), "2024-03-31");
+    assert_eq!(get("crm_kpi.period_grain"), "month");
+    assert_eq!(get("crm_kpi.key"), "period_start,dimension,dimension_value");
+    assert_eq!(get("crm_kpi.family"), "funnel");
+    // No embedded Arrow schema: readers take plain UTF-8 strings and int64 from the Parquet schema.
+    assert!(kv.iter().all(|(k, _)| k != "ARROW:schema"), "{kv:?}");
+    // as_of is the folder's: the file does not repeat it.
+    let df = ParquetReader::new(std::fs::File::open(&p).unwrap()).finish().unwrap();
+    assert!(df.column("as_of").is_err());
+    assert_eq!(df.column("won").unwrap().dtype(), &DataType::Int64);
+    assert!(p.with_file_name("_SUCCESS").exists());
     assert!(get("crm_kpi.definition").contains("won / (won + lost)"));
     assert_eq!(get("crm_kpi.config_hash").len(), 16);
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("out2/_runs")).unwrap().collect();
-    assert_eq!(runs.len(), 1);
+    assert_eq!(runs.len(), 2, "the run's manifest and latest.json");
 }

@@ -139,7 +139,13 @@ fn dim(dimension: &str, value: Option<&str>) -> Expr {
 }
 
 fn u32s(df: &DataFrame, c: &str) -> Vec<Option<u32>> {
-    df.column(c).unwrap().u32().unwrap().to_vec()
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::UInt32)
+        .unwrap()
+        .u32()
+        .unwrap()
+        .to_vec()
 }
 
 fn f64s(df: &DataFrame, c: &str) -> Vec<Option<f64>> {
@@ -361,6 +367,7 @@ proptest! {
         for r in 0..groups.height() {
             let get = |c: &str| -> Vec<u32> {
                 let s = groups.column(c).unwrap().list().unwrap().get_as_series(r).unwrap();
+                let s = s.cast(&DataType::UInt32).unwrap();
                 s.u32().unwrap().into_no_null_iter().collect()
             };
             let (ordered, any) = (get("ordered"), get("any"));

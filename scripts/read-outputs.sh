@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The outputs and the store, read as warehouse tools read them (pandas, pyarrow, polars, DuckDB;
+# Spark when pyspark is installed), and every snippet of the README's reading sections run as
+# written. CI runs it (.ci/run). Usage: scripts/read-outputs.sh
+# Env: CRM_KPI_BIN (default: the debug build CARGO_TARGET_DIR/debug/crm-kpi, built if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
+BIN=${CRM_KPI_BIN:-$CARGO_TARGET_DIR/debug/crm-kpi}
+[[ -x $BIN ]] || cargo build --locked -q --bin crm-kpi
+VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
+scripts/python-venv.sh "$VENV" -r scripts/requirements-read.txt
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/bin" "$WORK/data"
+ln -s "$BIN" "$WORK/bin/crm-kpi"
+cp -r data/store "$WORK/data/store"
+rm -rf "$WORK/data/store/.pins"
+"$BIN" run --store "$WORK/data/store" --out "$WORK/out" --as-of 2026-06-30 >/dev/null
+PATH="$WORK/bin:$PATH" "$VENV/bin/python" scripts/read_outputs.py "$WORK" "$ROOT/README.md"

@@ -1,0 +1,129 @@
+"""Reads crm-kpi's outputs and store as warehouse tools do, and runs the README's snippets.
+
+Usage: python scripts/read_outputs.py WORK README
+WORK holds `out/` (a run of the sample store as of 2026-06-30) and `data/store`; `crm-kpi` is on
+PATH. Checks, for every KPI folder of the run manifest, that pandas, pyarrow.dataset, polars and
+DuckDB read it with no options, with the manifest's row count, `grain` and `as_of` once each,
+no unsigned integers, no string_view, and the crm_kpi.* metadata visible to pq.read_schema;
+then runs every snippet between the README's `<!-- snippets: ... -->` markers (Python blocks in
+one namespace, SQL blocks in DuckDB), Spark's only when pyspark is importable. Exits 1 on any
+failure, naming it.
+"""
+
+import json
+import os
+import re
+import sys
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+
+def check_outputs(out):
+    manifest = json.load(open(os.path.join(out, "_runs", "latest.json")))
+    assert manifest["status"] == "succeeded", manifest["status"]
+    problems = []
+    for k in manifest["kpis"]:
+        name, rows = k["name"], k["rows"]
+        d = os.path.join(out, name)
+        part = os.path.join(d, f"grain={manifest['grain']}", f"as_of={manifest['as_of']}")
+        if not os.path.exists(os.path.join(part, "_SUCCESS")):
+            problems.append(f"{name}: no _SUCCESS marker")
+        f = os.path.join(part, "part-0.parquet")
+        schema = pq.read_schema(f)
+        meta = schema.metadata or {}
+        if meta.get(b"crm_kpi.kpi") != name.encode() or b"crm_kpi.key" not in meta:
+            problems.append(f"{name}: crm_kpi metadata not visible to pq.read_schema")
+        for field in schema:
+            t = field.type
+            if pa.types.is_unsigned_integer(t) or pa.types.is_string_view(t) or pa.types.is_large_string(t):
+                problems.append(f"{name}.{field.name}: {t}")
+        if "as_of" in schema.names or "grain" in schema.names:
+            problems.append(f"{name}: the file repeats a partition column")
+        got = {
+            "pandas": lambda d=d: pd.read_parquet(d),
+            "pyarrow.dataset": lambda d=d: ds.dataset(d, partitioning="hive").to_table(),
+            "polars": lambda d=d: pl.read_parquet(f"{d}/**/*.parquet", hive_partitioning=True),
+            "duckdb": lambda d=d: duckdb.sql(f"SELECT * FROM read_parquet('{d}/*/*/*.parquet')").df(),
+        }
+        for tool, read in got.items():
+            try:
+                t = read()
+                n = len(t)
+                cols = t.column_names if isinstance(t, pa.Table) else list(t.columns)
+            except Exception as e:  # noqa: BLE001 (reported, with the tool's message)
+                problems.append(f"{name}: {tool} cannot read the folder: {e}")
+                continue
+            if n != rows:
+                problems.append(f"{name}: {tool} read {n} rows, the manifest says {rows}")
+            for c in ("as_of", "grain"):
+                if cols.count(c) != 1:
+                    problems.append(f"{name}: {tool} gives {cols.count(c)} `{c}` columns")
+        as_of_type = pl.read_parquet(f"{d}/**/*.parquet", hive_partitioning=True).schema["as_of"]
+        if as_of_type != pl.Date:
+            problems.append(f"{name}: polars reads as_of as {as_of_type}")
+    print(f"outputs: {len(manifest['kpis'])} KPI folders read by pandas, pyarrow, polars and DuckDB")
+    return problems
+
+
+def snippets(readme):
+    """(label, language, code) of every fenced block between the snippet markers."""
+    text = open(readme).read()
+    out = []
+    for m in re.finditer(r"<!-- snippets: ([\w-]+).*?-->(.*?)<!-- end snippets -->", text, re.S):
+        for b in re.finditer(r"```(\w+)\n(.*?)```", m.group(2), re.S):
+            out.append((m.group(1), b.group(1), b.group(2)))
+    return out
+
+
+def run_snippets(readme):
+    problems = []
+    try:
+        from pyspark.sql import SparkSession  # noqa: F401
+
+        spark = (
+            SparkSession.builder.master("local[1]")
+            .config("spark.sql.shuffle.partitions", "1")
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    except ImportError:
+        spark = None
+    ns = {"spark": spark}
+    ran = skipped = 0
+    for label, lang, code in snippets(readme):
+        if "spark." in code and spark is None:
+            skipped += 1
+            continue
+        try:
+            if lang == "python":
+                exec(compile(code, f"README {label}", "exec"), ns)  # noqa: S102 (the README's own snippets)
+                if "spark." in code:
+                    ns["wr"].count() if "wr" in ns else None
+            elif lang == "sql":
+                rows = duckdb.sql(code).fetchall()
+                if not rows:
+                    problems.append(f"README {label}: the SQL snippet returned no rows")
+            ran += 1
+        except Exception as e:  # noqa: BLE001 (reported)
+            problems.append(f"README {label} {lang} snippet failed: {e}\n{code}")
+    print(f"README snippets: {ran} run, {skipped} skipped (Spark: pyspark not installed)")
+    return problems
+
+
+def main():
+    work, readme = sys.argv[1], os.path.abspath(sys.argv[2])
+    os.chdir(work)
+    problems = check_outputs("out") + run_snippets(readme)
+    for p in problems:
+        print("FAIL", p)
+    print("read-outputs:", "FAILED" if problems else "all read")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
