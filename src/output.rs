@@ -296,10 +296,17 @@ pub fn write_run_manifest(out: &Path, m: &RunManifest) -> Result<PathBuf, Output
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrintFormat {
+    /// A table for people: money with thousands separators and 2 decimals, rates with 4.
     Table,
     Csv,
+    /// One JSON array of row objects.
     Json,
+    /// One JSON object per line (JSON Lines).
+    Ndjson,
 }
+
+/// The most rows `show` and `sql` print as a table (a notice says how many there were).
+pub const MAX_TABLE_ROWS: usize = 200;
 
 /// Sets polars' table-printing options. polars reads them from the environment only; call
 /// this at start-up, before any other thread exists (`show` and `sql` do).
@@ -307,10 +314,11 @@ pub fn init_table_format() {
     // SAFETY: called from `main`'s thread before polars or rayon start any thread.
     unsafe {
         std::env::set_var("POLARS_FMT_TABLE_FORMATTING", "ASCII_MARKDOWN");
-        std::env::set_var("POLARS_FMT_MAX_ROWS", "200");
+        std::env::set_var("POLARS_FMT_MAX_ROWS", MAX_TABLE_ROWS.to_string());
         std::env::set_var("POLARS_FMT_MAX_COLS", "40");
         std::env::set_var("POLARS_FMT_TABLE_HIDE_DATAFRAME_SHAPE_INFORMATION", "1");
-        std::env::set_var("POLARS_FMT_TABLE_INLINE_COLUMN_DATA_TYPE", "1");
+        // Numbers print as formatted text: their types would read `str`.
+        std::env::set_var("POLARS_FMT_TABLE_HIDE_COLUMN_DATA_TYPES", "1");
         std::env::set_var("POLARS_FMT_STR_LEN", "60");
         std::env::set_var("POLARS_TABLE_WIDTH", "250");
     }
@@ -325,7 +333,8 @@ pub fn init_table_format() {
 pub fn print(df: &mut DataFrame, format: PrintFormat, w: &mut dyn Write, raw_csv: bool) -> PolarsResult<()> {
     match format {
         PrintFormat::Table => {
-            let safe = map_text(df, |s| {
+            let shown = readable_numbers(df)?;
+            let safe = map_text(&shown, |s| {
                 s.chars().any(char::is_control).then(|| {
                     s.chars()
                         .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
@@ -342,8 +351,84 @@ pub fn print(df: &mut DataFrame, format: PrintFormat, w: &mut dyn Write, raw_csv
             CsvWriter::new(w).include_header(true).finish(&mut safe)
         }
         PrintFormat::Csv => CsvWriter::new(w).include_header(true).finish(df),
-        PrintFormat::Json => JsonWriter::new(w).with_json_format(JsonFormat::JsonLines).finish(df),
+        PrintFormat::Json => {
+            JsonWriter::new(&mut *w).with_json_format(JsonFormat::Json).finish(df)?;
+            writeln!(w)?;
+            Ok(())
+        }
+        PrintFormat::Ndjson => JsonWriter::new(w).with_json_format(JsonFormat::JsonLines).finish(df),
     }
+}
+
+/// A column holding a rate or share (printed with 4 decimals; other floats are money or days,
+/// printed with 2).
+fn is_rate(name: &str) -> bool {
+    name.starts_with("ci_")
+        || [
+            "rate",
+            "share",
+            "survival",
+            "p_alive",
+            "attainment",
+            "lvr",
+            "retained",
+            "churn",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+/// `n` with a `,` between thousands: 1234567.891 at 2 decimals is `1,234,567.89`.
+fn grouped(v: f64, decimals: usize) -> String {
+    let s = format!("{:.*}", decimals, v.abs());
+    let (int, frac) = s.split_once('.').map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut out = String::new();
+    for (k, c) in int.chars().enumerate() {
+        if k > 0 && (int.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    let sign = if v < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
+/// The frame as a table shows it: floats as text with fixed decimals and thousands separators
+/// (2 decimals, or 4 for rates), integers with thousands separators.
+fn readable_numbers(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let cols = df
+        .columns()
+        .iter()
+        .map(|c| {
+            let name = c.name().to_string();
+            Ok(match c.dtype() {
+                DataType::Float64 | DataType::Float32 => {
+                    let d = if is_rate(&name) { 4 } else { 2 };
+                    let v = c.cast(&DataType::Float64)?;
+                    let t: StringChunked = v
+                        .f64()?
+                        .iter()
+                        .map(|x| x.map(|x| if x.is_finite() { grouped(x, d) } else { x.to_string() }))
+                        .collect();
+                    t.with_name(name.into()).into_column()
+                }
+                DataType::Int64 | DataType::Int32 | DataType::UInt32 | DataType::UInt64 => {
+                    let v = c.cast(&DataType::Float64)?;
+                    let t: StringChunked = v.f64()?.iter().map(|x| x.map(|x| grouped(x, 0))).collect();
+                    t.with_name(name.into()).into_column()
+                }
+                _ => c.clone(),
+            })
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(df.height(), cols)
 }
 
 /// The frame with every text value that `f` rewrites rewritten (other values as they are).

@@ -44,7 +44,7 @@ pub fn resolve_as_of(as_of: Option<&str>, config: &crate::Config) -> anyhow::Res
         None => Ok(crate::kpi::now_us()),
         Some(s) => parse_as_of(s, config.tz()).ok_or_else(|| {
             crate::Error::Usage(format!(
-                "--as-of `{s}`: expected a date YYYY-MM-DD or an RFC 3339 instant"
+                "--as-of `{s}`: expected a date YYYY-MM-DD, a local date-time YYYY-MM-DDTHH:MM[:SS] (in the configured timezone) or an RFC 3339 instant"
             ))
             .into()
         }),
@@ -60,10 +60,35 @@ pub fn select_kpis(names: &[String]) -> anyhow::Result<Vec<crate::kpi::Kpi>> {
         .map(|n| {
             crate::kpi::find(n).ok_or_else(|| {
                 let all: Vec<_> = crate::kpi::registry().iter().map(|k| k.name).collect();
-                crate::Error::Usage(format!("unknown KPI `{n}`; known: {}", all.join(", "))).into()
+                let near = all
+                    .iter()
+                    .map(|k| (edit_distance(n, k), *k))
+                    .filter(|(d, k)| *d <= 3.max(k.len() / 3))
+                    .min();
+                let hint = match near {
+                    Some((_, k)) => format!("did you mean `{k}`? (`crm-kpi list` prints them all)"),
+                    None => format!("known: {}", all.join(", ")),
+                };
+                crate::Error::Usage(format!("unknown KPI `{n}`; {hint}")).into()
             })
         })
         .collect()
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {

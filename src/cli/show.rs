@@ -8,6 +8,7 @@ use crate::kpi::inputs::Tables;
 use crate::kpi::{Grain, Params};
 use crate::output::PrintFormat;
 use crate::store::Store;
+use polars::prelude::IntoColumn;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +17,8 @@ pub struct Args {
     /// Only rows of this dimension (e.g. owner_id, source, region, all).
     #[arg(long, value_name = "DIM")]
     pub by: Option<String>,
-    /// As of this date or RFC 3339 instant (default: now).
+    /// As of this date (its end), local date-time (in the configured timezone) or RFC 3339
+    /// instant (default: now).
     #[arg(long, value_name = "T")]
     pub as_of: Option<String>,
     /// Period grain.
@@ -49,6 +51,23 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         if df.column("dimension").is_err() {
             return Err(crate::Error::Usage(format!("KPI `{}` has no dimensions; drop --by", args.kpi)).into());
         }
+        let mut known: Vec<String> = df
+            .column("dimension")?
+            .str()?
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        known.sort();
+        known.dedup();
+        if !known.iter().any(|d| d == dim) {
+            return Err(crate::Error::Usage(format!(
+                "KPI `{}` has no dimension `{dim}`; its dimensions are {}",
+                args.kpi,
+                known.join(", ")
+            ))
+            .into());
+        }
         let mask: polars::prelude::BooleanChunked = df
             .column("dimension")?
             .str()?
@@ -57,7 +76,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             .collect();
         df = df.filter(&mask)?;
     }
+    // Stages in pipeline order, not alphabetically (rows of one stage keep their order).
+    if df.column("stage").is_ok() {
+        let order: Vec<&str> = params.config.stages.iter().map(|s| s.name.as_str()).collect();
+        let pos: polars::prelude::UInt32Chunked = df
+            .column("stage")?
+            .str()?
+            .iter()
+            .map(|s| s.and_then(|s| order.iter().position(|o| *o == s)).map(|p| p as u32))
+            .collect();
+        df.with_column(pos.with_name("__stage_order".into()).into_column())?;
+        df = df.sort(
+            ["__stage_order"],
+            polars::prelude::SortMultipleOptions::default()
+                .with_maintain_order(true)
+                .with_nulls_last(true),
+        )?;
+        df = df.drop("__stage_order")?;
+    }
+    let rows = df.height();
     let mut stdout = std::io::stdout().lock();
     crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
+    if args.format == PrintFormat::Table && rows > crate::output::MAX_TABLE_ROWS {
+        eprintln!(
+            "{rows} rows ({} shown: the first and last); --format csv or json prints them all, --by one dimension fewer",
+            crate::output::MAX_TABLE_ROWS
+        );
+    }
     Ok(Outcome::Ok)
 }

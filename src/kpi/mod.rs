@@ -71,7 +71,8 @@ impl Params {
     }
 }
 
-/// Parses `--as-of`: a date (the end of that day in `tz`) or an RFC 3339 instant.
+/// Parses `--as-of`: a date (the end of that day in `tz`), an RFC 3339 instant, or a local
+/// date-time without offset (in `tz`).
 pub fn parse_as_of(s: &str, tz: Tz) -> Option<i64> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
@@ -79,7 +80,20 @@ pub fn parse_as_of(s: &str, tz: Tz) -> Option<i64> {
         let start_next = crate::timefmt::local_to_utc(next, tz)?;
         return Some(start_next.timestamp_micros() - 1);
     }
-    DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_micros())
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d.timestamp_micros());
+    }
+    // A local date-time without an offset: in the configured timezone.
+    [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+    .and_then(|t| crate::timefmt::local_to_utc(t, tz))
+    .map(|d| d.timestamp_micros())
 }
 
 pub fn now_us() -> i64 {
@@ -263,6 +277,9 @@ mod tests {
         );
         assert_eq!(parse_as_of("2024-07-01T10:00:00Z", paris), Some(1_719_828_000_000_000));
         assert_eq!(parse_as_of("yesterday", paris), None);
+        // 12:00 in Paris (summer time) is 10:00 UTC.
+        assert_eq!(parse_as_of("2024-07-01T12:00:00", paris), Some(1_719_828_000_000_000));
+        assert_eq!(parse_as_of("2024-07-01 12:00", paris), Some(1_719_828_000_000_000));
     }
 
     #[test]

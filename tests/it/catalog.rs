@@ -191,8 +191,12 @@ fn show_filters_by_dimension_and_prints_csv_and_json() {
     assert!(text.lines().skip(1).all(|l| l.split(',').nth(2) == Some("owner_id")));
     let o = run(&["show", "loss_reasons", "--as-of", "2026-06-30", "--format", "json"]);
     assert_eq!(code(&o), 0);
+    let all: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(all[0]["as_of"], "2026-06-30");
+    let o = run(&["show", "loss_reasons", "--as-of", "2026-06-30", "--format", "ndjson"]);
     let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    assert_eq!(first["as_of"], "2026-06-30");
+    assert_eq!(first, all[0]);
+    assert_eq!(stdout(&o).lines().count(), all.as_array().unwrap().len());
     let o = run(&["show", "nope"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("unknown KPI `nope`"), "{}", stderr(&o));

@@ -191,3 +191,27 @@ fn a_closed_stdout_is_not_an_error() {
             .exists()
     );
 }
+
+/// `show`'s errors for a misspelt KPI and an unknown dimension, and its table format.
+#[test]
+fn show_errors_and_table() {
+    let o = run(&["show", "win_rat"]);
+    assert_eq!(code(&o), 2);
+    insta::assert_snapshot!("error_show_unknown_kpi", stderr(&o));
+    let o = run(&["show", "win_rate", "--by", "ownr", "--as-of", "2026-06-30"]);
+    assert_eq!(code(&o), 2);
+    insta::assert_snapshot!("error_show_unknown_dimension", stderr(&o));
+    let o = run(&[
+        "show",
+        "stage_duration",
+        "--by",
+        "all",
+        "--as-of",
+        "2026-06-30T12:00:00",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    insta::assert_snapshot!("show_stage_duration_table", stdout(&o));
+    let o = run(&["show", "lead_volume", "--as-of", "2026-06-30"]);
+    assert_eq!(code(&o), 0);
+    assert!(stderr(&o).contains("1069 rows (200 shown"), "{}", stderr(&o));
+}
