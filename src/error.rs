@@ -116,7 +116,7 @@ pub enum StoreError {
     },
     #[error("store {} is locked by another writer ({holder}); wait for it to finish: the lock is released as soon as that process exits", path.display())]
     Locked { path: PathBuf, holder: String },
-    #[error("store {}: no _manifest.json; is this a crm-kpi store? create one with `crm-kpi ingest --store {} FILES...`", path.display(), path.display())]
+    #[error("store {}: no _manifest.json; is this a crm-kpi store? create one with `crm-kpi ingest --store {} FILES...`, or point to another with --store DIR or CRM_KPI_STORE", path.display(), path.display())]
     NotAStore { path: PathBuf },
     #[error("store {}: _manifest.json is corrupt: {message}", path.display())]
     BadManifest { path: PathBuf, message: String },

@@ -10,7 +10,7 @@ use crate::cli::{Cli, Outcome};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Store directory.
-    #[arg(long, value_name = "DIR", default_value = "data/store")]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = "data/store")]
     pub store: PathBuf,
     /// The table (leads, opportunities, stage_events, ...); every table when omitted, as
     /// `table<TAB>path` lines.

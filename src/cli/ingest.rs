@@ -8,7 +8,7 @@ use crate::ingest::{IngestOptions, Mode};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Store directory (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
     pub store: PathBuf,
     /// How rows whose primary key is already stored are treated.
     #[arg(long, value_enum, default_value = "upsert")]
@@ -52,20 +52,22 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         batch_rows: None,
     };
     // A spinner on a terminal; nothing otherwise (logs stay quiet for cron and Airflow).
-    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_message(format!(
-            "ingesting {} files into {}",
+    let spinner = crate::cli::log::progress(
+        format!(
+            "ingesting {} files into {}: {}",
             args.files.len(),
-            args.store.display()
-        ));
-        pb.enable_steady_tick(std::time::Duration::from_millis(120));
-        pb
-    });
+            args.store.display(),
+            args.files
+                .iter()
+                .filter_map(|f| f.file_name())
+                .map(|n| n.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        cli.quiet,
+    );
     let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config);
-    if let Some(pb) = spinner {
-        pb.finish_and_clear();
-    }
+    crate::cli::log::finish_progress(&spinner);
     let report = report?;
     crate::cli::print_stdout(&report.render())?;
     if args.strict && report.rejected() > 0 {

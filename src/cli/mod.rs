@@ -10,6 +10,7 @@ pub mod files;
 pub mod generate;
 pub mod ingest;
 pub mod list;
+pub mod log;
 pub mod preset;
 pub mod run;
 pub mod show;
@@ -26,6 +27,12 @@ pub struct Cli {
     /// More log output (-v info, -vv debug). Logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Errors only: no warnings, no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log lines as text, or as one JSON object per line (for Airflow, cron, log collectors).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "CRM_KPI_LOG_FORMAT")]
+    pub log_format: log::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -68,7 +75,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.verbose);
+    log::init(cli.verbose, cli.quiet, cli.log_format);
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Generate(a) => generate::run(&cli, a),
         Command::Ingest(a) => ingest::run(&cli, a),
@@ -121,22 +128,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_KPI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
 }
 
 /// Loads the configuration named by `--config`.

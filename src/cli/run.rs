@@ -20,10 +20,10 @@ pub const SAMPLE_STORE: &str = "data/store";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Store directory (default: the sample store in data/store).
-    #[arg(long, value_name = "DIR", default_value = SAMPLE_STORE)]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
     pub store: PathBuf,
     /// Output directory (default: ./out).
-    #[arg(long, value_name = "DIR", default_value = "out")]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT", default_value = "out")]
     pub out: PathBuf,
     /// Compute as of this date (end of that day in the configured timezone) or RFC 3339 instant (default: now).
     #[arg(long, value_name = "T")]
@@ -112,18 +112,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     } else {
         polars::prelude::Engine::InMemory
     };
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_message(format!("computing {} KPIs as of {as_of}", kpis.len()));
-        pb.enable_steady_tick(std::time::Duration::from_millis(120));
-        pb
-    });
+    let _ = crate::cli::log::RUN_ID.set(run_id.clone());
+    let total = kpis.len();
+    tracing::info!(run_id = %run_id, as_of = %as_of, grain = args.grain.name(), kpis = total, "run started");
+    let progress = crate::cli::log::progress(format!("0/{total} KPIs as of {as_of}: computing"), cli.quiet);
     // Each family's outputs are written as soon as it is collected and then dropped.
     let mut out_kpis = Vec::new();
     let collect_ms = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |c| {
-        if let Some(pb) = &progress {
-            pb.set_message(format!("writing {}", c.kpi.name));
-        }
+        progress.set_message(format!(
+            "{}/{total} KPIs as of {as_of}: writing {}",
+            out_kpis.len() + 1,
+            c.kpi.name
+        ));
         let t = Instant::now();
         let path = crate::output::write_kpi(
             staging.dir(),
@@ -137,7 +137,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let final_path = staging.final_path(&path);
         staged.push(path);
         let path = final_path;
-        tracing::info!(kpi = c.kpi.name, rows = c.df.height(), "written");
+        tracing::info!(
+            kpi = c.kpi.name,
+            rows = c.df.height(),
+            ms = t.elapsed().as_millis() as u64,
+            done = out_kpis.len() + 1,
+            of = total,
+            "written"
+        );
         out_kpis.push(RunKpi {
             name: c.kpi.name.to_string(),
             version: c.kpi.version,
@@ -149,9 +156,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         Ok::<_, anyhow::Error>(())
     })
     .context("computing and writing the KPIs")?;
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
-    }
+    crate::cli::log::finish_progress(&progress);
     staging.publish(&staged)?;
     let manifest = RunManifest {
         run_id,
@@ -172,6 +177,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         kpis: out_kpis,
     };
     let path = crate::output::write_run_manifest(&args.out, &manifest)?;
+    tracing::info!(
+        kpis = manifest.kpis.len(),
+        rows = manifest.kpis.iter().map(|k| k.rows as u64).sum::<u64>(),
+        ms = manifest.total_ms as u64,
+        manifest = %path.display(),
+        "run finished"
+    );
     // writeln, not println: a closed pipe (`crm-kpi run | head -1`) is an error that ends the
     // command quietly, not a panic.
     let mut stdout = std::io::stdout().lock();

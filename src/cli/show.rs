@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "month")]
     pub grain: Grain,
     /// Store directory.
-    #[arg(long, value_name = "DIR", default_value = SAMPLE_STORE)]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
     pub store: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]

@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Store directory.
-    #[arg(long, value_name = "DIR", default_value = SAMPLE_STORE)]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
     pub store: PathBuf,
     /// KPI output directory of `crm-kpi run`.
-    #[arg(long, value_name = "DIR", default_value = "out")]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT", default_value = "out")]
     pub out: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -140,7 +140,18 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let mut df = ctx
         .execute(&query)
         .and_then(|lf| lf.collect())
-        .map_err(|e| crate::Error::Usage(format!("SQL: {}", crate::error::first_line(&e.to_string()))))?;
+        .map_err(|e| {
+            let msg = crate::error::first_line(&e.to_string());
+            let hint = if msg.contains("not found") && !args.out.is_dir() {
+                format!(
+                    " (the KPI outputs are read from {}, which does not exist: run `crm-kpi run` first, or set --out DIR or CRM_KPI_OUT)",
+                    args.out.display()
+                )
+            } else {
+                String::new()
+            };
+            crate::Error::Usage(format!("SQL: {msg}{hint}"))
+        })?;
     let mut stdout = std::io::stdout().lock();
     crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
     Ok(Outcome::Ok)

@@ -7,7 +7,7 @@ use crate::cli::{Cli, Outcome};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Store directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
     pub store: PathBuf,
 }
 

@@ -105,7 +105,8 @@ pub fn compute_each<E: From<KpiError>>(
             family = family.slug(),
             ms = t.elapsed().as_millis() as u64,
             shared = ?used,
-            rss_mib = ?memory_mib(),
+            rss_mib = memory_mib().map_or(0, |m| m.0),
+            peak_rss_mib = memory_mib().map_or(0, |m| m.1),
             "family collected"
         );
         for ((i, df), plan_ms) in idx.into_iter().zip(dfs).zip(plan_ms) {

@@ -215,3 +215,56 @@ fn show_errors_and_table() {
     assert_eq!(code(&o), 0);
     assert!(stderr(&o).contains("1069 rows (200 shown"), "{}", stderr(&o));
 }
+
+/// `--log-format json` for schedulers: every stderr line is a JSON object with a timestamp, the
+/// level and the run id; one `written` line per KPI with its rows. `-q` prints nothing on
+/// stderr. CRM_KPI_STORE and CRM_KPI_OUT stand for --store and --out.
+#[test]
+fn json_logs_quiet_and_path_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let out = dir.path().join("out");
+    let o = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--as-of",
+            "2026-06-30",
+            "--kpi",
+            "win_rate,deal_size",
+            "-v",
+            "--log-format",
+            "json",
+        ])
+        .env("CRM_KPI_STORE", &sample)
+        .env("CRM_KPI_OUT", &out)
+        .env_remove("CRM_KPI_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(lines.len() >= 4, "{lines:?}");
+    for l in &lines {
+        assert!(l["timestamp"].as_str().unwrap().ends_with('Z'), "{l}");
+        assert!(l["level"].is_string() && l["run_id"].is_string(), "{l}");
+    }
+    let written: Vec<_> = lines.iter().filter(|l| l["message"] == "written").collect();
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0]["kpi"], "win_rate");
+    assert!(written[0]["rows"].as_u64().unwrap() > 0);
+    assert!(
+        out.join("win_rate/grain=month/as_of=2026-06-30/part-0.parquet")
+            .exists()
+    );
+    let o = std::process::Command::new(bin())
+        .args(["-q", "run", "--as-of", "2026-06-30", "--kpi", "win_rate"])
+        .env("CRM_KPI_STORE", &sample)
+        .env("CRM_KPI_OUT", &out)
+        .env_remove("CRM_KPI_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    assert_eq!(stderr(&o), "");
+}
