@@ -790,15 +790,26 @@ fn a_second_writer_is_refused_while_the_lock_is_held() {
 /// now refused, naming it, and the store stays as it was.
 #[test]
 fn a_parquet_page_declaring_more_values_than_the_file_holds_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let src =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/reps-page-declares-huge-values.parquet");
-    let file = dir.path().join("reps.parquet");
-    std::fs::copy(src, &file).unwrap();
-    let store = dir.path().join("store");
-    let out = run(&["ingest", "--store", s(&store), s(&file)]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("reps.parquet") && err.contains("corrupt file"), "{err}");
-    assert!(!store.join("_manifest.json").exists());
+    // ... and (the second find) a footer declaring a list of about 10^11 entries, which made
+    // polars' footer decoder allocate 105 GB.
+    for fixture in [
+        "reps-page-declares-huge-values.parquet",
+        "footer-declares-huge-list.parquet",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz")
+            .join(fixture);
+        let file = dir.path().join("reps.parquet");
+        std::fs::copy(src, &file).unwrap();
+        let store = dir.path().join("store");
+        let out = run(&["ingest", "--store", s(&store), s(&file)]);
+        assert_eq!(code(&out), 2, "{fixture}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("reps.parquet") && err.contains("corrupt file"),
+            "{fixture}: {err}"
+        );
+        assert!(!store.join("_manifest.json").exists());
+    }
 }
