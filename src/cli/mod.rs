@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod completions;
 pub mod files;
 pub mod generate;
 pub mod ingest;
@@ -57,6 +58,10 @@ pub enum Command {
     Preset(preset::Args),
     /// Print the Parquet files that hold a store table now (for Spark, pandas, pyarrow).
     Files(files::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the man page (roff): `crm-kpi man > crm-kpi.1`.
+    Man,
 }
 
 /// What a subcommand reports back: success, or data problems found under `--strict`.
@@ -86,6 +91,8 @@ pub fn main() -> ExitCode {
         Command::Sql(a) => sql::run(&cli, a),
         Command::Preset(a) => preset::run(&cli, a),
         Command::Files(a) => files::run(&cli, a),
+        Command::Completions(a) => completions::run(&cli, a),
+        Command::Man => completions::man(&cli),
     });
     let Ok(result) = result else {
         let _ = writeln!(

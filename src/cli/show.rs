@@ -13,6 +13,7 @@ use polars::prelude::IntoColumn;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// KPI name (see `crm-kpi list`).
+    #[arg(value_parser = kpi_names())]
     pub kpi: String,
     /// Only rows of this dimension (e.g. owner_id, source, region, all).
     #[arg(long, value_name = "DIM")]
@@ -34,6 +35,12 @@ pub struct Args {
     /// default they are, so a spreadsheet does not run them as formulas).
     #[arg(long)]
     pub raw_csv: bool,
+}
+
+/// The catalog's names: completed by the shell scripts, and a misspelt one gets clap's
+/// "a similar value exists" tip.
+fn kpi_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::kpi::registry().iter().map(|k| k.name))
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {

@@ -199,7 +199,7 @@ fn show_filters_by_dimension_and_prints_csv_and_json() {
     assert_eq!(stdout(&o).lines().count(), all.as_array().unwrap().len());
     let o = run(&["show", "nope"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("unknown KPI `nope`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid value 'nope'"), "{}", stderr(&o));
 }
 
 /// The KPI reference (`docs/kpis.md`) and the README's catalog table are generated from the

@@ -268,3 +268,23 @@ fn json_logs_quiet_and_path_variables() {
     assert_eq!(code(&o), 0);
     assert_eq!(stderr(&o), "");
 }
+
+/// Completion scripts for every shell clap knows, with the KPI names; a man page in roff.
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let o = run(&["completions", shell]);
+        assert_eq!(code(&o), 0, "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("crm-kpi") && text.contains("ingest"), "{shell}");
+        // clap's bash and zsh scripts list positional values; the others complete flags only.
+        if shell == "bash" || shell == "zsh" {
+            assert!(text.contains("stage_duration_survival"), "{shell}: KPI names");
+        }
+    }
+    let o = run(&["man"]);
+    assert_eq!(code(&o), 0);
+    let page = stdout(&o);
+    assert!(page.contains(".TH crm-kpi 1") && page.contains(".SH NAME"), "{page}");
+    assert!(page.contains("completions") && page.contains("ingest"), "{page}");
+}
