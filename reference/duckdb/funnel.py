@@ -239,7 +239,25 @@ def sales_velocity(db):
     """
 
 
+def deal_snapshot(db):
+    return """
+        SELECT d.opportunity_id, d.account_id, d.owner_id, o.lead_id, d.source, d.campaign_id, d.region,
+               d.status, d.stage, d.amount_base, d.created_at, d.closed_at, d.expected_close_date,
+               d.loss_reason,
+               epoch(COALESCE(d.closed_at, as_of_ts()) - d.created_at) / 86400.0 AS age_days,
+               d.stage_entered_at,
+               CASE WHEN d.status = 'open' THEN epoch(as_of_ts() - d.stage_entered_at) / 86400.0 END
+                   AS days_in_stage,
+               COALESCE(e.n, 0) AS stage_events, e.first_at AS first_stage_at
+        FROM deals d
+        JOIN opps o USING (opportunity_id)
+        LEFT JOIN (SELECT opportunity_id, COUNT(*) AS n, MIN(entered_at) AS first_at FROM events GROUP BY 1) e
+            USING (opportunity_id)
+    """
+
+
 KPIS = {
+    "deal_snapshot": deal_snapshot,
     "stage_funnel": stage_funnel,
     "stage_duration": stage_duration,
     "stage_duration_survival": stage_duration_survival,

@@ -440,7 +440,41 @@ def sales_velocity(ctx):
     return j[key + ["open_deals", "win_rate", "mean_won_amount", "mean_cycle_days", "velocity"]]
 
 
+def deal_snapshot(ctx):
+    d = ctx.deals
+    ev = events(ctx)
+    per = ev.groupby("deal").agg(stage_events=("stage", "size"), first_stage_at=("entered_at", "min"))
+    per = per.reindex(range(len(d)))
+    end = d["closed_at"].fillna(ctx.as_of)
+    day = pd.Timedelta(days=1)
+    open_ = (d["status"] == "open").to_numpy()
+    return pd.DataFrame(
+        {
+            "opportunity_id": d["opportunity_id"],
+            "account_id": d["account_id"],
+            "owner_id": d["owner_id"],
+            "lead_id": d["lead_id"],
+            "source": d["source"],
+            "campaign_id": d["campaign_id"],
+            "region": d["region"],
+            "status": d["status"],
+            "stage": d["stage"],
+            "amount_base": d["amount_base"],
+            "created_at": d["created_at"],
+            "closed_at": d["closed_at"],
+            "expected_close_date": d["expected_close_date"],
+            "loss_reason": d["loss_reason"],
+            "age_days": (end - d["created_at"]) / day,
+            "stage_entered_at": d["stage_entered_at"],
+            "days_in_stage": ((ctx.as_of - d["stage_entered_at"]) / day).where(open_),
+            "stage_events": per["stage_events"].fillna(0).astype("int64").to_numpy(),
+            "first_stage_at": per["first_stage_at"].to_numpy(),
+        }
+    ).reset_index(drop=True)
+
+
 KPIS = {
+    "deal_snapshot": deal_snapshot,
     "stage_funnel": stage_funnel,
     "stage_duration": stage_duration,
     "stage_duration_survival": stage_duration_survival,

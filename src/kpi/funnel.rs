@@ -13,7 +13,7 @@ use polars::prelude::*;
 use crate::config::{Config, Terminal};
 use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
 use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
-use crate::kpi::rules::{is_closed, is_lost, is_won};
+use crate::kpi::rules::{is_closed, is_lost, is_open, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, stable_sum};
 use crate::stats::km::KaplanMeier;
 
@@ -24,6 +24,7 @@ pub fn kpis() -> Vec<Kpi> {
         deal_kpis(),
         forecast_kpis(),
         velocity_kpis(),
+        snapshot_kpis(),
     ]
     .concat()
 }
@@ -883,4 +884,72 @@ fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             as_of_col(p),
         ])
     })
+}
+
+fn snapshot_kpis() -> Vec<Kpi> {
+    vec![Kpi {
+        name: "deal_snapshot",
+        family: Family::Funnel,
+        grain: "one row per deal created at or before as_of",
+        definition: "Every deal as it stood at as_of, to drill from any KPI to the deals behind it (as \
+            Fivetran's salesforce__opportunity_enhanced does): its own columns (account, owner, lead and \
+            the lead's source, campaign, region, base amount, creation, expected close, loss reason), \
+            status, stage and closed_at at as_of (rebuilt from the stage events up to as_of, as every \
+            KPI reads them), stage_entered_at (its last stage event at or before as_of), age_days = days \
+            from creation to its close (to as_of while open), days_in_stage = days from \
+            stage_entered_at to as_of for an open deal (null for a closed deal or one without stage \
+            events), stage_events = its stage events at or before as_of, first_stage_at = the first of \
+            them.",
+        version: 1,
+        columns: || {
+            vec![
+                ("as_of", DataType::Date),
+                ("opportunity_id", DataType::String),
+                ("account_id", DataType::String),
+                ("owner_id", DataType::String),
+                ("lead_id", DataType::String),
+                ("source", DataType::String),
+                ("campaign_id", DataType::String),
+                ("region", DataType::String),
+                ("status", DataType::String),
+                ("stage", DataType::String),
+                ("amount_base", DataType::Float64),
+                ("created_at", crate::kpi::utc()),
+                ("closed_at", crate::kpi::utc()),
+                ("expected_close_date", DataType::Date),
+                ("loss_reason", DataType::String),
+                ("age_days", DataType::Float64),
+                ("stage_entered_at", crate::kpi::utc()),
+                ("days_in_stage", DataType::Float64),
+                ("stage_events", DataType::Int64),
+                ("first_stage_at", crate::kpi::utc()),
+            ]
+        },
+        key: &["opportunity_id"],
+        build: deal_snapshot,
+    }]
+}
+
+fn deal_snapshot(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
+    let events = i.stage_events.clone().group_by([col("opportunity_id")]).agg([
+        len().cast(DataType::Int64).alias("stage_events"),
+        col("entered_at").min().alias("first_stage_at"),
+    ]);
+    let end = coalesce(&[col("closed_at"), p.as_of_lit()]);
+    Ok(i.deals()?
+        .join(
+            events,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            (end - col("created_at")).dt().total_days(true).alias("age_days"),
+            when(is_open())
+                .then(p.age_days(col("stage_entered_at")))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("days_in_stage"),
+            col("stage_events").fill_null(lit(0i64)),
+            as_of_col(p),
+        ]))
 }

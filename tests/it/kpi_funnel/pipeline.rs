@@ -383,3 +383,30 @@ fn forecast_vs_actual_per_period_and_owner() {
         ]
     );
 }
+
+/// deal_snapshot as of the end of 2024-03-31 (ages counted to 2024-04-01, less 1 µs, so they
+/// print as whole days): d1 won on 02-10 after 36 days; d2 open in negotiation since 03-10 (22
+/// days), 46 days old; d4 won on 02-25 and reopened into prospecting on 03-05 (27 days), 60
+/// days old, 3 events; d5 lost by its closed_at (03-15) with no stage event; d7's win on 04-05
+/// is after as_of: open in proposal since 03-20.
+#[test]
+fn deal_snapshot_rebuilds_each_deal_as_of() {
+    let df = run("deal_snapshot");
+    let cols = [
+        "opportunity_id",
+        "status",
+        "stage",
+        "age_days",
+        "days_in_stage",
+        "stage_events",
+        "first_stage_at",
+    ];
+    let all = rows(&df, &cols);
+    let pick = |id: &str| all.iter().find(|r| r.starts_with(&format!("{id}|"))).cloned().unwrap();
+    assert_eq!(df.height(), 11);
+    assert_eq!(pick("d1"), "d1|won|closed_won|36.0000|null|3|2024-01-05 00:00");
+    assert_eq!(pick("d2"), "d2|open|negotiation|46.0000|22.0000|2|2024-02-15 00:00");
+    assert_eq!(pick("d4"), "d4|open|prospecting|60.0000|27.0000|3|2024-02-01 00:00");
+    assert_eq!(pick("d5"), "d5|lost|null|24.0000|null|0|null");
+    assert_eq!(pick("d7"), "d7|open|proposal|12.0000|12.0000|1|2024-03-20 00:00");
+}
