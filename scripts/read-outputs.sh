@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The outputs and the store, read as warehouse tools read them (pandas, pyarrow, polars, DuckDB;
-# Spark when pyspark is installed), and every snippet of the README's reading sections run as
+# The outputs and the store, read as warehouse tools read them (pandas, pyarrow, polars, DuckDB
+# and Spark on a local[1] session), and every snippet of the README's reading sections run as
 # written. CI runs it (.ci/run). Usage: scripts/read-outputs.sh
+# Needs python3 >= 3.11 and a Java 17+ runtime for pyspark (installed with apt-get if missing).
 # Env: CRM_KPI_BIN (default: the debug build CARGO_TARGET_DIR/debug/crm-kpi, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,9 @@ ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
 BIN=${CRM_KPI_BIN:-$CARGO_TARGET_DIR/debug/crm-kpi}
 [[ -x $BIN ]] || cargo build --locked -q --bin crm-kpi
+if ! command -v java >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
 VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
 scripts/python-venv.sh "$VENV" -r scripts/requirements-read.txt
 WORK=$(mktemp -d)

@@ -80,19 +80,41 @@ def snippets(readme):
     return out
 
 
-def run_snippets(readme):
-    problems = []
+def spark_session():
+    """A local[1] Spark session, or None without pyspark."""
     try:
-        from pyspark.sql import SparkSession  # noqa: F401
-
-        spark = (
-            SparkSession.builder.master("local[1]")
-            .config("spark.sql.shuffle.partitions", "1")
-            .config("spark.ui.enabled", "false")
-            .getOrCreate()
-        )
+        from pyspark.sql import SparkSession
     except ImportError:
-        spark = None
+        return None
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def check_spark(spark, out):
+    """Spark reads every KPI folder with no options: the manifest's rows, as_of a DateType once."""
+    manifest = json.load(open(os.path.join(out, "_runs", "latest.json")))
+    problems = []
+    for k in manifest["kpis"]:
+        df = spark.read.parquet(os.path.join(out, k["name"]))
+        n = df.count()
+        if n != k["rows"]:
+            problems.append(f"{k['name']}: Spark read {n} rows, the manifest says {k['rows']}")
+        types = dict(df.dtypes)
+        if [c for c in df.columns if c == "as_of"] != ["as_of"] or types.get("as_of") != "date":
+            problems.append(f"{k['name']}: Spark sees as_of as {types.get('as_of')}, {df.columns.count('as_of')} times")
+    print(f"outputs: {len(manifest['kpis'])} KPI folders read by Spark {spark.version}")
+    return problems
+
+
+def run_snippets(readme, spark):
+    problems = []
     ns = {"spark": spark}
     ran = skipped = 0
     for label, lang, code in snippets(readme):
@@ -111,14 +133,18 @@ def run_snippets(readme):
             ran += 1
         except Exception as e:  # noqa: BLE001 (reported)
             problems.append(f"README {label} {lang} snippet failed: {e}\n{code}")
-    print(f"README snippets: {ran} run, {skipped} skipped (Spark: pyspark not installed)")
+    print(f"README snippets: {ran} run" + (f", {skipped} skipped (Spark: pyspark not installed)" if skipped else ""))
     return problems
 
 
 def main():
     work, readme = sys.argv[1], os.path.abspath(sys.argv[2])
     os.chdir(work)
-    problems = check_outputs("out") + run_snippets(readme)
+    spark = spark_session()
+    problems = check_outputs("out")
+    if spark is not None:
+        problems += check_spark(spark, "out")
+    problems += run_snippets(readme, spark)
     for p in problems:
         print("FAIL", p)
     print("read-outputs:", "FAILED" if problems else "all read")

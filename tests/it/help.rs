@@ -288,3 +288,53 @@ fn completions_and_man_page() {
     assert!(page.contains(".TH crm-kpi 1") && page.contains(".SH NAME"), "{page}");
     assert!(page.contains("completions") && page.contains("ingest"), "{page}");
 }
+
+/// On a terminal (a pty from `script`), `run` shows progress with counts (`n/N KPIs`), and a log
+/// line never shares a line with it: the bar is cleared before each log line is written.
+#[test]
+fn progress_on_a_terminal_never_shares_a_line_with_logs() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command to make a pty");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    let cmd = format!(
+        "{} run --store {} --out {} --as-of 2026-06-30 -v",
+        bin().display(),
+        sample.display(),
+        dir.path().join("out").display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env_remove("CRM_KPI_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    // Segments between carriage returns and newlines, escape sequences removed.
+    let plain: String = {
+        let mut s = String::new();
+        let mut esc = false;
+        for c in text.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, c) if c.is_ascii_alphabetic() => esc = false,
+                (true, _) => {}
+                (false, c) => s.push(c),
+            }
+        }
+        s
+    };
+    let segments: Vec<&str> = plain.split(['\r', '\n']).filter(|s| !s.trim().is_empty()).collect();
+    let total = crm_kpi::kpi::registry().len();
+    assert!(
+        segments.iter().any(|s| s.contains(&format!("/{total} KPIs as of 2026-06-30"))),
+        "no progress with counts in:\n{plain}"
+    );
+    for s in &segments {
+        assert!(!(s.contains("KPIs as of") && s.contains(" INFO ")), "a log line shares the progress line: {s}");
+    }
+    assert!(segments.iter().any(|s| s.contains(" INFO ") && s.contains("written")));
+}
