@@ -1,7 +1,8 @@
 """Reads crm-kpi's outputs and store as warehouse tools do, and runs the README's snippets.
 
 Usage: python scripts/read_outputs.py WORK README
-WORK holds `out/` (a run of the sample store as of 2026-06-30) and `data/store`; `crm-kpi` is on
+WORK holds `data/store` (written by this build from `generate --scale tiny`) and `out/` (a run
+of it as of 2026-06-30); `crm-kpi` is on
 PATH. Checks, for every KPI folder of the run manifest, that pandas, pyarrow.dataset, polars and
 DuckDB read it with no options, with the manifest's row count, `grain` and `as_of` once each,
 no unsigned integers, no string_view, and the crm_kpi.* metadata visible to pq.read_schema;
@@ -67,6 +68,25 @@ def check_outputs(out):
         if as_of_type != pl.Date:
             problems.append(f"{name}: polars reads as_of as {as_of_type}")
     print(f"outputs: {len(manifest['kpis'])} KPI folders read by pandas, pyarrow, polars and DuckDB")
+    return problems
+
+
+def check_store(store):
+    """Every current store file (`crm-kpi files --json`) reads in pyarrow with plain types."""
+    import subprocess
+
+    listing = subprocess.run(
+        ["crm-kpi", "files", "--store", store, "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    problems, n = [], 0
+    for table, files in json.loads(listing).items():
+        for f in files:
+            n += 1
+            for field in pq.read_schema(f):
+                t = field.type
+                if pa.types.is_string_view(t) or pa.types.is_large_string(t) or pa.types.is_binary_view(t):
+                    problems.append(f"store {table}.{field.name}: {t} in {f}")
+    print(f"store: {n} files read by pyarrow")
     return problems
 
 
@@ -141,7 +161,7 @@ def main():
     work, readme = sys.argv[1], os.path.abspath(sys.argv[2])
     os.chdir(work)
     spark = spark_session()
-    problems = check_outputs("out")
+    problems = check_outputs("out") + check_store("data/store")
     if spark is not None:
         problems += check_spark(spark, "out")
     problems += run_snippets(readme, spark)

@@ -453,6 +453,33 @@ fn map_text(df: &DataFrame, f: impl Fn(&str) -> Option<String>) -> PolarsResult<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn without_the_arrow_schema_polars_reads_the_same_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let mut df = df!(
+            "s" => ["a", "b"],
+            "i" => [1i64, 2],
+            "u" => [1u32, 2],
+            "f" => [1.5f64, 2.5],
+            "b" => [true, false],
+        )
+        .unwrap();
+        df.with_column(
+            Column::new("t".into(), [0i64, 1_000_000])
+                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
+                .unwrap(),
+        )
+        .unwrap();
+        df.with_column(Column::new("d".into(), [0i32, 1]).cast(&DataType::Date).unwrap())
+            .unwrap();
+        ParquetWriter::new(File::create(&p).unwrap()).finish(&mut df).unwrap();
+        strip_arrow_schema(&p).unwrap();
+        let back = ParquetReader::new(File::open(&p).unwrap()).finish().unwrap();
+        assert_eq!(back.schema(), df.schema());
+        assert!(back.equals_missing(&df));
+    }
+
     use super::*;
 
     #[test]

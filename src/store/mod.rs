@@ -507,7 +507,8 @@ impl Transaction {
     }
 }
 
-/// Writes a Parquet file (zstd, statistics) and fsyncs it. Returns its row count.
+/// Writes a Parquet file (zstd, statistics, no embedded Arrow schema) and fsyncs it. Returns
+/// its row count.
 pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, StoreError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent, "creating a directory"))?;
@@ -523,7 +524,10 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<u64, StoreError>
             action: "writing a Parquet file".into(),
             source: std::io::Error::other(crate::error::first_line(&e.to_string())),
         })?;
-    file.sync_all().map_err(io_err(path, "syncing a Parquet file"))?;
+    drop(file);
+    // Without polars' embedded Arrow schema, pandas, pyarrow and Spark read plain UTF-8 strings
+    // (not string_view) from the Parquet schema; polars reads the same types back. Fsyncs it.
+    crate::output::strip_arrow_schema(path).map_err(io_err(path, "finishing a Parquet file"))?;
     Ok(df.height() as u64)
 }
 

@@ -330,11 +330,16 @@ fn progress_on_a_terminal_never_shares_a_line_with_logs() {
     let segments: Vec<&str> = plain.split(['\r', '\n']).filter(|s| !s.trim().is_empty()).collect();
     let total = crm_kpi::kpi::registry().len();
     assert!(
-        segments.iter().any(|s| s.contains(&format!("/{total} KPIs as of 2026-06-30"))),
+        segments
+            .iter()
+            .any(|s| s.contains(&format!("/{total} KPIs as of 2026-06-30"))),
         "no progress with counts in:\n{plain}"
     );
     for s in &segments {
-        assert!(!(s.contains("KPIs as of") && s.contains(" INFO ")), "a log line shares the progress line: {s}");
+        assert!(
+            !(s.contains("KPIs as of") && s.contains(" INFO ")),
+            "a log line shares the progress line: {s}"
+        );
     }
     assert!(segments.iter().any(|s| s.contains(" INFO ") && s.contains("written")));
 }
