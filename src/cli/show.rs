@@ -31,6 +31,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PrintFormat,
+    /// Only the rows of this period (by the KPI's period_start, snapshot_at or cohort_start):
+    /// a year `2026`, a quarter `2026-Q1`, a month `2026-03`, or a range `2026-01-01..2026-04-01`
+    /// (from inclusive, to exclusive).
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
     /// CSV as stored, for programs: cells starting with = + - @ are not prefixed with `'` (by
     /// default they are, so a spreadsheet does not run them as formulas).
     #[arg(long)]
@@ -83,6 +88,27 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             .collect();
         df = df.filter(&mask)?;
     }
+    if let Some(period) = &args.period {
+        let (from, to) = parse_period(period).ok_or_else(|| {
+            crate::Error::Usage(format!(
+                "--period `{period}`: expected a year (2026), a quarter (2026-Q1), a month (2026-03) or a range 2026-01-01..2026-04-01"
+            ))
+        })?;
+        let Some(c) = ["period_start", "snapshot_at", "cohort_start"]
+            .into_iter()
+            .find(|c| df.column(c).is_ok())
+        else {
+            return Err(crate::Error::Usage(format!("KPI `{}` has no period column; drop --period", args.kpi)).into());
+        };
+        let day = |d: chrono::NaiveDate| crate::timefmt::days_since_epoch(d);
+        let days = df.column(c)?.cast(&polars::prelude::DataType::Int32)?;
+        let mask: polars::prelude::BooleanChunked = days
+            .i32()?
+            .iter()
+            .map(|v| v.is_some_and(|v| v >= day(from) && v < day(to)))
+            .collect();
+        df = df.filter(&mask)?;
+    }
     // Stages in pipeline order, not alphabetically (rows of one stage keep their order).
     if df.column("stage").is_ok() {
         let order: Vec<&str> = params.config.stages.iter().map(|s| s.name.as_str()).collect();
@@ -111,4 +137,51 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// `--period`: [from, to) of a year, a calendar quarter, a month, or an explicit range.
+fn parse_period(s: &str) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    use chrono::NaiveDate;
+    let s = s.trim();
+    if let Some((a, b)) = s.split_once("..") {
+        let d = |x: &str| NaiveDate::parse_from_str(x.trim(), "%Y-%m-%d").ok();
+        return Some((d(a)?, d(b)?)).filter(|(a, b)| a < b);
+    }
+    let month = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1);
+    let next = |y: i32, m: u32| if m == 12 { month(y + 1, 1) } else { month(y, m + 1) };
+    if let Some((y, q)) = s.split_once("-Q").or_else(|| s.split_once("-q")) {
+        let (y, q): (i32, u32) = (y.parse().ok()?, q.parse().ok()?);
+        if !(1..=4).contains(&q) {
+            return None;
+        }
+        let m = 3 * (q - 1) + 1;
+        return Some((month(y, m)?, next(y, m + 2)?));
+    }
+    if let Some((y, m)) = s.split_once('-') {
+        let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+        return Some((month(y, m)?, next(y, m)?));
+    }
+    let y: i32 = s.parse().ok()?;
+    Some((month(y, 1)?, month(y + 1, 1)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_period;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn periods() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(parse_period("2026"), Some((d("2026-01-01"), d("2027-01-01"))));
+        assert_eq!(parse_period("2026-Q4"), Some((d("2026-10-01"), d("2027-01-01"))));
+        assert_eq!(parse_period("2026-12"), Some((d("2026-12-01"), d("2027-01-01"))));
+        assert_eq!(
+            parse_period("2026-02-03..2026-03-01"),
+            Some((d("2026-02-03"), d("2026-03-01")))
+        );
+        assert_eq!(parse_period("2026-Q5"), None);
+        assert_eq!(parse_period("2026-13"), None);
+        assert_eq!(parse_period("soon"), None);
+    }
 }

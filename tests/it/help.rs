@@ -214,6 +214,21 @@ fn show_errors_and_table() {
     let o = run(&["show", "lead_volume", "--as-of", "2026-06-30"]);
     assert_eq!(code(&o), 0);
     assert!(stderr(&o).contains("1069 rows (200 shown"), "{}", stderr(&o));
+    let o = run(&[
+        "show",
+        "win_rate",
+        "--by",
+        "all",
+        "--period",
+        "2026-Q1",
+        "--as-of",
+        "2026-06-30",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    insta::assert_snapshot!("show_win_rate_2026_q1", stdout(&o));
+    let o = run(&["show", "campaign_performance", "--period", "2026"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("has no period column"), "{}", stderr(&o));
 }
 
 /// `--log-format json` for schedulers: every stderr line is a JSON object with a timestamp, the
