@@ -39,6 +39,13 @@ pub fn progress(message: String, quiet: bool) -> indicatif::ProgressBar {
     pb
 }
 
+/// Updates the spinner's message, if one is on screen (the ingest reports its counts here).
+pub fn set_progress(message: String) {
+    if let Some(pb) = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        pb.set_message(message);
+    }
+}
+
 /// Clears the spinner and stops routing log lines around it.
 pub fn finish_progress(pb: &indicatif::ProgressBar) {
     pb.finish_and_clear();

@@ -544,6 +544,7 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
             adjusted: BTreeMap::new(),
         };
         let mut names = Vec::new();
+        let mut table_rows = 0u64;
         for (input, fate) in &mine {
             let (src, parse, labels) = match &input.source {
                 Source::File(p) => {
@@ -575,6 +576,20 @@ pub fn ingest(store: &Path, files: &[PathBuf], opts: &IngestOptions, config: &Co
                 &mut report.notes,
             )?;
             names.push(input.label());
+            tracing::info!(
+                table = def.name,
+                file = %input.label(),
+                rows = file_counts.0,
+                rejected = file_counts.1,
+                "read"
+            );
+            table_rows += file_counts.0;
+            crate::cli::log::set_progress(format!(
+                "ingesting {}: {table_rows} rows read from {} of {} files",
+                def.name,
+                names.len(),
+                mine.len()
+            ));
             batch_files.push(BatchFile {
                 path: input.label(),
                 table: def.name.to_string(),
