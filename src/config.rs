@@ -57,6 +57,13 @@ pub struct Config {
     /// They come before the preset's, so a source here can take files from it.
     #[serde(default)]
     pub sources: Vec<Source>,
+    /// The store when `--store` and `CRM_KPI_STORE` are not given (relative to the current
+    /// folder). Not part of the config hash: where the data lives does not change a KPI.
+    #[serde(default, skip_serializing)]
+    pub store: Option<PathBuf>,
+    /// The KPI output folder when `--out` and `CRM_KPI_OUT` are not given. Not hashed either.
+    #[serde(default, skip_serializing)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

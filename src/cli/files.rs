@@ -9,9 +9,9 @@ use crate::cli::{Cli, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Store directory.
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = "data/store")]
-    pub store: PathBuf,
+    /// Store directory [default: `store` in crm-kpi.toml, else data/store].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
+    pub store: Option<PathBuf>,
     /// The table (leads, opportunities, stage_events, ...); every table when omitted, as
     /// `table<TAB>path` lines.
     pub table: Option<String>,
@@ -20,8 +20,10 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let store = crate::store::Store::open(&args.store)?;
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let config = crate::cli::load_config(cli)?;
+    let store_dir = crate::cli::store_path(&args.store, &config, Some(crate::cli::run::SAMPLE_STORE))?;
+    let store = crate::store::Store::open(&store_dir)?;
     let tables: Vec<&str> = match &args.table {
         Some(t) => {
             let Some(def) = crate::schema::table(t) else {
@@ -34,7 +36,7 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
         None => crate::schema::TABLES.iter().map(|d| d.name).collect(),
     };
-    let root = std::fs::canonicalize(&args.store).unwrap_or_else(|_| args.store.clone());
+    let root = std::fs::canonicalize(&store_dir).unwrap_or_else(|_| store_dir.clone());
     let files = |t: &str| -> Vec<String> {
         store
             .manifest()

@@ -7,9 +7,9 @@ use crate::ingest::{IngestOptions, Mode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Store directory (created if missing).
+    /// Store directory, created if missing [default: `store` in crm-kpi.toml].
     #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
     /// How rows whose primary key is already stored are treated.
     #[arg(long, value_enum, default_value = "upsert")]
     pub mode: Mode,
@@ -35,6 +35,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let mut config = crate::cli::load_config(cli)?;
+    let store_dir = crate::cli::store_path(&args.store, &config, None)?;
     if let Some(p) = &args.preset {
         if crate::ingest::staging::presets::text(p).is_none() {
             return Err(crate::Error::Usage(format!(
@@ -56,7 +57,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         format!(
             "ingesting {} files into {}: {}",
             args.files.len(),
-            args.store.display(),
+            store_dir.display(),
             args.files
                 .iter()
                 .filter_map(|f| f.file_name())
@@ -66,7 +67,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ),
         cli.quiet,
     );
-    let report = crate::ingest::ingest(&args.store, &args.files, &opts, &config);
+    let report = crate::ingest::ingest(&store_dir, &args.files, &opts, &config);
     crate::cli::log::finish_progress(&spinner);
     let report = report?;
     crate::cli::print_stdout(&report.render())?;

@@ -137,6 +137,31 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The store a command reads or writes: `--store` (or `CRM_KPI_STORE`), else the config's
+/// `store` key, else `default` (None: the command needs one).
+pub fn store_path(
+    arg: &Option<std::path::PathBuf>,
+    config: &crate::Config,
+    default: Option<&str>,
+) -> anyhow::Result<std::path::PathBuf> {
+    arg.clone()
+        .or_else(|| config.store.clone())
+        .or_else(|| default.map(std::path::PathBuf::from))
+        .ok_or_else(|| {
+            crate::Error::Usage(
+                "no store given: pass --store DIR, set CRM_KPI_STORE, or set `store` in crm-kpi.toml".into(),
+            )
+            .into()
+        })
+}
+
+/// The KPI output folder: `--out` (or `CRM_KPI_OUT`), else the config's `out` key, else `out`.
+pub fn out_path(arg: &Option<std::path::PathBuf>, config: &crate::Config) -> std::path::PathBuf {
+    arg.clone()
+        .or_else(|| config.out.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from("out"))
+}
+
 /// Loads the configuration named by `--config`.
 pub fn load_config(cli: &Cli) -> anyhow::Result<crate::Config> {
     Ok(crate::Config::load(cli.config.as_deref())?)

@@ -19,12 +19,12 @@ pub const SAMPLE_STORE: &str = "data/store";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Store directory (default: the sample store in data/store).
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
-    pub store: PathBuf,
-    /// Output directory (default: ./out).
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT", default_value = "out")]
-    pub out: PathBuf,
+    /// Store directory [default: `store` in crm-kpi.toml, else the sample store data/store].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
+    pub store: Option<PathBuf>,
+    /// Output directory [default: `out` in crm-kpi.toml, else ./out].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT")]
+    pub out: Option<PathBuf>,
     /// Compute as of this date (end of that day in the configured timezone) or RFC 3339 instant (default: now).
     #[arg(long, value_name = "T")]
     pub as_of: Option<String>,
@@ -94,9 +94,11 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let config = crate::cli::load_config(cli)?;
+    let store_dir = crate::cli::store_path(&args.store, &config, Some(SAMPLE_STORE))?;
+    let out = crate::cli::out_path(&args.out, &config);
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
     let kpis = select_kpis(&args.kpi)?;
-    let store = Store::open(&args.store)?;
+    let store = Store::open(&store_dir)?;
     let config = config.for_store(&store)?;
     let params = Params::new(as_of_us, args.grain, config.clone());
     let as_of = params.as_of_date().to_string();
@@ -104,8 +106,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let start = chrono::Utc::now();
     let run_id = format!("{}-{}", start.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     // One run writes an output directory at a time; what a killed run left half-written goes.
-    let _out_lock = crate::output::lock_out(&args.out)?;
-    let staging = crate::output::RunStaging::new(&args.out, &run_id);
+    let _out_lock = crate::output::lock_out(&out)?;
+    let staging = crate::output::RunStaging::new(&out, &run_id);
     let mut staged = Vec::new();
     let engine = if args.streaming {
         polars::prelude::Engine::Streaming
@@ -161,7 +163,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let manifest = RunManifest {
         run_id,
         started_at: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        store: args.store.display().to_string(),
+        store: store_dir.display().to_string(),
         store_generation: store.manifest().generation,
         as_of: as_of.clone(),
         as_of_instant: chrono::DateTime::from_timestamp_micros(as_of_us)
@@ -176,7 +178,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         status: "succeeded".to_string(),
         kpis: out_kpis,
     };
-    let path = crate::output::write_run_manifest(&args.out, &manifest)?;
+    let path = crate::output::write_run_manifest(&out, &manifest)?;
     tracing::info!(
         kpis = manifest.kpis.len(),
         rows = manifest.kpis.iter().map(|k| k.rows as u64).sum::<u64>(),
@@ -191,7 +193,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         stdout,
         "{} KPIs as of {as_of} written to {} in {} ms (run manifest {})",
         manifest.kpis.len(),
-        args.out.display(),
+        out.display(),
         manifest.total_ms,
         path.display()
     )?;

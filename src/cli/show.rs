@@ -25,9 +25,9 @@ pub struct Args {
     /// Period grain.
     #[arg(long, value_enum, default_value = "month")]
     pub grain: Grain,
-    /// Store directory.
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
-    pub store: PathBuf,
+    /// Store directory [default: `store` in crm-kpi.toml, else data/store].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
+    pub store: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PrintFormat,
@@ -51,9 +51,10 @@ fn kpi_names() -> clap::builder::PossibleValuesParser {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     crate::output::init_table_format();
     let config = crate::cli::load_config(cli)?;
+    let store_dir = crate::cli::store_path(&args.store, &config, Some(SAMPLE_STORE))?;
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
     let kpis = select_kpis(std::slice::from_ref(&args.kpi))?;
-    let store = Store::open(&args.store)?;
+    let store = Store::open(&store_dir)?;
     let config = config.for_store(&store)?;
     let params = Params::new(as_of_us, args.grain, config);
     let tables = Tables::from_store(&store)?;

@@ -21,12 +21,12 @@ pub struct Args {
     /// Read the query from a file (e.g. queries/win_rate_by_owner.sql).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Store directory.
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE", default_value = SAMPLE_STORE)]
-    pub store: PathBuf,
-    /// KPI output directory of `crm-kpi run`.
-    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT", default_value = "out")]
-    pub out: PathBuf,
+    /// Store directory [default: `store` in crm-kpi.toml, else data/store].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_STORE")]
+    pub store: Option<PathBuf>,
+    /// KPI output directory of `crm-kpi run` [default: `out` in crm-kpi.toml, else ./out].
+    #[arg(long, value_name = "DIR", env = "CRM_KPI_OUT")]
+    pub out: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: PrintFormat,
@@ -119,7 +119,7 @@ pub fn context(store: &Path, out: &Path) -> anyhow::Result<SQLContext> {
     Ok(ctx)
 }
 
-pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     crate::output::init_table_format();
     let query = match (&args.query, &args.file) {
         (Some(q), _) => q.clone(),
@@ -136,16 +136,19 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    let mut ctx = context(&args.store, &args.out)?;
+    let config = crate::cli::load_config(cli)?;
+    let store_dir = crate::cli::store_path(&args.store, &config, Some(SAMPLE_STORE))?;
+    let out = crate::cli::out_path(&args.out, &config);
+    let mut ctx = context(&store_dir, &out)?;
     let mut df = ctx
         .execute(&query)
         .and_then(|lf| lf.collect())
         .map_err(|e| {
             let msg = crate::error::first_line(&e.to_string());
-            let hint = if msg.contains("not found") && !args.out.is_dir() {
+            let hint = if msg.contains("not found") && !out.is_dir() {
                 format!(
                     " (the KPI outputs are read from {}, which does not exist: run `crm-kpi run` first, or set --out DIR or CRM_KPI_OUT)",
-                    args.out.display()
+                    out.display()
                 )
             } else {
                 String::new()

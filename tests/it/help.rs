@@ -358,3 +358,33 @@ fn progress_on_a_terminal_never_shares_a_line_with_logs() {
     }
     assert!(segments.iter().any(|s| s.contains(" INFO ") && s.contains("written")));
 }
+
+/// `store` and `out` in crm-kpi.toml stand for --store and --out; a command that needs a store
+/// and has none says how to give one.
+#[test]
+fn store_and_out_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
+    write(
+        d,
+        "crm-kpi.toml",
+        &format!("store = {:?}\nout = \"kpis\"\n", s(&sample)),
+    );
+    let o = run_in(d, &["run", "--as-of", "2026-06-30", "--kpi", "win_rate"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        d.join("kpis/win_rate/grain=month/as_of=2026-06-30/part-0.parquet")
+            .exists()
+    );
+    let o = run_in(d, &["validate"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::remove_file(d.join("crm-kpi.toml")).unwrap();
+    let o = run_in(d, &["validate"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("pass --store DIR, set CRM_KPI_STORE, or set `store` in crm-kpi.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
