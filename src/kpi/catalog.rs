@@ -100,11 +100,13 @@ pub fn reference_markdown() -> String {
     let mut s = String::from(
         "# KPI reference\n\n\
          <!-- Generated from the registry (src/kpi/<family>.rs) by scripts/update-docs.sh; do not edit. -->\n\n\
-         Every KPI is written to `OUT/<kpi>/as_of=<date>/part-0.parquet`, one row per key, sorted by \
+         Every KPI is written to `OUT/<kpi>/grain=<grain>/as_of=<date>/part-0.parquet` (`grain` and \
+         `as_of` are columns of the folder names, not of the file), one row per key, sorted by \
          its key. Sliced KPIs use one long format: `dimension` (`all`, `owner_id`, `source`, ...) and \
          `dimension_value` (null for `all`). Durations are days; quantiles interpolate linearly; \
          ratios over zero are null. The same text is in each output's Parquet metadata \
-         (`crm_kpi.definition`, `crm_kpi.grain`, `crm_kpi.key`) and in `crm-kpi list --long` / `--json`.\n",
+         (`crm_kpi.definition`, `crm_kpi.grain`, `crm_kpi.key`) and in `crm-kpi list --long` / `--json`. \
+         Counts are int64.\n",
     );
     for f in Family::ALL {
         s.push_str(&format!(
