@@ -196,6 +196,32 @@ pub fn write_kpi(
     Ok(path)
 }
 
+/// A Parquet file's footer: where it starts and its bytes (the thrift `FileMetaData`), after
+/// checking the trailing length and `PAR1` against the file's size.
+pub fn read_footer(f: &mut File) -> std::io::Result<(u64, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let len = f.metadata()?.len();
+    if len < 12 {
+        return Err(bad("too short for a Parquet footer".into()));
+    }
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::Start(len - 8))?;
+    f.read_exact(&mut tail)?;
+    if &tail[4..] != b"PAR1" {
+        return Err(bad("no PAR1 at its end (truncated?)".into()));
+    }
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer_len + 12 > len {
+        return Err(bad(format!("a footer of {footer_len} bytes in a file of {len}")));
+    }
+    let start = len - 8 - footer_len;
+    let mut footer = vec![0u8; footer_len as usize];
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut footer)?;
+    Ok((start, footer))
+}
+
 /// Removes the `ARROW:schema` entry polars writes into a Parquet footer (and fsyncs the file).
 /// With it, pyarrow 26 reads strings as `string_view`, which older readers refuse, and shows
 /// the embedded schema's (empty) metadata instead of the file's; without it, every reader
@@ -203,24 +229,10 @@ pub fn write_kpi(
 pub fn strip_arrow_schema(path: &Path) -> std::io::Result<()> {
     use polars_parquet_format::FileMetaData;
     use polars_parquet_format::thrift::protocol::{TCompactInputProtocol, TCompactOutputProtocol};
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::{Seek, SeekFrom, Write};
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("parquet footer: {what}"));
     let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-    let len = f.metadata()?.len();
-    if len < 12 {
-        return Err(bad("file too short"));
-    }
-    let mut tail = [0u8; 8];
-    f.seek(SeekFrom::Start(len - 8))?;
-    f.read_exact(&mut tail)?;
-    if &tail[4..] != b"PAR1" {
-        return Err(bad("no PAR1 at the end"));
-    }
-    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-    let start = len.checked_sub(8 + footer_len).ok_or_else(|| bad("length"))?;
-    let mut footer = vec![0u8; footer_len as usize];
-    f.seek(SeekFrom::Start(start))?;
-    f.read_exact(&mut footer)?;
+    let (start, footer) = read_footer(&mut f)?;
     let mut meta = {
         let mut prot = TCompactInputProtocol::new(footer.as_slice(), 1 << 30);
         FileMetaData::read_from_in_protocol(&mut prot).map_err(|e| bad(&e.to_string()))?

@@ -373,28 +373,8 @@ fn with_parquet<T>(
 fn check_footer(path: &Path) -> Result<(), String> {
     use polars_parquet_format::FileMetaData;
     use polars_parquet_format::thrift::protocol::TCompactInputProtocol;
-    use std::io::{Read, Seek, SeekFrom};
     let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    if len < 12 {
-        return Err("corrupt file: too short for a Parquet footer".into());
-    }
-    let mut tail = [0u8; 8];
-    f.seek(SeekFrom::Start(len - 8)).map_err(|e| e.to_string())?;
-    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
-    if &tail[4..] != b"PAR1" {
-        return Err("corrupt file: no PAR1 at its end (truncated?)".into());
-    }
-    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-    if footer_len + 12 > len {
-        return Err(format!(
-            "corrupt file: a footer of {footer_len} bytes in a file of {len}"
-        ));
-    }
-    let mut footer = vec![0u8; footer_len as usize];
-    f.seek(SeekFrom::Start(len - 8 - footer_len))
-        .map_err(|e| e.to_string())?;
-    f.read_exact(&mut footer).map_err(|e| e.to_string())?;
+    let (_, footer) = crate::output::read_footer(&mut f).map_err(|e| format!("corrupt file: {e}"))?;
     let budget = footer.len().saturating_mul(16).saturating_add(1 << 20);
     let mut prot = TCompactInputProtocol::new(footer.as_slice(), budget);
     FileMetaData::read_from_in_protocol(&mut prot).map_err(|e| format!("corrupt file: unreadable footer: {e}"))?;

@@ -158,3 +158,25 @@ pub fn read_output(out: &std::path::Path, kpi: &str, grain: &str, as_of: &str) -
     cols.extend(df.columns().iter().cloned());
     DataFrame::new(df.height(), cols).unwrap()
 }
+
+/// The quarantine of `table` in the store at `store` (empty when there is none).
+pub fn quarantine(store: &std::path::Path, table: &str) -> DataFrame {
+    crm_kpi::store::Store::open(store)
+        .unwrap()
+        .read_quarantine(table)
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// A column's values as text, null as `null`.
+pub fn strs(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("null").to_string())
+        .collect()
+}

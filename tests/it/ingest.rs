@@ -9,6 +9,7 @@ use crm_kpi::store::Store;
 use polars::prelude::*;
 
 use crate::common::*;
+use crate::fixtures::{quarantine, strs};
 
 const FX: &str = "currency,date,rate_to_base\nEUR,2024-01-01,1.10\nEUR,2024-02-01,1.20\n";
 
@@ -60,26 +61,6 @@ fn ingest(d: &Path, store: &Path, extra: &[&str], files: &[&str]) -> std::proces
 
 fn table(store: &Path, def: &schema::TableDef) -> DataFrame {
     Store::open(store).unwrap().read_table(def).unwrap()
-}
-
-fn quarantine(store: &Path, t: &str) -> DataFrame {
-    Store::open(store)
-        .unwrap()
-        .read_quarantine(t)
-        .unwrap()
-        .unwrap_or_default()
-}
-
-fn strs(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c)
-        .unwrap()
-        .cast(&DataType::String)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap_or("null").to_string())
-        .collect()
 }
 
 fn manifest(store: &Path) -> String {

@@ -10,26 +10,7 @@ use crm_kpi::store::Store;
 use polars::prelude::*;
 
 use crate::common::*;
-
-fn quarantine(store: &Path, t: &str) -> DataFrame {
-    Store::open(store)
-        .unwrap()
-        .read_quarantine(t)
-        .unwrap()
-        .unwrap_or_default()
-}
-
-fn text(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c)
-        .unwrap()
-        .cast(&DataType::String)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap_or("null").to_string())
-        .collect()
-}
+use crate::fixtures::{quarantine, strs};
 
 /// `L1,-9000000000000000,web` was stored under `month=invalid` and made every later `run`,
 /// `show` and `sql` panic inside polars. Times outside 1900-2199 are quarantined now.
@@ -46,14 +27,14 @@ fn an_out_of_range_time_is_quarantined_not_stored() {
     let out = run_in(d, &["ingest", "--store", s(&store), "leads.csv"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let q = quarantine(&store, "leads");
-    assert_eq!(text(&q, "lead_id"), ["L1", "L3", "L4"]);
-    assert_eq!(text(&q, "_rule"), ["unparseable"; 3]);
+    assert_eq!(strs(&q, "lead_id"), ["L1", "L3", "L4"]);
+    assert_eq!(strs(&q, "_rule"), ["unparseable"; 3]);
     assert!(
-        text(&q, "_reason")
+        strs(&q, "_reason")
             .iter()
             .all(|r| r.contains("1900-01-01 to 2199-12-31")),
         "{:?}",
-        text(&q, "_reason")
+        strs(&q, "_reason")
     );
     for args in [
         vec![
@@ -105,12 +86,12 @@ fn out_of_range_parquet_dates_and_times_are_bad_rows() {
     let store = d.join("store");
     let out = run_in(d, &["ingest", "--store", s(&store), "reps.parquet", "leads.parquet"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(text(&quarantine(&store, "reps"), "rep_id"), ["R1"]);
-    assert_eq!(text(&quarantine(&store, "reps"), "active_from"), [i32::MAX.to_string()]);
-    assert_eq!(text(&quarantine(&store, "leads"), "lead_id"), ["L1"]);
-    assert_eq!(text(&quarantine(&store, "leads"), "created_at"), [i64::MAX.to_string()]);
+    assert_eq!(strs(&quarantine(&store, "reps"), "rep_id"), ["R1"]);
+    assert_eq!(strs(&quarantine(&store, "reps"), "active_from"), [i32::MAX.to_string()]);
+    assert_eq!(strs(&quarantine(&store, "leads"), "lead_id"), ["L1"]);
+    assert_eq!(strs(&quarantine(&store, "leads"), "created_at"), [i64::MAX.to_string()]);
     let s_ = Store::open(&store).unwrap();
-    assert_eq!(text(&s_.read_table(&schema::REPS).unwrap(), "rep_id"), ["R2"]);
+    assert_eq!(strs(&s_.read_table(&schema::REPS).unwrap(), "rep_id"), ["R2"]);
     assert!(!store.join("tmp").exists(), "no scratch left behind");
 }
 
@@ -131,13 +112,13 @@ fn input_columns_named_like_internal_ones_do_not_collide() {
     let out = run_in(d, &["ingest", "--store", s(&store), "leads.csv"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let q = quarantine(&store, "leads");
-    assert_eq!(text(&q, "lead_id"), ["L2"]);
-    assert_eq!(text(&q, "_rule"), ["unparseable"]);
-    assert_eq!(text(&q, "_row"), ["2"]);
-    assert_eq!(text(&q, "input_rule"), ["a"]);
-    assert_eq!(text(&q, "input_row"), ["d"]);
-    assert_eq!(text(&q, "input.__crm_kpi_row"), ["e"]);
-    assert_eq!(text(&q, "__read_error"), ["f"]);
+    assert_eq!(strs(&q, "lead_id"), ["L2"]);
+    assert_eq!(strs(&q, "_rule"), ["unparseable"]);
+    assert_eq!(strs(&q, "_row"), ["2"]);
+    assert_eq!(strs(&q, "input_rule"), ["a"]);
+    assert_eq!(strs(&q, "input_row"), ["d"]);
+    assert_eq!(strs(&q, "input.__crm_kpi_row"), ["e"]);
+    assert_eq!(strs(&q, "__read_error"), ["f"]);
 }
 
 /// `=HYPERLINK(...)`, `+cmd|...`, `@SUM(1)` from a lead source came out unchanged in CSV,
