@@ -22,6 +22,7 @@ __all__ = ["FAMILIES", "KPIS", "Db", "connect", "rows"]
 def connect(store, as_of, cfg, con=None):
     """A Db over `store` as of `as_of` (YYYY-MM-DD): the views of views.py, then each family's."""
     db = Db(con if con is not None else duckdb.connect(), store, as_of, cfg)
+    db.con.execute("SET enable_progress_bar = false")
     views.setup(db)
     for module in FAMILIES.values():
         if hasattr(module, "setup"):

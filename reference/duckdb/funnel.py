@@ -3,11 +3,11 @@ stage_duration_survival, pipeline_snapshot, deal_size, win_rate, loss_reasons, s
 forecast_vs_actual, sales_velocity.
 
 Written from the definitions of `crm-kpi list --long`, not from the Rust code, over the views
-of views.py (deals, closed, visits, snaps, open_at). The Kaplan-Meier tables are in km.py.
+of views.py (deals, closed, visits, snaps, open_snaps). The Kaplan-Meier tables are in km.py.
 """
 
 from .km import KaplanMeier
-from .views import by_dims, dims_union, open_at, sql_list, sql_str
+from .views import by_dims, dims_union, open_snapshots, sql_list, sql_str
 
 
 def _steps(db):
@@ -95,9 +95,8 @@ def pipeline_snapshot(db):
     # A stage without a probability (a store's stage list may not know it): no weighted amount
     # of its open deals.
     unknown = sql_list([s.name for s in db.pipeline.stages if s.probability is None])
-    pairs = "SELECT s.snapshot_at, s.t, o.opportunity_id FROM snaps s JOIN opps o ON o.created_at <= s.t"
     return f"""
-        WITH op AS ({open_at(pairs)}),
+        WITH op AS (SELECT snapshot_at, t, opportunity_id, snap_stage, snap_prob FROM {open_snapshots(db)}),
         agg AS (
             SELECT op.snapshot_at, op.snap_stage AS stage, COUNT(*) AS open_deals,
                    COALESCE(SUM(d.amount_base), 0) AS amount,
@@ -173,12 +172,14 @@ def sales_cycle(db):
 
 
 def forecast_vs_actual(db):
-    pairs = (
-        "SELECT month_of(expected_close_date) AS period_start, "
-        "CAST(month_of(expected_close_date) AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND AS t, "
-        "opportunity_id, owner_id, amount_base FROM deals "
-        "WHERE expected_close_date IS NOT NULL AND month_of(expected_close_date) <= cur_period()"
-    )
+    # The pipeline forecast of month m: the deals expected to close in m that are open at the last
+    # instant before m, i.e. at the month-end snapshot of the month before.
+    pairs = f"""
+        SELECT d.period_start, d.owner_id, d.amount_base, o.snap_prob
+        FROM (SELECT month_of(expected_close_date) AS period_start, opportunity_id, owner_id, amount_base
+              FROM deals WHERE expected_close_date IS NOT NULL AND month_of(expected_close_date) <= cur_period()) d
+        JOIN {open_snapshots(db)} o ON o.opportunity_id = d.opportunity_id
+             AND o.period_start = CAST(d.period_start - INTERVAL 1 MONTH AS DATE)"""
     return f"""
         WITH sub AS (
             SELECT period_start, owner_id, amount_base AS submitted_forecast FROM (
@@ -192,7 +193,7 @@ def forecast_vs_actual(db):
         pipe AS (
             SELECT period_start, owner_id,
                    COALESCE(SUM(amount_base * COALESCE(snap_prob, 0)), 0) AS pipeline_forecast
-            FROM ({open_at(pairs)}) GROUP BY 1, 2),
+            FROM ({pairs}) GROUP BY 1, 2),
         act AS (SELECT period_start, owner_id, SUM(amount_base) AS actual FROM closed WHERE status = 'won'
                 GROUP BY 1, 2),
         k AS (SELECT period_start, owner_id FROM sub UNION SELECT period_start, owner_id FROM pipe
@@ -210,7 +211,7 @@ def forecast_vs_actual(db):
 
 
 def sales_velocity(db):
-    pairs = "SELECT s.period_start, s.t, d.opportunity_id, d.owner_id FROM snaps s JOIN deals d ON d.created_at <= s.t"
+    pairs = f"SELECT o.period_start, d.owner_id FROM {open_snapshots(db)} o JOIN deals d USING (opportunity_id)"
     opened = by_dims("op", "period_start, COUNT(*) AS open_deals", ["period_start"], ["owner_id"])
     closed = by_dims(
         "closed",
@@ -221,7 +222,7 @@ def sales_velocity(db):
         ["owner_id"],
     )
     return f"""
-        WITH op AS ({open_at(pairs)}), o AS ({opened}), c AS ({closed}),
+        WITH op AS ({pairs}), o AS ({opened}), c AS ({closed}),
         j AS (
             SELECT COALESCE(o.period_start, c.period_start) AS period_start,
                    COALESCE(o.dimension, c.dimension) AS dimension,

@@ -121,22 +121,30 @@ def lead_conversion(db):
 
 def cohort_conversion(db):
     # k counts months after the cohort's; cell (cohort, k) counts the conversions before the first
-    # instant of month cohort + k + 1 (so one dated before the cohort counts from k = 0).
-    def part(dim, value):
-        group = "l.cohort, ks.k" + (f", {value}" if dim != "all" else "")
-        return f"""
-            SELECT l.cohort AS cohort_start, '{dim}' AS dimension, {value} AS dimension_value,
-                   COUNT(*) AS cohort_size, ks.k,
-                   COUNT(*) FILTER (WHERE l.converted_at <
-                       CAST(CAST(l.cohort + to_months(CAST(ks.k + 1 AS INTEGER)) AS DATE) AS TIMESTAMPTZ)) AS raw_cum
-            FROM l JOIN ks ON ks.cohort = l.cohort
-            GROUP BY {group}"""
-
-    return f"""
-        WITH l AS (SELECT month_of(created_at) AS cohort, source, converted_at FROM leads_conv),
-        ks AS (SELECT cohort, unnest(generate_series(0, datediff('month', cohort, cur_period()))) AS k
-               FROM (SELECT DISTINCT cohort FROM l)),
-        cells AS ({part("all", "NULL::VARCHAR")} UNION ALL {part("source", "l.source")})
+    # instant of month cohort + k + 1, i.e. in a month at most cohort + k (so one dated before
+    # the cohort counts from k = 0). Conversions are counted per (cohort, month offset) and
+    # summed along k over the small cohort x k grid, not over a lead x k grid (20M rows at m).
+    return """
+        WITH l AS (SELECT month_of(created_at) AS cohort, source,
+                          CASE WHEN converted_at IS NOT NULL
+                               THEN greatest(datediff('month', month_of(created_at), month_of(converted_at)), 0)
+                          END AS j
+                   FROM leads_conv),
+        sizes AS (SELECT cohort, 'all' AS dimension, NULL::VARCHAR AS dimension_value, COUNT(*) AS cohort_size
+                  FROM l GROUP BY 1
+                  UNION ALL
+                  SELECT cohort, 'source', source, COUNT(*) FROM l GROUP BY 1, 3),
+        conv AS (SELECT cohort, 'all' AS dimension, NULL::VARCHAR AS dimension_value, j, COUNT(*) AS n
+                 FROM l WHERE j IS NOT NULL GROUP BY 1, 4
+                 UNION ALL
+                 SELECT cohort, 'source', source, j, COUNT(*) FROM l WHERE j IS NOT NULL GROUP BY 1, 3, 4),
+        grid AS (SELECT s.*, unnest(generate_series(0, datediff('month', s.cohort, cur_period()))) AS k FROM sizes s),
+        cells AS (
+            SELECT g.cohort AS cohort_start, g.dimension, g.dimension_value, g.cohort_size, g.k,
+                   CAST(SUM(COALESCE(c.n, 0)) OVER (PARTITION BY g.cohort, g.dimension, g.dimension_value ORDER BY g.k
+                                               ROWS UNBOUNDED PRECEDING) AS BIGINT) AS raw_cum
+            FROM grid g LEFT JOIN conv c ON c.cohort = g.cohort AND c.dimension = g.dimension
+                 AND c.dimension_value IS NOT DISTINCT FROM g.dimension_value AND c.j = g.k)
         SELECT cohort_start, dimension, dimension_value, cohort_size, k,
                CASE WHEN month_complete(CAST(cohort_start + to_months(CAST(k AS INTEGER)) AS DATE))
                     THEN raw_cum END AS converted_cum,

@@ -5,11 +5,12 @@ Written from the definitions in `crm-kpi list --long`, not from the Rust code:
 - open_deals_per_rep: the deals open at as_of (views.py's `deals`) per owner, with the reps
   table's team;
 - rep_scorecard: DENSE_RANK over (won_amount DESC, won_deals DESC), the open pipeline from
-  views.py's `snaps` and `open_at`;
-- activity: first touches by ROW_NUMBER over (occurred_at, activity_id) per lead and per account.
+  views.py's `open_snaps`;
+- activity: first touches by one min over (occurred_at, activity_id, owner_id) per lead and per
+  account.
 """
 
-from .views import open_at
+from .views import open_snapshots
 
 
 def targets_sql(metric):
@@ -48,7 +49,6 @@ def open_deals_per_rep(db):
 
 
 def rep_scorecard(db):
-    pairs = "SELECT s.period_start, s.t, d.opportunity_id, d.owner_id FROM snaps s JOIN deals d ON d.created_at <= s.t"
     return f"""
         WITH c AS (
             SELECT period_start, owner_id,
@@ -57,9 +57,9 @@ def rep_scorecard(db):
                    AVG(amount_base) FILTER (WHERE status = 'won') AS mean_deal_size,
                    quantile_cont(days, 0.5) FILTER (WHERE status = 'won') AS median_cycle_days
             FROM closed GROUP BY 1, 2),
-        op AS (SELECT o.period_start, o.owner_id, COUNT(*) AS open_deals,
+        op AS (SELECT o.period_start, d.owner_id AS owner_id, COUNT(*) AS open_deals,
                       COALESCE(SUM(d.amount_base), 0) AS open_pipeline
-               FROM ({open_at(pairs)}) o JOIN deals d USING (opportunity_id) GROUP BY 1, 2),
+               FROM {open_snapshots(db)} o JOIN deals d USING (opportunity_id) GROUP BY 1, 2),
         tg AS ({targets_sql("revenue")}),
         k AS (SELECT period_start, owner_id FROM c UNION SELECT period_start, owner_id FROM op
               UNION SELECT period_start, owner_id FROM tg),
@@ -89,22 +89,27 @@ def rep_scorecard(db):
 def activity(db):
     return f"""
         WITH a AS (SELECT * FROM activities_all WHERE occurred_at <= as_of_ts()),
+        -- A first touch: the earliest activity (then the smallest activity_id) of a lead or of an
+        -- account, one min over (occurred_at, activity_id, owner_id) per lead and per account;
+        -- an activity first for both its lead and its account counts once.
         first_touch AS (
-            SELECT activity_id FROM (
-                SELECT activity_id, row_number() OVER (PARTITION BY lead_id ORDER BY occurred_at, activity_id) AS rn
-                FROM a WHERE lead_id IS NOT NULL) WHERE rn = 1
-            UNION
-            SELECT activity_id FROM (
-                SELECT activity_id, row_number() OVER (PARTITION BY account_id ORDER BY occurred_at, activity_id) AS rn
-                FROM a WHERE account_id IS NOT NULL) WHERE rn = 1),
+            SELECT DISTINCT f.* FROM (
+                SELECT min({{'t': occurred_at, 'id': activity_id, 'owner': owner_id}}) AS f
+                FROM a WHERE lead_id IS NOT NULL GROUP BY lead_id
+                UNION ALL
+                SELECT min({{'t': occurred_at, 'id': activity_id, 'owner': owner_id}})
+                FROM a WHERE account_id IS NOT NULL GROUP BY account_id)),
+        nc AS (SELECT month_of(t) AS period_start, owner AS owner_id, COUNT(*) AS new_contacts
+               FROM first_touch GROUP BY 1, 2),
         per AS (
-            SELECT month_of(a.occurred_at) AS period_start, a.owner_id,
-                   count_if(kind = 'call') AS calls,
-                   count_if(kind = 'call' AND outcome = 'connected') AS connected_calls,
-                   count_if(kind = 'email') AS emails, count_if(kind = 'meeting') AS meetings,
-                   count_if(kind = 'visit') AS visits, count_if(kind = 'task') AS tasks,
-                   count_if(f.activity_id IS NOT NULL) AS new_contacts
-            FROM a LEFT JOIN first_touch f USING (activity_id) GROUP BY 1, 2),
+            SELECT p.*, COALESCE(nc.new_contacts, 0) AS new_contacts FROM (
+                SELECT month_of(occurred_at) AS period_start, owner_id,
+                       count_if(kind = 'call') AS calls,
+                       count_if(kind = 'call' AND outcome = 'connected') AS connected_calls,
+                       count_if(kind = 'email') AS emails, count_if(kind = 'meeting') AS meetings,
+                       count_if(kind = 'visit') AS visits, count_if(kind = 'task') AS tasks
+                FROM a GROUP BY 1, 2) p
+            LEFT JOIN nc ON nc.period_start = p.period_start AND nc.owner_id IS NOT DISTINCT FROM p.owner_id),
         tg AS ({targets_sql("calls")}),
         k AS (SELECT period_start, owner_id FROM per UNION SELECT period_start, owner_id FROM tg)
         SELECT k.period_start, k.owner_id,

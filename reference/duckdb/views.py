@@ -58,8 +58,10 @@ def setup(db):
     con.execute(f"CREATE MACRO as_of_ts() AS (TIMESTAMPTZ '{as_of} 23:59:59.999999+00')")
     con.execute(f"CREATE MACRO as_of_date() AS (DATE '{as_of}')")
     con.execute(f"CREATE MACRO cur_period() AS (DATE '{as_of[:8]}01')")
-    # Month of a timestamp (UTC) or a date, as a DATE.
-    con.execute("CREATE MACRO month_of(x) AS CAST(date_trunc('month', x) AS DATE)")
+    # Month of a timestamp (UTC) or a date, as a DATE: truncated as a plain (zone-less) timestamp
+    # rebuilt from its epoch microseconds, about 10x faster than date_trunc on a TIMESTAMPTZ, which
+    # goes through ICU's calendar even in UTC (0.07 s against 0.75 s over 5.7M activities).
+    con.execute("CREATE MACRO month_of(x) AS CAST(date_trunc('month', make_timestamp(epoch_us(x))) AS DATE)")
     con.execute("CREATE MACRO us(x) AS epoch_us(x)")
     con.execute(f"CREATE MACRO days_between(a, b) AS ((epoch_us(b) - epoch_us(a)) / {US_PER_DAY}.0)")
     con.execute("CREATE TABLE stages(stage VARCHAR, stage_index INT, probability DOUBLE, terminal BOOLEAN)")
@@ -75,17 +77,14 @@ def setup(db):
         CREATE VIEW opps AS SELECT * FROM opportunities_all WHERE created_at <= as_of_ts();
         CREATE TABLE events AS SELECT e.opportunity_id, e.stage, e.entered_at FROM stage_events_all e
             WHERE e.entered_at <= as_of_ts() AND e.opportunity_id IN (SELECT opportunity_id FROM opps);
-        -- One event per deal and instant: on equal times the later stage of the pipeline wins.
+        -- One event per deal and instant: on equal times the later stage of the pipeline wins
+        -- (a stage the pipeline does not know comes first). Aggregates, not windows: no sort.
         CREATE TABLE events_last_per_instant AS
-            SELECT opportunity_id, stage, entered_at FROM (
-              SELECT e.*, row_number() OVER (PARTITION BY opportunity_id, entered_at
-                     ORDER BY s.stage_index DESC NULLS LAST) AS rn
-              FROM events e LEFT JOIN stages s USING (stage)) WHERE rn = 1;
+            SELECT e.opportunity_id, arg_max(e.stage, COALESCE(s.stage_index, -1)) AS stage, e.entered_at
+            FROM events e LEFT JOIN stages s USING (stage) GROUP BY e.opportunity_id, e.entered_at;
         CREATE TABLE last_event AS
-            SELECT opportunity_id, last_stage, stage_entered_at FROM (
-              SELECT opportunity_id, stage AS last_stage, entered_at AS stage_entered_at,
-                     row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC) AS rn
-              FROM events_last_per_instant) WHERE rn = 1;
+            SELECT opportunity_id, arg_max(stage, entered_at) AS last_stage, max(entered_at) AS stage_entered_at
+            FROM events_last_per_instant GROUP BY opportunity_id;
         CREATE TABLE has_terminal AS SELECT DISTINCT opportunity_id FROM stage_events_all
             WHERE stage IN {terminal};
         CREATE TABLE deals AS
@@ -136,36 +135,86 @@ def setup(db):
     """)
 
 
-def open_at(pairs):
-    """The rows of `pairs` (a query with opportunity_id and t, a TIMESTAMPTZ <= as_of) whose deal is
-    open at t, with snap_stage (stage of its last event at or before t; null without any) and
-    snap_prob (that stage's probability)."""
-    return f"""
-        SELECT p.*, e.stage AS snap_stage, s.probability AS snap_prob
-        FROM ({pairs}) p
-        ASOF LEFT JOIN events_last_per_instant e
-            ON p.opportunity_id = e.opportunity_id AND p.t >= e.entered_at
-        LEFT JOIN stages s ON s.stage = e.stage
-        JOIN opps o ON o.opportunity_id = p.opportunity_id
-        LEFT JOIN has_terminal h ON h.opportunity_id = p.opportunity_id
-        WHERE o.created_at <= p.t
-          AND NOT COALESCE(s.terminal, false)
-          AND NOT (h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at <= p.t)
-    """
+def open_snapshots(db):
+    """The table `open_snaps`, made once: one row per snapshot instant of `snaps` and deal open
+    at it, with period_start, snapshot_at, t, opportunity_id, snap_stage
+    and snap_prob. Read by pipeline_snapshot, sales_velocity, rep_scorecard and
+    forecast_vs_actual.
+
+    A deal is open at an instant t when it was created at or before t, its last event at or
+    before t (on equal times the later stage of the pipeline) is not a terminal stage (a deal
+    without an event is open, in no stage; an unknown stage is open, without a probability),
+    and it has not been closed by its status and closed_at <= t (a deal with no terminal event
+    anywhere; one closed by its status without a closed_at is never open). snap_stage is the
+    stage of that last event, snap_prob its probability.
+
+    Built from each deal's open intervals instead of pairing every deal with every snapshot
+    (8M pairs at scale m, 0.7M of them open): a deal's events cut its life into half-open
+    segments [entered_at, next event) with the event's stage, plus one before its first event
+    with no stage; a segment is open unless its stage is terminal, and it starts no earlier than
+    the deal's creation and ends no later than its fallback close (a deal with no terminal
+    event, closed by its status and closed_at). A month-end instant (the month's last
+    microsecond) lies in [a, b) exactly when its month is between a's month and the month
+    before b's; the as_of instant when b is null or later than as_of."""
+    if db.cache.get("open_snaps"):
+        return "open_snaps"
+    db.con.execute("""
+        CREATE TABLE open_snaps AS
+        WITH seg AS (
+            SELECT opportunity_id, stage, entered_at AS seg_start,
+                   lead(entered_at) OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS seg_end
+            FROM events_last_per_instant
+            UNION ALL
+            SELECT o.opportunity_id, NULL, NULL, f.first_at
+            FROM opps o LEFT JOIN (SELECT opportunity_id, min(entered_at) AS first_at
+                                   FROM events_last_per_instant GROUP BY 1) f USING (opportunity_id)),
+        iv AS (
+            SELECT seg.opportunity_id, seg.stage, s.probability,
+                   CASE WHEN seg.seg_start IS NULL OR seg.seg_start < o.created_at THEN o.created_at
+                        ELSE seg.seg_start END AS a,
+                   CASE WHEN fb.c IS NULL THEN seg.seg_end WHEN seg.seg_end IS NULL THEN fb.c
+                        ELSE least(seg.seg_end, fb.c) END AS b
+            FROM seg
+            JOIN opps o USING (opportunity_id)
+            LEFT JOIN stages s ON s.stage = seg.stage
+            LEFT JOIN has_terminal h ON h.opportunity_id = seg.opportunity_id
+            CROSS JOIN LATERAL (SELECT CASE WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
+                                            THEN o.closed_at END AS c) fb
+            WHERE NOT COALESCE(s.terminal, false)
+              AND NOT (h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at IS NULL)),
+        live AS (SELECT * FROM iv WHERE b IS NULL OR a < b),
+        months AS (
+            SELECT opportunity_id, stage, probability,
+                   unnest(generate_series(
+                       year(month_of(a)) * 12 + month(month_of(a)) - 1,
+                       CASE WHEN b IS NULL OR month_of(b) > cur_period()
+                            THEN year(cur_period()) * 12 + month(cur_period()) - 2
+                            ELSE year(month_of(b)) * 12 + month(month_of(b)) - 2 END)) AS k
+            FROM live)
+        SELECT s.period_start, s.snapshot_at, s.t, m.opportunity_id, m.stage AS snap_stage,
+               m.probability AS snap_prob
+        FROM months m JOIN snaps s ON s.period_start = make_date(CAST(m.k // 12 AS INT), CAST(m.k % 12 + 1 AS INT), 1)
+        UNION ALL
+        SELECT cur_period(), as_of_date(), as_of_ts(), opportunity_id, stage, probability
+        FROM live WHERE b IS NULL OR b > as_of_ts()
+    """)
+    db.cache["open_snaps"] = True
+    return "open_snaps"
 
 
 def by_dims(src, select, group, dims):
-    """UNION ALL of `select` over `src` grouped by `group` (list) for the `all` row and then per
-    dimension, with dimension / dimension_value columns."""
-
-    def g(extra):
-        cols = group + extra
-        return f" GROUP BY {', '.join(cols)}" if cols else ""
-
-    parts = [f"SELECT 'all' AS dimension, NULL::VARCHAR AS dimension_value, {select} FROM {src}{g([])}"]
-    for d in dims:
-        parts.append(f"SELECT '{d}', CAST({d} AS VARCHAR), {select} FROM {src}{g([d])}")
-    return " UNION ALL ".join(parts)
+    """`select` over `src` grouped by `group` (list) for the `all` row and then per dimension,
+    with dimension / dimension_value columns: one aggregation with a grouping set per dimension
+    (one pass over `src`, not a UNION ALL of one query per dimension)."""
+    sets = ", ".join("(" + ", ".join(group + extra) + ")" for extra in [[]] + [[d] for d in dims])
+    if dims:
+        name = "CASE " + " ".join(f"WHEN grouping({d}) = 0 THEN '{d}'" for d in dims) + " ELSE 'all' END"
+        value = "CASE " + " ".join(f"WHEN grouping({d}) = 0 THEN CAST({d} AS VARCHAR)" for d in dims) + " END"
+    else:
+        name, value = "'all'", "NULL::VARCHAR"
+    return (
+        f"SELECT {name} AS dimension, {value} AS dimension_value, {select} FROM {src} GROUP BY GROUPING SETS ({sets})"
+    )
 
 
 def dims_union(select, dims, group):

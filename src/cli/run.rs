@@ -118,46 +118,59 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let total = kpis.len();
     tracing::info!(run_id = %run_id, as_of = %as_of, grain = args.grain.name(), kpis = total, "run started");
     let progress = crate::cli::log::progress(format!("0/{total} KPIs as of {as_of}: computing"), cli.quiet);
-    // Each family's outputs are written as soon as it is collected and then dropped.
-    let mut out_kpis = Vec::new();
-    let collect_ms = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |c| {
-        progress.set_message(format!(
-            "{}/{total} KPIs as of {as_of}: writing {}",
-            out_kpis.len() + 1,
-            c.kpi.name
-        ));
-        let t = Instant::now();
-        let path = crate::output::write_kpi(
-            staging.dir(),
-            &c.kpi,
-            &as_of,
-            args.grain.name(),
-            &config.hash(),
-            &run_id,
-            &c.df,
-        )?;
-        let final_path = staging.final_path(&path);
-        staged.push(path);
-        let path = final_path;
-        tracing::info!(
-            kpi = c.kpi.name,
-            rows = c.df.height(),
-            ms = t.elapsed().as_millis() as u64,
-            done = out_kpis.len() + 1,
-            of = total,
-            "written"
-        );
-        out_kpis.push(RunKpi {
-            name: c.kpi.name.to_string(),
-            version: c.kpi.version,
-            rows: c.df.height(),
-            path: path.display().to_string(),
-            plan_ms: c.plan_ms,
-            write_ms: t.elapsed().as_millis(),
+    // Each family's outputs are written as soon as it is collected and then dropped, by a writer
+    // thread, while the next family computes: polars keeps about one of the two cores busy on
+    // most of a family's plans, and the writes (Parquet encoding and compression: 1.9 s of the
+    // 26 s at scale m, the survival table alone 1.4 s) used to wait for each other.
+    let config_hash = config.hash();
+    let (out_kpis, collect_ms) = std::thread::scope(|scope| -> anyhow::Result<(Vec<RunKpi>, u128)> {
+        // Bounded: a family's outputs wait while the previous family's are written, no more.
+        let (send, recv) = std::sync::mpsc::sync_channel::<crate::kpi::run::Computed>(32);
+        let (progress, staging, staged, as_of, run_id) = (&progress, &staging, &mut staged, &as_of, &run_id);
+        let (grain, config_hash) = (args.grain.name(), &config_hash);
+        let writer = scope.spawn(move || -> anyhow::Result<Vec<RunKpi>> {
+            let mut out_kpis = Vec::new();
+            for c in recv {
+                progress.set_message(format!(
+                    "{}/{total} KPIs as of {as_of}: writing {}",
+                    out_kpis.len() + 1,
+                    c.kpi.name
+                ));
+                let t = Instant::now();
+                let path = crate::output::write_kpi(staging.dir(), &c.kpi, as_of, grain, config_hash, run_id, &c.df)?;
+                let final_path = staging.final_path(&path);
+                staged.push(path);
+                tracing::info!(
+                    kpi = c.kpi.name,
+                    rows = c.df.height(),
+                    ms = t.elapsed().as_millis() as u64,
+                    done = out_kpis.len() + 1,
+                    of = total,
+                    "written"
+                );
+                out_kpis.push(RunKpi {
+                    name: c.kpi.name.to_string(),
+                    version: c.kpi.version,
+                    rows: c.df.height(),
+                    path: final_path.display().to_string(),
+                    plan_ms: c.plan_ms,
+                    write_ms: t.elapsed().as_millis(),
+                });
+            }
+            Ok(out_kpis)
         });
-        Ok::<_, anyhow::Error>(())
-    })
-    .context("computing and writing the KPIs")?;
+        let computed = crate::kpi::run::compute_each(&tables, &params, kpis, engine, |c| {
+            // The writer stops receiving only when a write failed: its error is the one reported.
+            send.send(c).map_err(|_| anyhow::anyhow!("the output writer stopped"))
+        });
+        drop(send);
+        let written = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the output writer panicked"))?
+            .context("writing the KPIs")?;
+        let collect_ms = computed.context("computing the KPIs")?;
+        Ok((written, collect_ms))
+    })?;
     crate::cli::log::finish_progress(&progress);
     staging.publish(&staged)?;
     let manifest = RunManifest {

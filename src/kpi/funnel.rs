@@ -16,6 +16,7 @@ use crate::kpi::periods::{current_period_start, day_start, period_start, period_
 use crate::kpi::rules::{is_closed, is_lost, is_open, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, stable_sum};
 use crate::stats::km::KaplanMeier;
+use rayon::prelude::*;
 
 pub fn kpis() -> Vec<Kpi> {
     [
@@ -287,11 +288,14 @@ fn visits_by_stage(i: &Inputs, p: &Params, aggs: Vec<Expr>) -> PolarsResult<Lazy
 }
 
 /// Fits one Kaplan-Meier estimate per row of a frame with `__days` (List f64) and `__events`
-/// (List bool) columns.
+/// (List bool) columns. The groups are fitted in parallel (each fit is independent and sorts
+/// its own durations; the results keep the rows' order): one after the other, the fits of the
+/// ~800 groups at scale m (3.1M visits, the `all` rows holding every visit of their stage) held
+/// one core while the other idled.
 fn fit_rows(df: &DataFrame) -> PolarsResult<Vec<KaplanMeier>> {
     let (days, events) = (df.column("__days")?.list()?, df.column("__events")?.list()?);
-    days.series_iter()
-        .zip(events.series_iter())
+    let rows: Vec<(Option<Series>, Option<Series>)> = days.series_iter().zip(events.series_iter()).collect();
+    rows.into_par_iter()
         .map(|(d, e)| {
             let (Some(d), Some(e)) = (d, e) else {
                 return Ok(KaplanMeier::default());

@@ -204,8 +204,16 @@ impl Inputs {
         if let Some((df, _)) = frames().get(name) {
             return Ok(df.clone().lazy());
         }
-        // Not locked while collecting: `plan` may read other shared frames.
+        // Not locked while collecting: `plan` may read other shared frames (whose own collects
+        // are logged first and counted in this one's time).
+        let t = std::time::Instant::now();
         let df = reproducible(plan()?).collect_with_engine(self.engine)?.unwrap_single();
+        tracing::debug!(
+            frame = name,
+            rows = df.height(),
+            ms = t.elapsed().as_millis() as u64,
+            "shared frame collected"
+        );
         frames().insert(name, (df.clone(), keep));
         Ok(df.lazy())
     }

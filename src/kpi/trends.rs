@@ -155,33 +155,42 @@ fn trends(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     // so +1 at p and -1 at the first period past that; the running total over the grid is the
     // number of accounts with a purchase in the trailing window.
     let span = lit(trailing_span(g));
-    let steps = orders
-        .filter(col("__buy"))
-        .select([col("account_id"), col("period_start")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .sort(["account_id", "period_start"], SortMultipleOptions::default())
-        .with_column(
-            when(col("account_id").shift(lit(-1)).eq(col("account_id")))
-                .then(col("period_start").shift(lit(-1)))
-                .otherwise(lit(NULL).cast(DataType::Date))
-                .alias("__next"),
-        )
-        .with_column(col("period_start").dt().offset_by(span).alias("__expire"))
-        .select([
-            col("period_start"),
-            when(col("__next").is_not_null().and(col("__next").lt(col("__expire"))))
-                .then(col("__next"))
-                .otherwise(col("__expire"))
-                .alias("__end"),
-        ]);
-    let step_in = steps
+    // Collected once (a shared frame, one row per entry period and exit period): its two readers
+    // below, as lazy plans, each ran the sort and the unique over the accounts' purchase
+    // periods (scale m: 0.37 + 0.24 s and 0.15 + 0.11 s); polars' common-subplan elimination did
+    // not merge them, and a `.cache()` made the whole plan slower (1.2 -> 3.1 s).
+    let flows = i.shared("trailing_active_flows", || {
+        Ok(orders
+            .clone()
+            .filter(col("__buy"))
+            .select([col("account_id"), col("period_start")])
+            .unique(None, UniqueKeepStrategy::Any)
+            .sort(["account_id", "period_start"], SortMultipleOptions::default())
+            .with_column(
+                when(col("account_id").shift(lit(-1)).eq(col("account_id")))
+                    .then(col("period_start").shift(lit(-1)))
+                    .otherwise(lit(NULL).cast(DataType::Date))
+                    .alias("__next"),
+            )
+            .with_column(col("period_start").dt().offset_by(span).alias("__expire"))
+            .select([
+                col("period_start"),
+                when(col("__next").is_not_null().and(col("__next").lt(col("__expire"))))
+                    .then(col("__next"))
+                    .otherwise(col("__expire"))
+                    .alias("__end"),
+            ])
+            .group_by([col("period_start"), col("__end")])
+            .agg([len().cast(DataType::Int64).alias("__n")]))
+    })?;
+    let step_in = flows
         .clone()
         .group_by(by_period())
-        .agg([len().cast(DataType::Int64).alias("__in")]);
-    let step_out = steps
-        .select([col("__end").alias("period_start")])
+        .agg([col("__n").sum().alias("__in")]);
+    let step_out = flows
+        .select([col("__end").alias("period_start"), col("__n")])
         .group_by(by_period())
-        .agg([len().cast(DataType::Int64).alias("__out")]);
+        .agg([col("__n").sum().alias("__out")]);
 
     // Dense grid from the first period with data up to as_of's period.
     let grid = concat(
