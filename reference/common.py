@@ -387,10 +387,10 @@ def output_path(out, kpi, as_of, grain="month"):
     return f"{out}/{kpi}/grain={grain}/as_of={as_of}/part-0.parquet"
 
 
-def output_relation(out, kpi, as_of):
+def output_relation(out, kpi, as_of, grain="month"):
     """crm-kpi's output of a KPI as a DuckDB relation, read as warehouses read it: the file's
     columns with `as_of` (a DATE) from its folder name."""
-    return f"(SELECT * EXCLUDE (grain) FROM read_parquet('{output_path(out, kpi, as_of)}', hive_partitioning = true))"
+    return f"(SELECT * EXCLUDE (grain) FROM read_parquet('{output_path(out, kpi, as_of, grain)}', hive_partitioning = true))"
 
 
 def fetch(con, sql):
@@ -463,24 +463,24 @@ def column_problems(spec, ref_cols, mine_cols, engine):
     return lines
 
 
-def read_output(con, out, kpi, as_of):
+def read_output(con, out, kpi, as_of, grain="month"):
     """crm-kpi's rows of a KPI, or None without an output file."""
-    path = output_path(out, kpi, as_of)
+    path = output_path(out, kpi, as_of, grain)
     if not os.path.exists(path):
         return None
-    return fetch(con, f"SELECT * FROM {output_relation(out, kpi, as_of)}")
+    return fetch(con, f"SELECT * FROM {output_relation(out, kpi, as_of, grain)}")
 
 
-def compare(con, spec, ref, out, as_of, engine, label=None):
+def compare(con, spec, ref, out, as_of, engine, label=None, grain="month"):
     """Compares a reference (columns, rows as dicts) with crm-kpi's output of the same KPI, key
     by key: numbers equal to 1e-9 relative (at least 1e-9 absolute), anything else exactly, the
     catalog's columns present on both sides. Prints one line (and up to 8 differences); returns
     the number of mismatching values and rows. `label` names the line (default: the KPI)."""
     kpi, key = spec["name"], spec["key"]
     label = label or kpi
-    mine_out = read_output(con, out, kpi, as_of)
+    mine_out = read_output(con, out, kpi, as_of, grain)
     if mine_out is None:
-        print(f"{label:<24} no output at {output_path(out, kpi, as_of)}")
+        print(f"{label:<24} no output at {output_path(out, kpi, as_of, grain)}")
         return 1
     mine_cols, mine = mine_out
     ref_cols, ref_rows = ref
@@ -538,14 +538,14 @@ def rel_diff(a, b):
     return 0.0 if a == b else abs(a - b) / max(abs(a), abs(b))
 
 
-def within_tolerance(con, spec, ref, out, as_of, engine):
+def within_tolerance(con, spec, ref, out, as_of, engine, grain="month"):
     """`ref` with each TOLERANCES column's value replaced by crm-kpi's where the two agree within
     the column's relative tolerance, so that `compare`'s exact check passes them (values beyond
     it are kept and reported as mismatches). Prints, per column, the tolerance and the largest
     relative difference seen."""
     kpi, key = spec["name"], spec["key"]
     tols = TOLERANCES.get(kpi)
-    mine_out = read_output(con, out, kpi, as_of)
+    mine_out = read_output(con, out, kpi, as_of, grain)
     if not tols or mine_out is None:
         return ref
     cols, rows = ref

@@ -15,6 +15,7 @@ pub mod log;
 pub mod preset;
 pub mod run;
 pub mod show;
+pub mod spark;
 pub mod sql;
 pub mod validate;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Sql(sql::Args),
     /// List the built-in CRM presets, or print one to copy and adapt.
     Preset(preset::Args),
+    /// The catalog on Apache Spark: `spark export` writes a bundle for spark-submit.
+    Spark(spark::Args),
     /// Print the Parquet files that hold a store table now (for Spark, pandas, pyarrow).
     Files(files::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Sql(a) => sql::run(&cli, a),
         Command::Preset(a) => preset::run(&cli, a),
         Command::Files(a) => files::run(&cli, a),
+        Command::Spark(a) => spark::run(&cli, a),
         Command::Completions(a) => completions::run(&cli, a),
         Command::Man => completions::man(&cli),
     });

@@ -37,6 +37,20 @@ pub struct Args {
     /// Use polars' streaming engine (bounded memory on large stores).
     #[arg(long)]
     pub streaming: bool,
+    /// Where the KPIs are computed: in this process (polars), or on Spark (the bundle of
+    /// `crm-kpi spark export`, run by --spark-submit).
+    #[arg(long, value_enum, default_value = "polars")]
+    pub engine: EngineKind,
+    /// With --engine spark: the command that runs the bundle's entry point, followed by its
+    /// arguments (e.g. "spark-submit --master yarn --deploy-mode cluster").
+    #[arg(long, value_name = "CMD", default_value = "spark-submit")]
+    pub spark_submit: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Polars,
+    Spark,
 }
 
 pub fn resolve_as_of(as_of: Option<&str>, config: &crate::Config) -> anyhow::Result<i64> {
@@ -96,6 +110,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let config = crate::cli::load_config(cli)?;
     let store_dir = crate::cli::store_path(&args.store, &config, Some(SAMPLE_STORE))?;
     let out = crate::cli::out_path(&args.out, &config);
+    if args.engine == EngineKind::Spark {
+        return crate::cli::spark::submit(
+            cli,
+            &args.spark_submit,
+            &store_dir,
+            &out,
+            args.as_of.as_deref(),
+            args.grain,
+            &args.kpi,
+        );
+    }
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
     let kpis = select_kpis(&args.kpi)?;
     let store = Store::open(&store_dir)?;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
+
+use crate::kpi::spark::Spark;
 use rayon::prelude::*;
 
 use crate::config::ClvSegmentBy;
@@ -46,6 +48,7 @@ fn deal_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "customer_type"],
             build: new_vs_existing,
+            spark: Spark::sql(include_str!("spark/new_vs_existing.sql")),
         },
         Kpi {
             name: "lost_reengagement",
@@ -72,6 +75,7 @@ fn deal_kpis() -> Vec<Kpi> {
             },
             key: &["opportunity_id"],
             build: lost_reengagement,
+            spark: Spark::sql(include_str!("spark/lost_reengagement.sql")),
         },
     ]
 }
@@ -214,6 +218,7 @@ fn revenue_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "dimension", "dimension_value"],
             build: revenue,
+            spark: Spark::sql(include_str!("spark/revenue.sql")),
         },
         Kpi {
             name: "clv_historical",
@@ -244,6 +249,7 @@ fn revenue_kpis() -> Vec<Kpi> {
             },
             key: &["account_id"],
             build: clv_historical,
+            spark: Spark::sql(include_str!("spark/clv_historical.sql")),
         },
         Kpi {
             name: "clv_segments",
@@ -268,6 +274,7 @@ fn revenue_kpis() -> Vec<Kpi> {
             },
             key: &["dimension", "dimension_value"],
             build: clv_segments,
+            spark: Spark::sql(include_str!("spark/clv_segments.sql")),
         },
     ]
 }
@@ -496,6 +503,7 @@ fn clv_kpis() -> Vec<Kpi> {
             },
             key: &["account_id"],
             build: clv_predictive,
+            spark: Spark::sql(include_str!("spark/clv_predictive.sql")),
         },
         Kpi {
             name: "clv_model",
@@ -517,6 +525,7 @@ fn clv_kpis() -> Vec<Kpi> {
             },
             key: &["segment", "model", "param"],
             build: clv_model,
+            spark: Spark::sql(include_str!("spark/clv_model.sql")),
         },
     ]
 }
@@ -942,6 +951,7 @@ fn retention_kpis() -> Vec<Kpi> {
         },
         key: &["cohort_start", "k"],
         build: retention,
+        spark: Spark::sql(include_str!("spark/retention.sql")),
     }]
 }
 

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
+use crate::kpi::spark::Spark;
+
 use crate::config::{Config, Terminal};
 use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
 use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
@@ -61,6 +63,7 @@ fn stage_kpis() -> Vec<Kpi> {
             },
             key: &["mode", "dimension", "dimension_value", "stage_index"],
             build: stage_funnel,
+            spark: Spark::sql(include_str!("spark/stage_funnel.sql")),
         },
         Kpi {
             name: "stage_duration",
@@ -97,6 +100,7 @@ fn stage_kpis() -> Vec<Kpi> {
             },
             key: &["stage", "dimension", "dimension_value"],
             build: stage_duration,
+            spark: Spark::sql(include_str!("spark/stage_duration.sql")),
         },
         Kpi {
             name: "stage_duration_survival",
@@ -125,6 +129,7 @@ fn stage_kpis() -> Vec<Kpi> {
             },
             key: &["stage", "dimension", "dimension_value", "t_days"],
             build: stage_duration_survival,
+            spark: Spark::sql(include_str!("spark/stage_duration_survival.sql")),
         },
     ]
 }
@@ -450,6 +455,7 @@ fn pipeline_kpis() -> Vec<Kpi> {
             },
             key: &["snapshot_at", "stage"],
             build: pipeline_snapshot,
+            spark: Spark::sql(include_str!("spark/pipeline_snapshot.sql")),
         },
         Kpi {
             name: "deal_size",
@@ -477,6 +483,7 @@ fn pipeline_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "dimension", "dimension_value"],
             build: deal_size,
+            spark: Spark::sql(include_str!("spark/deal_size.sql")),
         },
     ]
 }
@@ -588,6 +595,7 @@ fn deal_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "dimension", "dimension_value"],
             build: win_rate,
+            spark: Spark::sql(include_str!("spark/win_rate.sql")),
         },
         Kpi {
             name: "loss_reasons",
@@ -608,6 +616,7 @@ fn deal_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "loss_reason"],
             build: loss_reasons,
+            spark: Spark::sql(include_str!("spark/loss_reasons.sql")),
         },
         Kpi {
             name: "sales_cycle",
@@ -632,6 +641,7 @@ fn deal_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "outcome", "dimension", "dimension_value"],
             build: sales_cycle,
+            spark: Spark::sql(include_str!("spark/sales_cycle.sql")),
         },
     ]
 }
@@ -732,6 +742,7 @@ fn forecast_kpis() -> Vec<Kpi> {
         },
         key: &["period_start", "owner_id"],
         build: forecast_vs_actual,
+        spark: Spark::sql(include_str!("spark/forecast_vs_actual.sql")),
     }]
 }
 
@@ -843,6 +854,7 @@ fn velocity_kpis() -> Vec<Kpi> {
         },
         key: &["period_start", "dimension", "dimension_value"],
         build: sales_velocity,
+        spark: Spark::sql(include_str!("spark/sales_velocity.sql")),
     }]
 }
 
@@ -931,6 +943,7 @@ fn snapshot_kpis() -> Vec<Kpi> {
         },
         key: &["opportunity_id"],
         build: deal_snapshot,
+        spark: Spark::sql(include_str!("spark/deal_snapshot.sql")),
     }]
 }
 

@@ -5,6 +5,8 @@
 use polars::lazy::dsl;
 use polars::prelude::*;
 
+use crate::kpi::spark::Spark;
+
 use crate::config::ConvertedEvent;
 use crate::kpi::periods::{
     current_period_start, explode_dates, period_complete, period_ordinal, period_start, periods_to_as_of,
@@ -54,6 +56,7 @@ pub fn kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "dimension", "dimension_value"],
             build: lead_volume,
+            spark: Spark::sql(include_str!("spark/lead_volume.sql")),
         },
         Kpi {
             name: "lead_velocity_rate",
@@ -80,6 +83,7 @@ pub fn kpis() -> Vec<Kpi> {
             },
             key: &["period_start"],
             build: lead_velocity_rate,
+            spark: Spark::sql(include_str!("spark/lead_velocity_rate.sql")),
         },
         Kpi {
             name: "lead_conversion",
@@ -110,6 +114,7 @@ pub fn kpis() -> Vec<Kpi> {
             },
             key: &["dimension", "dimension_value"],
             build: lead_conversion,
+            spark: Spark::sql(include_str!("spark/lead_conversion.sql")),
         },
         Kpi {
             name: "cohort_conversion",
@@ -140,6 +145,7 @@ pub fn kpis() -> Vec<Kpi> {
             },
             key: &["cohort_start", "dimension", "dimension_value", "k"],
             build: cohort_conversion,
+            spark: Spark::sql(include_str!("spark/cohort_conversion.sql")),
         },
         Kpi {
             name: "campaign_performance",
@@ -176,6 +182,7 @@ pub fn kpis() -> Vec<Kpi> {
             },
             key: &["campaign_id"],
             build: campaign_performance,
+            spark: Spark::sql(include_str!("spark/campaign_performance.sql")),
         },
     ]
 }

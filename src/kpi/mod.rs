@@ -16,6 +16,7 @@ pub mod periods;
 pub mod reps;
 pub mod rules;
 pub mod run;
+pub mod spark;
 pub mod trends;
 
 use chrono::{DateTime, NaiveDate};
@@ -177,6 +178,8 @@ pub struct Kpi {
     /// Columns that together identify a row.
     pub key: &'static [&'static str],
     pub build: fn(&Inputs, &Params) -> PolarsResult<LazyFrame>,
+    /// The same KPI in Spark SQL (`src/kpi/spark/<name>.sql`), for `crm-kpi spark export`.
+    pub spark: spark::Spark,
 }
 
 impl std::fmt::Debug for Kpi {

@@ -4,6 +4,8 @@
 
 use polars::prelude::*;
 
+use crate::kpi::spark::Spark;
+
 use crate::kpi::inputs::open_snapshots;
 use crate::kpi::periods::{current_period_start, period_start, period_start_of_date};
 use crate::kpi::rules::{is_lost, is_open, is_won};
@@ -40,6 +42,7 @@ fn rep_kpis() -> Vec<Kpi> {
             },
             key: &["owner_id"],
             build: open_deals_per_rep,
+            spark: Spark::sql(include_str!("spark/open_deals_per_rep.sql")),
         },
         Kpi {
             name: "rep_scorecard",
@@ -93,6 +96,7 @@ fn rep_kpis() -> Vec<Kpi> {
             },
             key: &["period_start", "owner_id"],
             build: rep_scorecard,
+            spark: Spark::sql(include_str!("spark/rep_scorecard.sql")),
         },
     ]
 }
@@ -312,6 +316,7 @@ fn activity_kpis() -> Vec<Kpi> {
         },
         key: &["period_start", "owner_id"],
         build: activity,
+        spark: Spark::sql(include_str!("spark/activity.sql")),
     }]
 }
 

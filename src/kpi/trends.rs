@@ -8,6 +8,8 @@
 
 use polars::prelude::*;
 
+use crate::kpi::spark::Spark;
+
 use crate::kpi::periods::{Grain, explode_dates, period_complete, period_start, periods_to_as_of};
 use crate::kpi::rules::{is_lost, is_refund, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, ratio};
@@ -71,6 +73,7 @@ pub fn kpis() -> Vec<Kpi> {
         },
         key: &["series", "period_start"],
         build: trends,
+        spark: Spark::sql(include_str!("spark/trends.sql")),
     }]
 }
 

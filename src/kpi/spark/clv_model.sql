@@ -1,0 +1,1 @@
+-- crm-kpi: no Spark version yet

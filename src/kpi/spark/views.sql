@@ -1,0 +1,137 @@
+-- The views every family reads: the store's tables as of as_of and the deal state, following
+-- the definitions of `crm-kpi list --long` and docs/decisions.md (the same rules as
+-- src/kpi/inputs.rs):
+-- - rows whose main timestamp is later than as_of are not known yet;
+-- - the pipeline is the store's `stages` table when it holds any (sorted by position, nulls
+--   last, then name), else the configuration's [[stages]];
+-- - a deal's state at an instant T comes from its stage events: the last event at or before T
+--   decides (ties on time: the later stage of the pipeline), a terminal stage closes the deal
+--   at that event; a deal with no terminal event anywhere in its history is closed from its
+--   status/closed_at when closed_at <= T;
+-- - a visit is one stage event; it ends at the deal's next event, or at its (fallback) close,
+--   or is censored at as_of;
+-- - durations are days = microseconds / 86,400,000,000 (a DOUBLE);
+-- - snapshot instants: the end of every period from the first deal's creation period to the
+--   period before as_of's, then as_of itself.
+
+CREATE OR REPLACE TEMP VIEW config_stages AS {{config_stages}};
+
+CACHE TABLE stages AS
+SELECT stage, CAST(row_number() OVER (ORDER BY position ASC NULLS LAST, stage) - 1 AS INT) AS stage_index,
+       probability, terminal
+FROM stages_all WHERE stage IS NOT NULL
+UNION ALL
+SELECT stage, CAST(position AS INT), probability, terminal FROM config_stages
+WHERE NOT EXISTS (SELECT 1 FROM stages_all WHERE stage IS NOT NULL);
+
+CREATE OR REPLACE TEMP VIEW opps AS
+SELECT * FROM opportunities_all WHERE created_at <= {{as_of_ts}};
+
+CACHE TABLE events AS
+SELECT e.opportunity_id, e.stage, e.entered_at
+FROM stage_events_all e LEFT SEMI JOIN opps o ON o.opportunity_id = e.opportunity_id
+WHERE e.entered_at <= {{as_of_ts}};
+
+-- One event per deal and instant: on equal times the later stage of the pipeline wins (a
+-- stage the pipeline does not know comes first).
+CACHE TABLE events_last_per_instant AS
+SELECT e.opportunity_id, max_by(e.stage, struct(COALESCE(s.stage_index, -1), e.stage)) AS stage, e.entered_at
+FROM events e LEFT JOIN stages s ON s.stage = e.stage
+GROUP BY e.opportunity_id, e.entered_at;
+
+CREATE OR REPLACE TEMP VIEW last_event AS
+SELECT opportunity_id, max_by(stage, entered_at) AS last_stage, max(entered_at) AS stage_entered_at
+FROM events_last_per_instant GROUP BY opportunity_id;
+
+-- Deals with a terminal event anywhere in their history (after as_of included): their
+-- status/closed_at columns are not read.
+CACHE TABLE has_terminal AS
+SELECT DISTINCT e.opportunity_id
+FROM stage_events_all e JOIN stages s ON s.stage = e.stage
+WHERE s.terminal IS NOT NULL;
+
+CACHE TABLE deals AS
+SELECT o.opportunity_id, o.account_id, o.owner_id, o.region, o.amount_base, o.created_at,
+       o.loss_reason, o.campaign_id, o.expected_close_date, l.source,
+       le.last_stage AS stage, le.stage_entered_at,
+       CASE WHEN ls.terminal = 'won' THEN 'won'
+            WHEN ls.terminal = 'lost' THEN 'lost'
+            WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
+                 AND o.closed_at <= {{as_of_ts}} THEN o.status
+            ELSE 'open' END AS status,
+       CASE WHEN ls.terminal IS NOT NULL THEN le.stage_entered_at
+            WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
+                 AND o.closed_at <= {{as_of_ts}} THEN o.closed_at END AS closed_at
+FROM opps o
+LEFT JOIN last_event le ON le.opportunity_id = o.opportunity_id
+LEFT JOIN stages ls ON ls.stage = le.last_stage
+LEFT JOIN has_terminal h ON h.opportunity_id = o.opportunity_id
+LEFT JOIN (SELECT lead_id, source FROM leads_all WHERE created_at <= {{as_of_ts}}) l ON l.lead_id = o.lead_id;
+
+-- Closed deals with the period of their close and their cycle in days.
+CREATE OR REPLACE TEMP VIEW closed AS
+SELECT *, {{period(closed_at)}} AS period_start,
+       (unix_micros(closed_at) - unix_micros(created_at)) / 8.64e10 AS days
+FROM deals WHERE status IN ('won', 'lost');
+
+-- Visits to the pipeline's open stages: each event at or before as_of; it ends at the deal's
+-- next event (ties on time ordered by pipeline position), else at the deal's close (a deal
+-- closed without a terminal event), else it is censored at as_of.
+CACHE TABLE visits AS
+SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
+       COALESCE(v.next_at, d.closed_at) AS exited_at,
+       COALESCE(v.next_at, d.closed_at) IS NOT NULL AS completed,
+       unix_micros(COALESCE(v.next_at, d.closed_at, {{as_of_ts}})) - unix_micros(v.entered_at) AS days_us,
+       (unix_micros(COALESCE(v.next_at, d.closed_at, {{as_of_ts}})) - unix_micros(v.entered_at)) / 8.64e10 AS days
+FROM (SELECT e.opportunity_id, e.stage, e.entered_at, s.stage_index, s.terminal, s.stage IS NOT NULL AS known,
+             lead(e.entered_at) OVER (PARTITION BY e.opportunity_id
+                                      ORDER BY e.entered_at, COALESCE(s.stage_index, -1)) AS next_at
+      FROM events e LEFT JOIN stages s ON s.stage = e.stage) v
+JOIN deals d ON d.opportunity_id = v.opportunity_id
+WHERE v.known AND v.terminal IS NULL;
+
+-- Snapshot instants: the end of every period from the first deal's creation period to the
+-- period before as_of's (snapshot_at its last local day, t its last microsecond), then as_of.
+CACHE TABLE snaps AS
+SELECT date_sub({{next_period(m)}}, 1) AS snapshot_at, m AS period_start, {{period_end(m)}} AS t
+FROM (SELECT explode(sequence({{period((SELECT min(created_at) FROM opps))}}, {{cur_period}}, {{period_step}})) AS m)
+WHERE m < {{cur_period}}
+UNION ALL
+SELECT {{as_of_date}}, {{cur_period}}, {{as_of_ts}};
+
+-- One row per snapshot instant and deal open at it (period_start, snapshot_at, t,
+-- opportunity_id, snap_stage, snap_prob). A deal is open at t when it was created at or before
+-- t, its last event at or before t (on equal times the later stage of the pipeline) is not a
+-- terminal stage (a deal without an event is open, in no stage; an unknown stage is open,
+-- without a probability), and it has not been closed by its status and closed_at <= t (a deal
+-- with no terminal event anywhere; one closed by its status without a closed_at is never open).
+-- Built from each deal's open intervals [a, b): its events cut its life into segments
+-- [entered_at, next event) with the event's stage, plus one before its first event with no
+-- stage; a segment is open unless its stage is terminal; it starts no earlier than the deal's
+-- creation and ends no later than its fallback close.
+CACHE TABLE open_snaps AS
+WITH seg AS (
+    SELECT opportunity_id, stage, entered_at AS seg_start,
+           lead(entered_at) OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS seg_end
+    FROM events_last_per_instant
+    UNION ALL
+    SELECT o.opportunity_id, CAST(NULL AS STRING), CAST(NULL AS TIMESTAMP), f.first_at
+    FROM opps o LEFT JOIN (SELECT opportunity_id, min(entered_at) AS first_at
+                           FROM events_last_per_instant GROUP BY opportunity_id) f
+         ON f.opportunity_id = o.opportunity_id),
+iv AS (
+    SELECT seg.opportunity_id, seg.stage, s.probability,
+           CASE WHEN seg.seg_start IS NULL OR seg.seg_start < o.created_at THEN o.created_at
+                ELSE seg.seg_start END AS a,
+           CASE WHEN fb IS NULL THEN seg.seg_end WHEN seg.seg_end IS NULL THEN fb
+                ELSE least(seg.seg_end, fb) END AS b
+    FROM seg
+    JOIN (SELECT o.*, CASE WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost') THEN o.closed_at END AS fb,
+                 h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at IS NULL AS never_open
+          FROM opps o LEFT JOIN has_terminal h ON h.opportunity_id = o.opportunity_id) o
+         ON o.opportunity_id = seg.opportunity_id
+    LEFT JOIN stages s ON s.stage = seg.stage
+    WHERE s.terminal IS NULL AND NOT o.never_open),
+live AS (SELECT * FROM iv WHERE b IS NULL OR a < b)
+SELECT s.period_start, s.snapshot_at, s.t, l.opportunity_id, l.stage AS snap_stage, l.probability AS snap_prob
+FROM live l JOIN snaps s ON s.t >= l.a AND (l.b IS NULL OR s.t < l.b);

@@ -1,0 +1,1 @@
+-- The customers family's shared views (none yet).

@@ -1,0 +1,1 @@
+-- The funnel family's shared views (none yet).

@@ -1,0 +1,1 @@
+-- The leads family's shared views (none yet).

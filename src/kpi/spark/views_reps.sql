@@ -1,0 +1,1 @@
+-- The reps family's shared views (none yet).

@@ -1,0 +1,1 @@
+-- The trends family's shared views (none yet).
