@@ -108,9 +108,10 @@ pub fn vars(p: &Params) -> BTreeMap<&'static str, String> {
             ConvertedEvent::PaidOrder => "paid_order",
         }),
     );
-    let bucket = |i: usize| c.deal_size_buckets.get(i).map_or("CAST(NULL AS DOUBLE)".into(), |b| double_lit(*b));
-    v.insert("deal_size_medium_from", bucket(0));
-    v.insert("deal_size_large_from", bucket(1));
+    // Deal-size buckets [b0, ..., bn]: small < b0 <= medium < bn <= large.
+    let bucket = |b: Option<&f64>| b.map_or("CAST(NULL AS DOUBLE)".into(), |b| double_lit(*b));
+    v.insert("deal_size_medium_from", bucket(c.deal_size_buckets.first()));
+    v.insert("deal_size_large_from", bucket(c.deal_size_buckets.last()));
     v.insert(
         "clv_unit_days",
         double_lit(match c.clv.time_unit {
@@ -431,4 +432,91 @@ pub fn export(
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use polars::prelude::*;
+
+    fn params(grain: Grain, week_start: WeekStart, fiscal: u32) -> Params {
+        let config = Config {
+            week_start,
+            fiscal_year_start_month: fiscal,
+            ..Config::default()
+        };
+        // 2026-06-30T12:00:00Z
+        Params::new(1_782_820_800_000_000, grain, config)
+    }
+
+    /// `period_start` (which gives `{{cur_period}}`) cuts dates as the polars engine does, for
+    /// every grain, both week starts and a fiscal year from April, over four years of days.
+    #[test]
+    fn period_start_matches_the_engines() {
+        let first = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        let days: Vec<NaiveDate> = (0..1461).map(|i| first + chrono::Duration::days(i)).collect();
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let ints: Vec<i32> = days.iter().map(|d| (*d - epoch).num_days() as i32).collect();
+        for grain in [Grain::Week, Grain::Month, Grain::Quarter, Grain::Year] {
+            for (ws, fiscal) in [(WeekStart::Monday, 1), (WeekStart::Sunday, 4)] {
+                let p = params(grain, ws, fiscal);
+                let df = df!("d" => ints.clone())
+                    .unwrap()
+                    .lazy()
+                    .select([crate::kpi::periods::period_start_of_date(
+                        col("d").cast(DataType::Date),
+                        grain,
+                        &p.config,
+                    )
+                    .cast(DataType::Int32)])
+                    .collect()
+                    .unwrap();
+                let got = df.column("d").unwrap().i32().unwrap();
+                for (i, d) in days.iter().enumerate() {
+                    let want = (period_start(*d, &p) - epoch).num_days() as i32;
+                    assert_eq!(got.get(i), Some(want), "{d} {grain:?} {ws:?} fiscal {fiscal}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn renders_placeholders_and_macros() {
+        let p = params(Grain::Quarter, WeekStart::Monday, 4);
+        let s = render(
+            "SELECT {{ as_of_ts }}, {{cur_period}}, {{period(max(x))}}, {{period_end({{cur_period}})}}",
+            &p,
+            "t.sql",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "SELECT timestamp_micros(1782820800000000), DATE'2026-04-01', \
+             add_months(trunc(add_months(to_date(max(x)), -3), 'QUARTER'), 3), \
+             (CAST(add_months(DATE'2026-04-01', 3) AS TIMESTAMP) - INTERVAL 1 MICROSECOND)"
+        );
+        let week = params(Grain::Week, WeekStart::Sunday, 1);
+        assert_eq!(
+            render("{{period(t)}} {{period_ordinal(d)}}", &week, "t").unwrap(),
+            "date_sub(to_date(t), dayofweek(to_date(t)) - 1) CAST(floor(unix_date(d) / 7) AS BIGINT)"
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_unclosed_braces_are_errors() {
+        let p = params(Grain::Month, WeekStart::Monday, 1);
+        let e = render("SELECT {{as_of}}", &p, "x.sql").unwrap_err();
+        assert!(e.starts_with("x.sql: unknown placeholder `{{as_of}}`"), "{e}");
+        let e = render("{{quarter(x)}}", &p, "x.sql").unwrap_err();
+        assert!(e.contains("unknown macro `quarter`"), "{e}");
+        let e = render("SELECT {{as_of_ts", &p, "x.sql").unwrap_err();
+        assert!(e.contains("without its"), "{e}");
+    }
+
+    #[test]
+    fn post_directive() {
+        assert_eq!(post_step("-- a KPI\n-- post: kaplan_meier\nSELECT 1"), Some("kaplan_meier"));
+        assert_eq!(post_step("SELECT 1"), None);
+    }
 }

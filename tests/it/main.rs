@@ -21,4 +21,5 @@ mod preset_pipedrive;
 mod preset_salesforce;
 mod presets;
 mod reliability;
+mod spark;
 mod sql;
