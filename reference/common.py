@@ -390,7 +390,8 @@ def output_path(out, kpi, as_of, grain="month"):
 def output_relation(out, kpi, as_of, grain="month"):
     """crm-kpi's output of a KPI as a DuckDB relation, read as warehouses read it: the file's
     columns with `as_of` (a DATE) from its folder name."""
-    return f"(SELECT * EXCLUDE (grain) FROM read_parquet('{output_path(out, kpi, as_of, grain)}', hive_partitioning = true))"
+    path = output_path(out, kpi, as_of, grain)
+    return f"(SELECT * EXCLUDE (grain) FROM read_parquet('{path}', hive_partitioning = true))"
 
 
 def fetch(con, sql):

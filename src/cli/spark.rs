@@ -103,8 +103,14 @@ fn write_bundle(
         // A bundle's SQL files are numbered by run order: an earlier bundle's would be run too.
         std::fs::remove_dir_all(&sql).with_context(|| format!("cannot replace {}", sql.display()))?;
     }
-    crate::kpi::spark::export(dir, kpis, params, &BundleInfo { config_hash }, &Templates { dir: templates })
-        .map_err(|e| anyhow::anyhow!("spark export: {e}"))
+    crate::kpi::spark::export(
+        dir,
+        kpis,
+        params,
+        &BundleInfo { config_hash },
+        &Templates { dir: templates },
+    )
+    .map_err(|e| anyhow::anyhow!("spark export: {e}"))
 }
 
 /// `crm-kpi run --engine spark`: exports the bundle to a temporary folder and runs
@@ -122,11 +128,9 @@ pub fn submit(
     let as_of_us = crate::cli::run::resolve_as_of(as_of, &config)?;
     let kpis = spark_kpis(names, None)?;
     if !store.join("_manifest.json").is_file() && !store.to_string_lossy().contains("://") {
-        return Err(crate::Error::Usage(format!(
-            "{}: not a crm-kpi store (no _manifest.json)",
-            store.display()
-        ))
-        .into());
+        return Err(
+            crate::Error::Usage(format!("{}: not a crm-kpi store (no _manifest.json)", store.display())).into(),
+        );
     }
     let config_hash = config.hash();
     let params = Params::new(as_of_us, grain, config);

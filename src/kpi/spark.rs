@@ -51,7 +51,6 @@ impl Spark {
     pub fn ready(&self) -> bool {
         !self.sql.trim_start().starts_with(NOT_YET)
     }
-
 }
 
 /// The first line of a KPI's SQL file while its Spark version is not written.
@@ -237,9 +236,7 @@ fn period_macro(name: &str, arg: &str, p: &Params) -> Option<String> {
         }
         "period_ordinal" => match p.grain {
             Grain::Week => format!("CAST(floor(unix_date({arg}) / 7) AS BIGINT)"),
-            _ => format!(
-                "CAST(floor((year({arg}) * 12 + month({arg}) - 1) / {months}) AS BIGINT)"
-            ),
+            _ => format!("CAST(floor((year({arg}) * 12 + month({arg}) - 1) / {months}) AS BIGINT)"),
         },
         _ => return None,
     })
@@ -252,7 +249,12 @@ pub fn render(template: &str, p: &Params, what: &str) -> Result<String, String> 
     render_with(template, &vars(p), p, what)
 }
 
-fn render_with(template: &str, vars: &BTreeMap<&'static str, String>, p: &Params, what: &str) -> Result<String, String> {
+fn render_with(
+    template: &str,
+    vars: &BTreeMap<&'static str, String>,
+    p: &Params,
+    what: &str,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find("{{") {
@@ -271,14 +273,21 @@ fn render_with(template: &str, vars: &BTreeMap<&'static str, String>, p: &Params
             let arg = render_with(arg, vars, p, what)?;
             match period_macro(name, &arg, p) {
                 Some(s) => out.push_str(&s),
-                None => return Err(format!("{what}: unknown macro `{name}` (known: period, next_period, period_end, period_ordinal)")),
+                None => {
+                    return Err(format!(
+                        "{what}: unknown macro `{name}` (known: period, next_period, period_end, period_ordinal)"
+                    ));
+                }
             }
         } else {
             match vars.get(inner) {
                 Some(v) => out.push_str(v),
                 None => {
                     let known: Vec<_> = vars.keys().copied().collect();
-                    return Err(format!("{what}: unknown placeholder `{{{{{inner}}}}}` (known: {})", known.join(", ")));
+                    return Err(format!(
+                        "{what}: unknown placeholder `{{{{{inner}}}}}` (known: {})",
+                        known.join(", ")
+                    ));
                 }
             }
         }
@@ -378,13 +387,18 @@ pub fn export(
         let file = format!("views_{}.sql", f.slug());
         steps.push(write(
             &format!("views_{}", f.slug()),
-            header(&format!("the {} family's views", f.title())) + &render(&templates.get(&file, family_views(f))?, p, &file)?,
+            header(&format!("the {} family's views", f.title()))
+                + &render(&templates.get(&file, family_views(f))?, p, &file)?,
             None,
         )?);
         for k in mine {
             let file = format!("{}.sql", k.name);
             let text = templates.get(&file, k.spark.sql)?;
-            steps.push(write(k.name, header(&format!("KPI {}", k.name)) + &render(&text, p, &file)?, Some(k))?);
+            steps.push(write(
+                k.name,
+                header(&format!("KPI {}", k.name)) + &render(&text, p, &file)?,
+                Some(k),
+            )?);
         }
     }
     let catalog: Vec<_> = kpis.iter().map(crate::kpi::catalog::kpi_json).collect();
@@ -516,7 +530,10 @@ mod tests {
 
     #[test]
     fn post_directive() {
-        assert_eq!(post_step("-- a KPI\n-- post: kaplan_meier\nSELECT 1"), Some("kaplan_meier"));
+        assert_eq!(
+            post_step("-- a KPI\n-- post: kaplan_meier\nSELECT 1"),
+            Some("kaplan_meier")
+        );
         assert_eq!(post_step("SELECT 1"), None);
     }
 }

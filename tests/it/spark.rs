@@ -7,7 +7,11 @@ use crm_kpi::kpi::registry;
 use crate::common::*;
 
 fn ready() -> Vec<&'static str> {
-    registry().into_iter().filter(|k| k.spark.ready()).map(|k| k.name).collect()
+    registry()
+        .into_iter()
+        .filter(|k| k.spark.ready())
+        .map(|k| k.name)
+        .collect()
 }
 
 #[test]
@@ -27,16 +31,32 @@ fn export_renders_every_kpi_at_every_grain() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("bundle");
         let o = run(&[
-            "spark", "export", "--out", s(&out), "--as-of", "2026-06-30", "--grain", grain, "--kpi", &kpis,
+            "spark",
+            "export",
+            "--out",
+            s(&out),
+            "--as-of",
+            "2026-06-30",
+            "--grain",
+            grain,
+            "--kpi",
+            &kpis,
         ]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
-        assert!(stdout(&o).contains("crm_kpi_spark.py --store STORE --out OUT"), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("crm_kpi_spark.py --store STORE --out OUT"),
+            "{}",
+            stdout(&o)
+        );
         let bundle: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("bundle.json")).unwrap()).unwrap();
         assert_eq!(bundle["as_of"], "2026-06-30");
         assert_eq!(bundle["grain"], grain);
         assert_eq!(bundle["spark_conf"]["spark.sql.session.timeZone"], "UTC");
-        assert_eq!(bundle["spark_conf"]["spark.sql.parquet.outputTimestampType"], "TIMESTAMP_MICROS");
+        assert_eq!(
+            bundle["spark_conf"]["spark.sql.parquet.outputTimestampType"],
+            "TIMESTAMP_MICROS"
+        );
         let steps = bundle["steps"].as_array().unwrap();
         // The shared views first; each family's views before its KPIs; every KPI once.
         assert_eq!(steps[0]["sql"], "sql/01_views.sql");
@@ -53,7 +73,11 @@ fn export_renders_every_kpi_at_every_grain() {
         let catalog = bundle["catalog"].as_array().unwrap();
         assert_eq!(catalog.len(), step_kpis.len());
         assert!(out.join("crm_kpi_spark.py").is_file());
-        assert!(std::fs::read_to_string(out.join("requirements.txt")).unwrap().contains("pyspark"));
+        assert!(
+            std::fs::read_to_string(out.join("requirements.txt"))
+                .unwrap()
+                .contains("pyspark")
+        );
     }
 }
 
@@ -71,10 +95,21 @@ fn export_names_what_it_cannot_do() {
     }
     std::fs::write(t.join("win_rate.sql"), "-- win_rate\nSELECT {{as_of}}\n").unwrap();
     let o = run(&[
-        "spark", "export", "--out", s(&dir.path().join("b")), "--kpi", "win_rate", "--templates", s(&t),
+        "spark",
+        "export",
+        "--out",
+        s(&dir.path().join("b")),
+        "--kpi",
+        "win_rate",
+        "--templates",
+        s(&t),
     ]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(stderr(&o).contains("win_rate.sql: unknown placeholder `{{as_of}}`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("win_rate.sql: unknown placeholder `{{as_of}}`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `run --engine spark` exports the bundle to a temporary folder, runs the submit command on
@@ -95,8 +130,19 @@ fn run_engine_spark_submits_the_bundle() {
     let kpi = ready()[0];
     let submit = format!("sh {} --master local[2]", s(&fake));
     let o = run(&[
-        "run", "--engine", "spark", "--spark-submit", &submit, "--store", "data/store", "--out", s(&dir.path().join("out")),
-        "--as-of", "2026-06-30", "--kpi", kpi,
+        "run",
+        "--engine",
+        "spark",
+        "--spark-submit",
+        &submit,
+        "--store",
+        "data/store",
+        "--out",
+        s(&dir.path().join("out")),
+        "--as-of",
+        "2026-06-30",
+        "--kpi",
+        kpi,
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let args = std::fs::read_to_string(&log).unwrap();
@@ -105,12 +151,24 @@ fn run_engine_spark_submits_the_bundle() {
     assert!(words[2].ends_with("/crm_kpi_spark.py"), "{args}");
     let store = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/store");
     assert_eq!(words[3..], ["--store", s(&store), "--out", s(&dir.path().join("out"))]);
-    assert!(!std::path::Path::new(words[2]).exists(), "the temporary bundle is removed");
+    assert!(
+        !std::path::Path::new(words[2]).exists(),
+        "the temporary bundle is removed"
+    );
 
     let failing = write(dir.path(), "failing-submit.sh", "#!/bin/sh\nexit 7\n");
     let o = run(&[
-        "run", "--engine", "spark", "--spark-submit", &format!("sh {}", s(&failing)), "--out",
-        s(&dir.path().join("out2")), "--as-of", "2026-06-30", "--kpi", kpi,
+        "run",
+        "--engine",
+        "spark",
+        "--spark-submit",
+        &format!("sh {}", s(&failing)),
+        "--out",
+        s(&dir.path().join("out2")),
+        "--as-of",
+        "2026-06-30",
+        "--kpi",
+        kpi,
     ]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("the Spark job failed"), "{}", stderr(&o));

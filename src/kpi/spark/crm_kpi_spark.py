@@ -775,7 +775,7 @@ def main(argv=None):
             written.append((kpi, rel, rows, ms))
             print(f"crm_kpi_spark: {kpi_name}: {rows} rows in {ms} ms", file=sys.stderr, flush=True)
         # Publish: each KPI's partition replaces the one in OUT.
-        for kpi, rel, _, _ in written:
+        for _, rel, _, _ in written:
             dst = join(a.out, rel)
             if hadoop.exists(dst):
                 hadoop.delete(dst)
