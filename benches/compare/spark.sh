@@ -6,7 +6,8 @@
 # (at scales below l) checks that Spark's outputs equal crm-kpi's (reference/spark_conformance.py).
 # Usage: benches/compare/spark.sh SCALE [RUNS]    (SCALE: tiny|s|m|l; RUNS default 1)
 # Env: AS_OF (2026-06-30), BENCH_DATA (~/.cache/crm-kpi-bench, the store of each scale, shared
-# with run.sh), DRIVER_MEMORY (Spark's, default 8g; 16g at l), CRM_KPI_BIN, VENV.
+# with run.sh), DRIVER_MEMORY (Spark's, default 8g; 16g at l), LOCALS (the local[N] masters to
+# run, default "2 1"), CRM_KPI_BIN, VENV.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:-s}
@@ -40,7 +41,7 @@ TREE=("$VENV/bin/python" benches/compare/tree_rss.py)
 for i in $(seq 1 "$RUNS"); do
   echo "run $i: crm-kpi" >&2
   "${TREE[@]}" "$WORK/time.crm-kpi.$i" "$BIN" -q run "${STREAM[@]}" --store "$DATA/store" --out "$WORK/crm-kpi.$i" --as-of "$AS_OF"
-  for n in 2 1; do
+  for n in ${LOCALS:-2 1}; do
     echo "run $i: spark local[$n]" >&2
     "${TREE[@]}" "$WORK/time.spark$n.$i" "$BIN" -q run --engine spark \
       --spark-submit "$VENV/bin/spark-submit --master local[$n] --driver-memory $MEM --conf spark.ui.enabled=false" \
@@ -56,11 +57,14 @@ def med(engine):
 crm = med("crm-kpi")
 print(f"scale {scale}, {runs} run(s), medians; wall s / peak RSS of the process tree MiB")
 print(f"{'engine':<16}{'wall s':>10}{'peak MiB':>10}{'wall / crm-kpi':>16}")
-for name, engine in [("crm-kpi", "crm-kpi"), ("spark local[2]", "spark2"), ("spark local[1]", "spark1")]:
+import os
+engines = [("crm-kpi", "crm-kpi"), ("spark local[2]", "spark2"), ("spark local[1]", "spark1")]
+engines = [e for e in engines if os.path.exists(f"{work}/time.{e[1]}.1")]
+for name, engine in engines:
     w, m = med(engine)
     print(f"{name:<16}{w:>10.1f}{m:>10.0f}{w / crm[0]:>15.1f}x")
-w1, w2 = med("spark1")[0], med("spark2")[0]
-print(f"spark local[1] / local[2]: {w1 / w2:.2f}x")
+if os.path.exists(f"{work}/time.spark1.1"):
+    print(f"spark local[1] / local[2]: {med('spark1')[0] / med('spark2')[0]:.2f}x")
 PY
 if [ "$SCALE" != l ]; then
   "$VENV/bin/python" -m reference.spark_conformance --catalog "$BIN" "$WORK/crm-kpi.1" "$WORK/spark2.1" "$AS_OF" month |
