@@ -10,9 +10,7 @@ ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
 BIN=${CRM_KPI_BIN:-$CARGO_TARGET_DIR/debug/crm-kpi}
 [[ -x $BIN ]] || cargo build --locked -q --bin crm-kpi
-if ! command -v java >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
-fi
+scripts/ensure-java.sh
 VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
 scripts/python-venv.sh "$VENV" -r scripts/requirements-read.txt
 WORK=$(mktemp -d)

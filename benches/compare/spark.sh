@@ -18,7 +18,7 @@ VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
 DATA=${BENCH_DATA:-$HOME/.cache/crm-kpi-bench}/$SCALE
 MEM=${DRIVER_MEMORY:-$([ "$SCALE" = l ] && echo 16g || echo 8g)}
 scripts/python-venv.sh "$VENV" -r scripts/requirements-read.txt
-command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+scripts/ensure-java.sh
 if [ -n "${CRM_KPI_BIN:-}" ]; then
   BIN=$CRM_KPI_BIN
 else

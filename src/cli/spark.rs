@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::{Cli, Outcome};
-use crate::kpi::spark::{BundleInfo, Templates};
+use crate::kpi::spark::Templates;
 use crate::kpi::{Grain, Kpi, Params};
 
 #[derive(Debug, clap::Args)]
@@ -60,42 +60,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     }
 }
 
-/// The KPIs to export: those named, else the whole catalog; each must have its Spark SQL.
-fn spark_kpis(names: &[String], templates: Option<&Path>) -> anyhow::Result<Vec<Kpi>> {
+/// What a bundle is rendered for: the KPIs (those named, else the whole catalog), the run's
+/// parameters and the configuration's hash.
+fn prepare(
+    cli: &Cli,
+    as_of: Option<&str>,
+    grain: Grain,
+    names: &[String],
+) -> anyhow::Result<(Vec<Kpi>, Params, String)> {
+    let config = crate::cli::load_config(cli)?;
+    let as_of_us = crate::cli::run::resolve_as_of(as_of, &config)?;
     let kpis = crate::cli::run::select_kpis(names)?;
-    // With a templates folder, a KPI is ready when the folder's file is.
-    let ready = |k: &Kpi| match templates {
-        None => k.spark.ready(),
-        Some(d) => std::fs::read_to_string(d.join(format!("{}.sql", k.name)))
-            .map(|s| !s.trim_start().starts_with(crate::kpi::spark::NOT_YET))
-            .unwrap_or(false),
-    };
-    let missing: Vec<&str> = kpis.iter().filter(|k| !ready(k)).map(|k| k.name).collect();
-    if !missing.is_empty() {
-        return Err(crate::Error::Usage(format!(
-            "no Spark version yet for {}; select the others with --kpi",
-            missing.join(", ")
-        ))
-        .into());
-    }
-    Ok(kpis)
+    let config_hash = config.hash();
+    Ok((kpis, Params::new(as_of_us, grain, config), config_hash))
 }
 
 /// Writes the bundle of `a` and returns its files.
 pub fn export(cli: &Cli, a: &ExportArgs) -> anyhow::Result<Vec<PathBuf>> {
-    let config = crate::cli::load_config(cli)?;
-    let as_of_us = crate::cli::run::resolve_as_of(a.as_of.as_deref(), &config)?;
-    let kpis = spark_kpis(&a.kpi, a.templates.as_deref())?;
-    let config_hash = config.hash();
-    let params = Params::new(as_of_us, a.grain, config);
-    write_bundle(&a.out, &kpis, &params, config_hash, a.templates.as_deref())
+    let (kpis, params, config_hash) = prepare(cli, a.as_of.as_deref(), a.grain, &a.kpi)?;
+    write_bundle(&a.out, &kpis, &params, &config_hash, a.templates.as_deref())
 }
 
 fn write_bundle(
     dir: &Path,
     kpis: &[Kpi],
     params: &Params,
-    config_hash: String,
+    config_hash: &str,
     templates: Option<&Path>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let sql = dir.join("sql");
@@ -103,14 +93,8 @@ fn write_bundle(
         // A bundle's SQL files are numbered by run order: an earlier bundle's would be run too.
         std::fs::remove_dir_all(&sql).with_context(|| format!("cannot replace {}", sql.display()))?;
     }
-    crate::kpi::spark::export(
-        dir,
-        kpis,
-        params,
-        &BundleInfo { config_hash },
-        &Templates { dir: templates },
-    )
-    .map_err(|e| anyhow::anyhow!("spark export: {e}"))
+    crate::kpi::spark::export(dir, kpis, params, config_hash, &Templates { dir: templates })
+        .map_err(|e| anyhow::anyhow!("spark export: {e}"))
 }
 
 /// `crm-kpi run --engine spark`: exports the bundle to a temporary folder and runs
@@ -124,22 +108,18 @@ pub fn submit(
     grain: Grain,
     names: &[String],
 ) -> anyhow::Result<Outcome> {
-    let config = crate::cli::load_config(cli)?;
-    let as_of_us = crate::cli::run::resolve_as_of(as_of, &config)?;
-    let kpis = spark_kpis(names, None)?;
+    let (kpis, params, config_hash) = prepare(cli, as_of, grain, names)?;
     if !store.join("_manifest.json").is_file() && !store.to_string_lossy().contains("://") {
         return Err(
             crate::Error::Usage(format!("{}: not a crm-kpi store (no _manifest.json)", store.display())).into(),
         );
     }
-    let config_hash = config.hash();
-    let params = Params::new(as_of_us, grain, config);
     let dir = TempDir(std::env::temp_dir().join(format!(
         "crm-kpi-spark-{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_micros()
     )));
-    write_bundle(dir.path(), &kpis, &params, config_hash, None)?;
+    write_bundle(dir.path(), &kpis, &params, &config_hash, None)?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (store, out) = if store.to_string_lossy().contains("://") {
         (store.to_path_buf(), out.to_path_buf())

@@ -46,15 +46,7 @@ impl Spark {
     pub const fn sql(sql: &'static str) -> Spark {
         Spark { sql }
     }
-
-    /// Whether the KPI has its Spark SQL (not the placeholder [`NOT_YET`]).
-    pub fn ready(&self) -> bool {
-        !self.sql.trim_start().starts_with(NOT_YET)
-    }
 }
-
-/// The first line of a KPI's SQL file while its Spark version is not written.
-pub const NOT_YET: &str = "-- crm-kpi: no Spark version yet";
 
 /// The shared views every family reads.
 pub const VIEWS: &str = include_str!("spark/views.sql");
@@ -333,20 +325,18 @@ impl Templates<'_> {
     }
 }
 
-/// What a bundle needs to know beyond the KPIs: the config hash and the store tables' columns.
-pub struct BundleInfo {
-    pub config_hash: String,
-}
-
 /// Writes a bundle into `dir` for `kpis` (in catalog order): `crm_kpi_spark.py`,
-/// `requirements.txt`, `bundle.json` and `sql/NN_<name>.sql`. Returns the files written.
+/// `requirements.txt`, `bundle.json` and `sql/NN_<name>.sql`; `config_hash` goes into the run
+/// manifest. Returns the files written.
 pub fn export(
     dir: &Path,
     kpis: &[Kpi],
     p: &Params,
-    info: &BundleInfo,
+    config_hash: &str,
     templates: &Templates<'_>,
 ) -> Result<Vec<std::path::PathBuf>, String> {
+    let vars = vars(p);
+    let render = |text: &str, what: &str| render_with(text, &vars, p, what);
     let sql_dir = dir.join("sql");
     std::fs::create_dir_all(&sql_dir).map_err(|e| format!("{}: {e}", sql_dir.display()))?;
     let mut written = Vec::new();
@@ -376,7 +366,7 @@ pub fn export(
     };
     steps.push(write(
         "views",
-        header("the shared views") + &render(&templates.get("views.sql", VIEWS)?, p, "views.sql")?,
+        header("the shared views") + &render(&templates.get("views.sql", VIEWS)?, "views.sql")?,
         None,
     )?);
     for f in Family::ALL {
@@ -388,7 +378,7 @@ pub fn export(
         steps.push(write(
             &format!("views_{}", f.slug()),
             header(&format!("the {} family's views", f.title()))
-                + &render(&templates.get(&file, family_views(f))?, p, &file)?,
+                + &render(&templates.get(&file, family_views(f))?, &file)?,
             None,
         )?);
         for k in mine {
@@ -396,7 +386,7 @@ pub fn export(
             let text = templates.get(&file, k.spark.sql)?;
             steps.push(write(
                 k.name,
-                header(&format!("KPI {}", k.name)) + &render(&text, p, &file)?,
+                header(&format!("KPI {}", k.name)) + &render(&text, &file)?,
                 Some(k),
             )?);
         }
@@ -422,7 +412,7 @@ pub fn export(
         "as_of_instant": as_of_instant,
         "grain": p.grain.name(),
         "timezone": p.config.timezone,
-        "config_hash": info.config_hash,
+        "config_hash": config_hash,
         "spark_conf": {
             "spark.sql.session.timeZone": p.config.timezone,
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",

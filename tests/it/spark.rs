@@ -6,19 +6,17 @@ use crm_kpi::kpi::registry;
 
 use crate::common::*;
 
-fn ready() -> Vec<&'static str> {
-    registry()
-        .into_iter()
-        .filter(|k| k.spark.ready())
-        .map(|k| k.name)
-        .collect()
-}
-
 #[test]
 fn every_kpi_has_its_spark_sql() {
+    // A statement, not only comments: a KPI without its SQL fails here.
     let missing: Vec<&str> = registry()
         .into_iter()
-        .filter(|k| !k.spark.ready())
+        .filter(|k| {
+            !k.spark
+                .sql
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
+        })
         .map(|k| k.name)
         .collect();
     assert!(missing.is_empty(), "KPIs without a Spark version: {missing:?}");
@@ -26,7 +24,7 @@ fn every_kpi_has_its_spark_sql() {
 
 #[test]
 fn export_renders_every_kpi_at_every_grain() {
-    let kpis = ready().join(",");
+    let kpis = registry().iter().map(|k| k.name).collect::<Vec<_>>().join(",");
     for grain in ["week", "month", "quarter", "year"] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("bundle");
@@ -127,7 +125,7 @@ fn run_engine_spark_submits_the_bundle() {
             s(&log)
         ),
     );
-    let kpi = ready()[0];
+    let kpi = "win_rate";
     let submit = format!("sh {} --master local[2]", s(&fake));
     let o = run(&[
         "run",

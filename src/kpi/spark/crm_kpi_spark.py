@@ -203,7 +203,7 @@ def write_kpi(spark, hadoop, df, staging, rel):
 
 
 # ---------------------------------------------------------------------------------------------
-# What SQL cannot do well: the steps after a KPI's SQL (`post` in the registry).
+# What SQL cannot do well: the steps after a KPI's SQL (its `-- post: NAME` line; POST below).
 
 
 def _km_fit(df, keys, z):
@@ -769,8 +769,7 @@ def main(argv=None):
                 df = POST[step["post"]](spark, df, kpi, bundle)
             df = conform(df, kpi)
             rel = f"{kpi_name}/grain={bundle['grain']}/as_of={bundle['as_of']}"
-            write_kpi(spark, hadoop, df, staging, rel)
-            rows = spark.read.parquet(join(staging, rel, "part-0.parquet")).count()
+            rows = spark.read.parquet(write_kpi(spark, hadoop, df, staging, rel)).count()
             ms = int((time.perf_counter() - k0) * 1000)
             written.append((kpi, rel, rows, ms))
             print(f"crm_kpi_spark: {kpi_name}: {rows} rows in {ms} ms", file=sys.stderr, flush=True)
