@@ -156,6 +156,10 @@ pub enum ClvSegmentBy {
     Segment,
 }
 
+/// The most stages a pipeline may have (the deal history packs a stage's position in 10 bits:
+/// `kpi::inputs::export_vs_history`).
+pub const MAX_STAGES: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Terminal {
@@ -361,6 +365,13 @@ impl Config {
                     "write probabilities as fractions, e.g. 0.25 for 25%",
                 ));
             }
+        }
+        if self.stages.len() > MAX_STAGES {
+            return Err(bad(
+                "stages",
+                format!("{} stages; at most {MAX_STAGES} are supported", self.stages.len()),
+                "merge stages, or keep only those deals pass through",
+            ));
         }
         for (t, label) in [(Terminal::Won, "won"), (Terminal::Lost, "lost")] {
             if !self.stages.iter().any(|s| s.terminal == Some(t)) {

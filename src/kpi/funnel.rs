@@ -435,8 +435,9 @@ fn pipeline_kpis() -> Vec<Kpi> {
                 every period from the first deal's creation period up to the period before as_of's. A deal \
                 counts at a snapshot instant T when it was created at or before T and is open at T, \
                 reconstructed from its stage events, not from its current stage: its last stage event at or \
-                before T is not terminal (a deal without any terminal event in its history is closed from its \
-                closed_at instead). Its stage is that last event's stage; a deal open without any stage \
+                before T is not terminal, and the export's own close does not apply (a won/lost export is closed \
+                from its closed_at when it has no won/lost event or is later than all of them; a deal the export \
+                shows open after a won/lost last event is reopened at its updated_at: docs/decisions.md). Its stage is that last event's stage; a deal open without any stage \
                 event yet is reported under a null stage (weighted_amount null). open_deals, amount (base \
                 currency, current amount), weighted_amount = sum of amount x the stage's configured win \
                 probability (0-1), mean_age_days = mean days from creation to T. Every non-terminal \
@@ -911,7 +912,8 @@ fn snapshot_kpis() -> Vec<Kpi> {
             Fivetran's salesforce__opportunity_enhanced does): its own columns (account, owner, lead and \
             the lead's source, campaign, region, base amount, creation, expected close, loss reason), \
             status, stage and closed_at at as_of (rebuilt from the stage events up to as_of, as every \
-            KPI reads them), stage_entered_at (its last stage event at or before as_of), age_days = days \
+            KPI reads them, with the export's close or reopening where the export and the history \
+            disagree: docs/decisions.md), stage_entered_at (its last stage event at or before as_of), age_days = days \
             from creation to its close (to as_of while open), days_in_stage = days from \
             stage_entered_at to as_of for an open deal (null for a closed deal or one without stage \
             events), stage_events = its stage events at or before as_of, first_stage_at = the first of \

@@ -14,8 +14,12 @@
 //!   nulled, as if not yet known;
 //! - a deal's status, stage and close date at as_of come from its stage events, not from its
 //!   current fields: the last event at or before as_of decides; a terminal won/lost stage
-//!   closes the deal at that event. A deal with no terminal event anywhere in its history
-//!   falls back to its `status` and `closed_at` fields when `closed_at <= as_of`;
+//!   closes the deal at that event. Where the export (`status`, `closed_at`, `stage`,
+//!   `updated_at`) and the whole history disagree, [`export_vs_history`] settles it: the
+//!   export's close wins from `closed_at` on when it is later than every won/lost event (or
+//!   there is none), and a deal the export shows open after a won/lost last event gets the
+//!   reopening event its history lacks (docs/decisions.md, "When the export and the history
+//!   disagree");
 //! - amounts are the current ones (the canonical schema keeps no amount history).
 
 use std::collections::HashMap;
@@ -237,10 +241,25 @@ impl Inputs {
     /// at scale l it is 20M rows, held through the funnel family.
     pub fn ordered_events(&self) -> PolarsResult<LazyFrame> {
         self.shared("ordered_events", || {
-            Ok(self
-                .stage_events
-                .clone()
-                .select([col("opportunity_id"), col("stage"), col("entered_at")])
+            // The reopening events the history lacks (at or before as_of) count as events.
+            let reopened = self
+                .export_vs_history()?
+                .filter(col("reopen_at").lt_eq(self.shared.params.as_of_lit()))
+                .select([
+                    col("opportunity_id"),
+                    col("reopen_stage").alias("stage"),
+                    col("reopen_at").alias("entered_at"),
+                ]);
+            let events = concat(
+                [
+                    self.stage_events
+                        .clone()
+                        .select([col("opportunity_id"), col("stage"), col("entered_at")]),
+                    reopened,
+                ],
+                UnionArgs::default(),
+            )?;
+            Ok(events
                 .join(
                     stage_frame(&self.shared.params.config),
                     [col("stage")],
@@ -261,6 +280,26 @@ impl Inputs {
         })
     }
 
+    /// The deals (created at or before as_of) whose export and history disagree in a way that
+    /// changes their state (see [`export_vs_history`]): opportunity_id, export_close (bool),
+    /// reopen_at, reopen_stage. Kept for the whole run; small.
+    pub fn export_vs_history(&self) -> PolarsResult<LazyFrame> {
+        self.collect_once("export_vs_history", true, || {
+            Ok(export_vs_history(
+                self.opportunities.clone(),
+                self.shared.events_all.clone(),
+                &self.shared.params.config,
+            )
+            .filter(col("export_close").or(col("reopen_at").is_not_null()))
+            .select([
+                col("opportunity_id"),
+                col("export_close"),
+                col("reopen_at"),
+                col("reopen_stage"),
+            ]))
+        })
+    }
+
     /// One row per deal created at or before as_of: its state at as_of. Columns: the
     /// opportunity's own (opportunity_id, account_id, owner_id, created_at, amount_base, lead_id,
     /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
@@ -272,7 +311,7 @@ impl Inputs {
             Ok(deal_state(
                 self.ordered_events()?,
                 self.opportunities.clone(),
-                self.shared.events_all.clone(),
+                self.export_vs_history()?,
                 self.leads.clone(),
                 &self.shared.params,
             ))
@@ -290,11 +329,12 @@ impl Inputs {
     }
 }
 
-/// Each deal's state at as_of (see `Inputs::deals`) from its ordered as-of events.
+/// Each deal's state at as_of (see `Inputs::deals`) from its ordered as-of events (reopening
+/// events included) and the export's close where it wins (`export_vs_history`).
 fn deal_state(
     ordered_events: LazyFrame,
     opportunities: LazyFrame,
-    events_all: LazyFrame,
+    export_vs_history: LazyFrame,
     leads: LazyFrame,
     p: &Params,
 ) -> LazyFrame {
@@ -315,17 +355,9 @@ fn deal_state(
         col("stage").last().alias("last_stage"),
         col("entered_at").last().alias("stage_entered_at"),
     ]);
-    // Deals with a terminal event anywhere in their history use events as the truth.
-    let terminal_ever = events_all
-        .filter(in_list("stage", &won_stages).or(in_list("stage", &lost_stages)))
-        .select([col("opportunity_id")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .with_column(lit(true).alias("has_terminal"));
     let source = leads.select([col("lead_id"), col("source")]);
-    let fallback_closed = col("has_terminal")
-        .not()
-        .and(col("status").is_in(lit(Series::new("s".into(), ["won", "lost"])).implode(false), false))
-        .and(col("closed_at").lt_eq(p.as_of_lit()));
+    // The export's close, where it wins, from closed_at on: before any event's verdict.
+    let export_closed = col("export_close").and(col("closed_at").lt_eq(p.as_of_lit()));
     opportunities
         .join(
             last,
@@ -334,7 +366,7 @@ fn deal_state(
             JoinArgs::new(JoinType::Left),
         )
         .join(
-            terminal_ever,
+            export_vs_history.select([col("opportunity_id"), col("export_close")]),
             [col("opportunity_id")],
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
@@ -345,20 +377,20 @@ fn deal_state(
             [col("lead_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_column(col("has_terminal").fill_null(lit(false)))
+        .with_column(col("export_close").fill_null(lit(false)))
         .with_columns([
-            when(in_list("last_stage", &won_stages))
+            when(export_closed.clone())
+                .then(col("status"))
+                .when(in_list("last_stage", &won_stages))
                 .then(lit("won"))
                 .when(in_list("last_stage", &lost_stages))
                 .then(lit("lost"))
-                .when(fallback_closed.clone())
-                .then(col("status"))
                 .otherwise(lit("open"))
                 .alias("status_as_of"),
-            when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
-                .then(col("stage_entered_at"))
-                .when(fallback_closed)
+            when(export_closed)
                 .then(col("closed_at"))
+                .when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
+                .then(col("stage_entered_at"))
                 .otherwise(lit(NULL).cast(crate::kpi::utc()))
                 .alias("closed_at_as_of"),
         ])
@@ -380,6 +412,181 @@ fn deal_state(
             col("stage_entered_at"),
             col("status_as_of").alias("status"),
             col("closed_at_as_of").alias("closed_at"),
+        ])
+}
+
+/// How each deal's export (`status`, `closed_at`, `stage`, `updated_at`) and its whole stage
+/// history (`events_all`: every time, not only up to as_of) agree; the rule of
+/// docs/decisions.md, "When the export and the history disagree". One row per opportunity of
+/// `opportunities`:
+/// - `export_close`: the export's won/lost close wins from `closed_at` on: the deal has no
+///   won/lost event, or `closed_at` is later than every event of its history and the history
+///   does not end in a won/lost event of the same outcome;
+/// - `reopen_at`, `reopen_stage`: the export says open but the history ends in a won/lost
+///   event: the reopening event the history lacks, at `updated_at` when later than that event,
+///   else one microsecond after it, into the export's `stage` when it is an open stage of the
+///   pipeline, else the deal's last open stage, else the pipeline's first stage (null
+///   otherwise);
+/// - `disagreement`: the kind, for `validate` (null when they agree): "export_close" (the
+///   export's close after the history's won/lost events wins), "reopened" (reopened without
+///   an event), "history_close" (the export says closed, a later won/lost event or a later
+///   reopening in the history decides), "close_date" (same outcome, the export's closed_at is
+///   later than the event's time, which is kept).
+///
+/// On equal times a won/lost event counts as later than an open-stage one (then the later
+/// stage of the pipeline). Events are packed into one integer key per event (time, then rank),
+/// so the per-deal maxima are plain integer aggregations.
+pub fn export_vs_history(opportunities: LazyFrame, events_all: LazyFrame, cfg: &crate::config::Config) -> LazyFrame {
+    // key = time_us * 2048 + rank, rank = 1 + stage_index (+ 1024 for a won/lost stage);
+    // stage_index < 1023 (checked by the configuration).
+    let ts = col("entered_at").cast(DataType::Int64);
+    let terminal = col("outcome").is_not_null();
+    let rank = col("stage_index").cast(DataType::Int64).fill_null(lit(-1i64))
+        + lit(1i64)
+        + when(terminal.clone()).then(lit(1024i64)).otherwise(lit(0i64));
+    let key = ts.clone() * lit(2048i64) + rank;
+    let open_known = col("stage_index").is_not_null().and(terminal.clone().not());
+    let nul = || lit(NULL).cast(DataType::Int64);
+    let per_deal = events_all
+        .select([col("opportunity_id"), col("stage"), col("entered_at")])
+        .join(
+            stage_frame(cfg).select([col("stage"), col("stage_index"), col("outcome")]),
+            [col("stage")],
+            [col("stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col("opportunity_id"),
+            key.clone().alias("__key"),
+            ts.clone().alias("__ts"),
+            when(terminal.clone())
+                .then(key.clone())
+                .otherwise(nul())
+                .alias("__term_key"),
+            when(terminal).then(ts.clone()).otherwise(nul()).alias("__term_ts"),
+            when(open_known.clone()).then(key).otherwise(nul()).alias("__open_key"),
+            when(open_known).then(ts).otherwise(nul()).alias("__open_ts"),
+        ])
+        .group_by([col("opportunity_id")])
+        .agg([
+            col("__key").max().alias("__last_key"),
+            col("__ts").max().alias("__last_ts"),
+            col("__term_key").max(),
+            col("__term_ts").max(),
+            col("__open_key").max(),
+            col("__open_ts").max(),
+        ])
+        .with_columns([
+            (col("__term_key") - col("__term_ts") * lit(2048i64) - lit(1025i64)).alias("__term_index"),
+            (col("__open_key") - col("__open_ts") * lit(2048i64) - lit(1i64)).alias("__open_index"),
+            col("__term_key")
+                .eq(col("__last_key"))
+                .fill_null(lit(false))
+                .alias("__last_is_term"),
+        ]);
+    let by_index = |name: &str, c: &str| {
+        stage_frame(cfg).select([
+            col("stage_index").cast(DataType::Int64).alias(name),
+            col(c).alias(format!("{name}_{c}").as_str()),
+        ])
+    };
+    let open_stages: Vec<String> = cfg
+        .stages
+        .iter()
+        .filter(|s| s.terminal.is_none())
+        .map(|s| s.name.clone())
+        .collect();
+    let first_stage = cfg.stages.first().map(|s| s.name.clone());
+    let closed_us = col("closed_at").cast(DataType::Int64);
+    let has_term = col("__term_ts").is_not_null();
+    let same_outcome = col("__term_index_outcome").eq(col("status")).fill_null(lit(false));
+    let export_says_closed = col("status").is_in(lit(Series::new("s".into(), ["won", "lost"])).implode(false), false);
+    // Later than every event (a reopening logged after the export's close is the later word).
+    let later = closed_us.clone().gt(col("__last_ts")).fill_null(lit(false));
+    let export_close = export_says_closed.clone().and(
+        has_term
+            .clone()
+            .not()
+            .or(later.clone().and(col("__last_is_term").and(same_outcome.clone()).not())),
+    );
+    let reopen = col("status").eq(lit("open")).and(col("__last_is_term"));
+    let after_event = col("__term_ts") + lit(1i64);
+    let updated_us = col("updated_at").cast(DataType::Int64);
+    let reopen_us = when(updated_us.clone().gt(after_event.clone()))
+        .then(updated_us)
+        .otherwise(after_event);
+    let export_stage = when(col("stage").is_in(lit(Series::new("s".into(), open_stages)).implode(false), false))
+        .then(col("stage"))
+        .otherwise(lit(NULL).cast(DataType::String));
+    opportunities
+        .select([
+            col("opportunity_id"),
+            col("status"),
+            col("closed_at"),
+            col("stage"),
+            col("updated_at"),
+        ])
+        .join(
+            per_deal,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("__last_is_term").fill_null(lit(false)))
+        .join(
+            by_index("__term_index", "outcome"),
+            [col("__term_index")],
+            [col("__term_index")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            by_index("__open_index", "stage"),
+            [col("__open_index")],
+            [col("__open_index")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            export_close.clone().alias("export_close"),
+            when(reopen.clone())
+                .then(reopen_us.cast(crate::kpi::utc()))
+                .otherwise(lit(NULL).cast(crate::kpi::utc()))
+                .alias("reopen_at"),
+            when(reopen.clone())
+                .then(coalesce(&[
+                    export_stage,
+                    col("__open_index_stage"),
+                    first_stage.map_or(lit(NULL).cast(DataType::String), lit),
+                ]))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("reopen_stage"),
+            when(export_close.clone().and(has_term.clone()))
+                .then(lit("export_close"))
+                .when(reopen)
+                .then(lit("reopened"))
+                .when(
+                    export_says_closed
+                        .clone()
+                        .and(has_term)
+                        .and(export_close.not())
+                        .and(col("__last_is_term").not().or(same_outcome.clone().not())),
+                )
+                .then(lit("history_close"))
+                .when(
+                    export_says_closed
+                        .and(col("__last_is_term"))
+                        .and(same_outcome)
+                        .and(later),
+                )
+                .then(lit("close_date"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("disagreement"),
+        ])
+        .select([
+            col("opportunity_id"),
+            col("export_close"),
+            col("reopen_at"),
+            col("reopen_stage"),
+            col("disagreement"),
         ])
 }
 
@@ -447,10 +654,11 @@ pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
 /// `rows` needs `opportunity_id`, `__t` (Datetime(us, UTC)), `created_at` and `closed_at` (the
 /// deal's close at as_of, null while open) and no `__stage` column. `__t` must be at or before
 /// as_of. The rule is the one of `inputs.rs`, applied at `__t`: a deal closed at as_of with
-/// `closed_at <= __t` is closed at `__t` (its closing event, or its fallback close, is the last
+/// `closed_at <= __t` is closed at `__t` (its closing event, or the export's close, is the last
 /// word up to as_of); any other deal is open at `__t` unless its last event at or before `__t`
-/// is terminal (a deal won, then reopened before as_of, for instance). A deal without any
-/// terminal event closes only through the fallback, so the first test already decides it.
+/// (reopening events included) is terminal (a deal won, then reopened before as_of, for
+/// instance). A deal closed by its export is closed from its `closed_at` on, so the first test
+/// decides it from there; before, its events do.
 /// Amounts are the current ones (no amount history is kept).
 pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let stages = stage_frame(&p.config);

@@ -40,7 +40,38 @@ pub struct QualityReport {
     pub generation: u64,
     pub tables: Vec<TableQuality>,
     pub orphans: Vec<Orphans>,
+    /// Deals whose export and stage history disagree, by kind (`kpi::inputs::export_vs_history`).
+    pub disagreements: Vec<Disagreement>,
 }
+
+/// Deals of one kind of disagreement between the export and the stage history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Disagreement {
+    pub kind: String,
+    pub deals: u64,
+    /// Up to three opportunity ids, smallest first.
+    pub examples: Vec<String>,
+}
+
+/// What each kind of disagreement means and how the KPIs settle it (docs/decisions.md).
+const DISAGREEMENTS: [(&str, &str); 4] = [
+    (
+        "export_close",
+        "closed in the export after the last event of its history (which has won/lost events): the export's close counts from closed_at",
+    ),
+    (
+        "reopened",
+        "open in the export, the history ends won/lost: reopened (at updated_at, else 1 µs after the event)",
+    ),
+    (
+        "history_close",
+        "closed in the export, an event of the history is at or after closed_at: the history counts",
+    ),
+    (
+        "close_date",
+        "same outcome, the export's closed_at is later than the event: the event's time counts",
+    ),
+];
 
 fn bad(store: &Path, table: &str, message: String) -> StoreError {
     StoreError::BadTable {
@@ -164,6 +195,7 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         frames.insert(def.name, df);
         out.tables.push(q);
     }
+    out.disagreements = disagreements(&frames["opportunities"], &frames["stage_events"], config)?;
     for r in REFERENCES {
         let (src, dst) = (&frames[r.table], &frames[r.target]);
         if src.height() == 0 {
@@ -184,6 +216,33 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         });
     }
     Ok(out)
+}
+
+/// Counts the deals of each kind of disagreement between the export and the history.
+fn disagreements(opportunities: &DataFrame, events: &DataFrame, config: &Config) -> PolarsResult<Vec<Disagreement>> {
+    let per_deal = crate::kpi::inputs::export_vs_history(opportunities.clone().lazy(), events.clone().lazy(), config)
+        .filter(col("disagreement").is_not_null())
+        .select([col("disagreement"), col("opportunity_id")])
+        .sort(["disagreement", "opportunity_id"], SortMultipleOptions::default())
+        .collect()?;
+    let kinds = per_deal.column("disagreement")?.str()?.clone();
+    let ids = per_deal.column("opportunity_id")?.str()?.clone();
+    Ok(DISAGREEMENTS
+        .iter()
+        .map(|(kind, _)| {
+            let mine: Vec<&str> = kinds
+                .iter()
+                .zip(ids.iter())
+                .filter(|(k, _)| *k == Some(*kind))
+                .filter_map(|(_, id)| id)
+                .collect();
+            Disagreement {
+                kind: kind.to_string(),
+                deals: mine.len() as u64,
+                examples: mine.iter().take(3).map(|s| s.to_string()).collect(),
+            }
+        })
+        .collect())
 }
 
 impl QualityReport {
@@ -222,6 +281,16 @@ impl QualityReport {
                 "  {}.{} -> {}: {}{note}\n",
                 o.table, o.column, o.target, o.count
             ));
+        }
+        s.push_str("\nexport and history disagree (deals; docs/decisions.md):\n");
+        for d in &self.disagreements {
+            let what = DISAGREEMENTS.iter().find(|(k, _)| *k == d.kind).map_or("", |(_, w)| w);
+            let eg = if d.examples.is_empty() {
+                String::new()
+            } else {
+                format!(" (e.g. {})", d.examples.join(", "))
+            };
+            s.push_str(&format!("  {:<14} {:>8}  {what}{eg}\n", d.kind, d.deals));
         }
         let q: Vec<String> = self
             .tables

@@ -2,5 +2,6 @@
 //! pipeline and forecasts, closed deals. One module per hand-checked fixture.
 
 pub(crate) mod deals;
+pub(crate) mod history;
 pub(crate) mod pipeline;
 pub(crate) mod stages;

@@ -6,8 +6,10 @@
 --   last, then name), else the configuration's [[stages]];
 -- - a deal's state at an instant T comes from its stage events: the last event at or before T
 --   decides (ties on time: the later stage of the pipeline), a terminal stage closes the deal
---   at that event; a deal with no terminal event anywhere in its history is closed from its
---   status/closed_at when closed_at <= T;
+--   at that event; where the export and the whole history disagree (`history`), the export's
+--   close wins from closed_at on (closed_at <= T), and a deal the export shows open after a
+--   won/lost last event gets the reopening event its history lacks (docs/decisions.md, "When
+--   the export and the history disagree");
 -- - a visit is one stage event; it ends at the deal's next event, or at its (fallback) close,
 --   or is censored at as_of;
 -- - durations are days = microseconds / 86,400,000,000 (a DOUBLE);
@@ -32,40 +34,77 @@ SELECT e.opportunity_id, e.stage, e.entered_at
 FROM stage_events_all e LEFT SEMI JOIN opps o ON o.opportunity_id = e.opportunity_id
 WHERE e.entered_at <= {{as_of_ts}};
 
+-- Each deal's whole history (every time, not only up to as_of) against its export: the last
+-- event (on equal times a won/lost event counts as later, then the later stage of the
+-- pipeline), the last won/lost one and the last one in an open stage of the pipeline.
+-- export_close: the export's won/lost close wins from closed_at on (no won/lost event at all,
+-- or closed_at later than every event and the history does not end in a won/lost event of the
+-- same outcome).
+-- reopen_at/reopen_stage: the export says open but the history ends won/lost: the reopening
+-- event it lacks, at updated_at when later than that event, else one microsecond after it,
+-- into the export's stage when an open stage of the pipeline, else the last open stage, else
+-- the pipeline's first stage.
+CACHE TABLE history AS
+WITH h AS (
+    SELECT e.opportunity_id,
+           max(struct(e.entered_at AS at, s.terminal IS NOT NULL AS term, COALESCE(s.stage_index, -1) AS idx)) AS last_ev,
+           max(CASE WHEN s.terminal IS NOT NULL
+                    THEN struct(e.entered_at AS at, s.stage_index AS idx, s.terminal AS outcome) END) AS last_term,
+           max(CASE WHEN s.stage IS NOT NULL AND s.terminal IS NULL
+                    THEN struct(e.entered_at AS at, s.stage_index AS idx, s.stage AS stage) END) AS last_open
+    FROM stage_events_all e LEFT JOIN stages s ON s.stage = e.stage
+    GROUP BY e.opportunity_id),
+x AS (
+    SELECT o.opportunity_id, o.status, o.closed_at, o.updated_at, os.stage AS export_open_stage,
+           h.last_ev.at AS last_at, h.last_term.at AS term_at, h.last_term.outcome AS term_outcome, h.last_open.stage AS last_open_stage,
+           COALESCE(h.last_ev.term, false) AS last_is_term
+    FROM opps o
+    LEFT JOIN h ON h.opportunity_id = o.opportunity_id
+    LEFT JOIN stages os ON os.stage = o.stage AND os.terminal IS NULL)
+SELECT opportunity_id,
+       status IN ('won', 'lost')
+         AND (term_at IS NULL
+              OR COALESCE(closed_at > last_at AND NOT (last_is_term AND term_outcome = status), false)) AS export_close,
+       CASE WHEN status = 'open' AND last_is_term
+            THEN CASE WHEN unix_micros(updated_at) > unix_micros(term_at) + 1 THEN updated_at
+                      ELSE timestamp_micros(unix_micros(term_at) + 1) END END AS reopen_at,
+       CASE WHEN status = 'open' AND last_is_term
+            THEN COALESCE(export_open_stage, last_open_stage,
+                          (SELECT first(stage) FROM stages WHERE stage_index = 0)) END AS reopen_stage
+FROM x;
+
+-- The events of the deal state: the stage events at or before as_of and the reopening events
+-- the histories lack (stage_funnel and deal_snapshot count the logged `events` only).
+CACHE TABLE state_events AS
+SELECT opportunity_id, stage, entered_at FROM events
+UNION ALL
+SELECT opportunity_id, reopen_stage, reopen_at FROM history WHERE reopen_at <= {{as_of_ts}};
+
 -- One event per deal and instant: on equal times the later stage of the pipeline wins (a
 -- stage the pipeline does not know comes first).
 CACHE TABLE events_last_per_instant AS
 SELECT e.opportunity_id, max_by(e.stage, struct(COALESCE(s.stage_index, -1), e.stage)) AS stage, e.entered_at
-FROM events e LEFT JOIN stages s ON s.stage = e.stage
+FROM state_events e LEFT JOIN stages s ON s.stage = e.stage
 GROUP BY e.opportunity_id, e.entered_at;
 
 CREATE OR REPLACE TEMP VIEW last_event AS
 SELECT opportunity_id, max_by(stage, entered_at) AS last_stage, max(entered_at) AS stage_entered_at
 FROM events_last_per_instant GROUP BY opportunity_id;
 
--- Deals with a terminal event anywhere in their history (after as_of included): their
--- status/closed_at columns are not read.
-CACHE TABLE has_terminal AS
-SELECT DISTINCT e.opportunity_id
-FROM stage_events_all e JOIN stages s ON s.stage = e.stage
-WHERE s.terminal IS NOT NULL;
-
 CACHE TABLE deals AS
 SELECT o.opportunity_id, o.account_id, o.owner_id, o.region, o.amount_base, o.created_at,
        o.loss_reason, o.campaign_id, o.expected_close_date, l.source,
        le.last_stage AS stage, le.stage_entered_at,
-       CASE WHEN ls.terminal = 'won' THEN 'won'
+       CASE WHEN h.export_close AND o.closed_at <= {{as_of_ts}} THEN o.status
+            WHEN ls.terminal = 'won' THEN 'won'
             WHEN ls.terminal = 'lost' THEN 'lost'
-            WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
-                 AND o.closed_at <= {{as_of_ts}} THEN o.status
             ELSE 'open' END AS status,
-       CASE WHEN ls.terminal IS NOT NULL THEN le.stage_entered_at
-            WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
-                 AND o.closed_at <= {{as_of_ts}} THEN o.closed_at END AS closed_at
+       CASE WHEN h.export_close AND o.closed_at <= {{as_of_ts}} THEN o.closed_at
+            WHEN ls.terminal IS NOT NULL THEN le.stage_entered_at END AS closed_at
 FROM opps o
 LEFT JOIN last_event le ON le.opportunity_id = o.opportunity_id
 LEFT JOIN stages ls ON ls.stage = le.last_stage
-LEFT JOIN has_terminal h ON h.opportunity_id = o.opportunity_id
+LEFT JOIN history h ON h.opportunity_id = o.opportunity_id
 LEFT JOIN (SELECT lead_id, source FROM leads_all WHERE created_at <= {{as_of_ts}}) l ON l.lead_id = o.lead_id;
 
 -- Closed deals with the period of their close and their cycle in days.
@@ -75,8 +114,8 @@ SELECT *, {{period(closed_at)}} AS period_start,
 FROM deals WHERE status IN ('won', 'lost');
 
 -- Visits to the pipeline's open stages: each event at or before as_of; it ends at the deal's
--- next event (ties on time ordered by pipeline position), else at the deal's close (a deal
--- closed without a terminal event), else it is censored at as_of.
+-- next event (ties on time ordered by pipeline position; reopening events included), else at
+-- the deal's close (a deal closed by its export), else it is censored at as_of.
 CACHE TABLE visits AS
 SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
        COALESCE(v.next_at, d.closed_at) AS exited_at,
@@ -86,7 +125,7 @@ SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
 FROM (SELECT e.opportunity_id, e.stage, e.entered_at, s.stage_index, s.terminal, s.stage IS NOT NULL AS known,
              lead(e.entered_at) OVER (PARTITION BY e.opportunity_id
                                       ORDER BY e.entered_at, COALESCE(s.stage_index, -1)) AS next_at
-      FROM events e LEFT JOIN stages s ON s.stage = e.stage) v
+      FROM state_events e LEFT JOIN stages s ON s.stage = e.stage) v
 JOIN deals d ON d.opportunity_id = v.opportunity_id
 WHERE v.known AND v.terminal IS NULL;
 
@@ -103,12 +142,13 @@ SELECT {{as_of_date}}, {{cur_period}}, {{as_of_ts}};
 -- opportunity_id, snap_stage, snap_prob). A deal is open at t when it was created at or before
 -- t, its last event at or before t (on equal times the later stage of the pipeline) is not a
 -- terminal stage (a deal without an event is open, in no stage; an unknown stage is open,
--- without a probability), and it has not been closed by its status and closed_at <= t (a deal
--- with no terminal event anywhere; one closed by its status without a closed_at is never open).
+-- without a probability), and it has not been closed by its export's close at closed_at <= t
+-- (`history`; one closed by its status without a closed_at and without any won/lost event is
+-- never open).
 -- Built from each deal's open intervals [a, b): its events cut its life into segments
 -- [entered_at, next event) with the event's stage, plus one before its first event with no
 -- stage; a segment is open unless its stage is terminal; it starts no earlier than the deal's
--- creation and ends no later than its fallback close.
+-- creation and ends no later than its export's close.
 CACHE TABLE open_snaps AS
 WITH seg AS (
     SELECT opportunity_id, stage, entered_at AS seg_start,
@@ -126,9 +166,9 @@ iv AS (
            CASE WHEN fb IS NULL THEN seg.seg_end WHEN seg.seg_end IS NULL THEN fb
                 ELSE least(seg.seg_end, fb) END AS b
     FROM seg
-    JOIN (SELECT o.*, CASE WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost') THEN o.closed_at END AS fb,
-                 h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at IS NULL AS never_open
-          FROM opps o LEFT JOIN has_terminal h ON h.opportunity_id = o.opportunity_id) o
+    JOIN (SELECT o.*, CASE WHEN h.export_close THEN o.closed_at END AS fb,
+                 h.export_close AND o.closed_at IS NULL AS never_open
+          FROM opps o JOIN history h ON h.opportunity_id = o.opportunity_id) o
          ON o.opportunity_id = seg.opportunity_id
     LEFT JOIN stages s ON s.stage = seg.stage
     WHERE s.terminal IS NULL AND NOT o.never_open),
