@@ -13,9 +13,22 @@ evaluates clv_predictive at crm-kpi's own fitted parameters (clv_model's), exact
 
        python -m reference.crosscheck --perturb GEN_DIR OUT_DIR [--config FILE]
 copies generated Parquet files, adding the edge cases the generator does not produce
-(crosscheck.sh does it when EDGE=1): closed deals without a terminal event (fallback close),
-deals without any stage event, two events of a deal at the same instant (also a terminal one),
-zero amounts, forecasts without a category and zero forecasts.
+(crosscheck.sh does it when EDGE=1), each on the deals of one bucket of
+hash(opportunity_id) % 40: closed deals without a terminal event (1: the export's close), deals
+without any stage event (2), two events of a deal at the same instant (3; 8: the terminal one, then earlier than the
+export's closed_at), deals with their first event only (4), zero amounts (7), and the export
+disagreeing with the history (docs/decisions.md): the other outcome exported 30 days after the
+terminal event (11: the export's close wins from then on), a lost deal (no won event) reopened
+into an open stage 10 days after the lost event and exported won 60 days after it (12: the
+export's close, later than the reopening, wins), a closed deal exported open with no reopening
+event (13: in the last open stage, updated_at 20 days after the terminal event; 14: its
+generated, terminal, stage and a null updated_at), the same outcome exported with a closed_at 7
+days after the event (15: the event's time stays), the other outcome exported 5 days before the
+terminal event, not before the deal's creation (16: the history wins), a lost deal (no won
+event) reopened into an open stage 40 days after the lost event and exported won 20 days after
+it, between the close and the reopening (17: the reopening is the later word, the history wins).
+An `updated_at` column is added when the generated opportunities have none.
+Forecasts: without a category and zero amounts.
 """
 
 import argparse
@@ -39,7 +52,7 @@ from .common import (
     within_tolerance,
 )
 from .duckdb import customers as duckdb_customers
-from .duckdb.views import sql_list
+from .duckdb.views import sql_list, sql_str
 
 
 def perturb(src, dst, cfg):
@@ -48,10 +61,44 @@ def perturb(src, dst, cfg):
         shutil.copy(f, dst)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    terminal = sql_list(cfg.pipeline.won + cfg.pipeline.lost)
+    pl = cfg.pipeline
+    terminal = sql_list(pl.won + pl.lost)
     h = "hash(opportunity_id) % 40"
-    con.execute(f"""COPY (SELECT * REPLACE (CASE WHEN {h} = 7 THEN 0.0 ELSE amount END AS amount)
-        FROM '{src}/opportunities.parquet') TO '{dst}/opportunities.parquet' (FORMAT parquet)""")
+    # Each deal's last terminal event in the generated history (time, outcome) and last lost event.
+    hist = f"""(SELECT opportunity_id,
+                   max(entered_at) FILTER (WHERE stage IN {terminal}) AS term_at,
+                   arg_max(CASE WHEN stage IN {sql_list(pl.won)} THEN 'won' ELSE 'lost' END, entered_at)
+                       FILTER (WHERE stage IN {terminal}) AS term_outcome,
+                   max(entered_at) FILTER (WHERE stage IN {sql_list(pl.lost)}) AS lost_at,
+                   max(entered_at) FILTER (WHERE stage IN {sql_list(pl.won)}) AS won_at
+               FROM '{src}/stage_events.parquet' GROUP BY opportunity_id)"""
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM '{src}/opportunities.parquet'").fetchall()]
+    closed = "(t.term_at IS NOT NULL AND o.status = t.term_outcome)"  # closed, export and history agreeing
+    lost = f"({closed} AND t.won_at IS NULL AND t.lost_at IS NOT NULL)"  # lost, without a won event
+    reopened_stage = sql_str(pl.open[-1])
+    edits = {
+        "amount": f"CASE WHEN {h} = 7 THEN 0.0 ELSE o.amount END",
+        "status": f"""CASE WHEN {h} IN (11, 16) AND {closed} THEN CASE o.status WHEN 'won' THEN 'lost' ELSE 'won' END
+                          WHEN {h} IN (12, 17) AND {lost} THEN 'won'
+                          WHEN {h} IN (13, 14) AND {closed} THEN 'open'
+                          ELSE o.status END""",
+        "closed_at": f"""CASE WHEN {h} = 11 AND {closed} THEN t.term_at + INTERVAL 30 DAY
+                             WHEN {h} = 12 AND {lost} THEN t.lost_at + INTERVAL 60 DAY
+                             WHEN {h} = 17 AND {lost} THEN t.lost_at + INTERVAL 20 DAY
+                             WHEN {h} IN (13, 14) AND {closed} THEN NULL
+                             WHEN {h} = 15 AND {closed} THEN t.term_at + INTERVAL 7 DAY
+                             WHEN {h} = 16 AND {closed} THEN greatest(o.created_at, t.term_at - INTERVAL 5 DAY)
+                             ELSE o.closed_at END""",
+        "stage": f"CASE WHEN {h} = 13 AND {closed} THEN {reopened_stage} ELSE o.stage END",
+        "updated_at": f"""CASE WHEN {h} = 13 AND {closed} THEN t.term_at + INTERVAL 20 DAY
+                              WHEN {h} = 14 AND {closed} THEN NULL
+                              ELSE {"o.updated_at" if "updated_at" in cols else "NULL::TIMESTAMPTZ"} END""",
+    }
+    select = [f"{edits[c]} AS {c}" if c in edits else f"o.{c}" for c in cols]
+    select += [f"{edits[c]} AS {c}" for c in ("stage", "updated_at") if c not in cols]
+    con.execute(f"""COPY (SELECT {", ".join(select)}
+        FROM '{src}/opportunities.parquet' o LEFT JOIN {hist} t USING (opportunity_id)
+        ) TO '{dst}/opportunities.parquet' (FORMAT parquet)""")
     con.execute(f"""COPY (
         WITH e AS (SELECT *, row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS rn,
                           lag(entered_at) OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS prev
@@ -64,6 +111,13 @@ def perturb(src, dst, cfg):
         WHERE NOT ({h} = 1 AND stage IN {terminal})  -- fallback close
           AND NOT ({h} = 2)                          -- no stage event
           AND NOT ({h} = 4 AND rn > 1)               -- first stage only
+        UNION ALL BY NAME                            -- reopened 10 (12) or 40 (17) days after the lost event
+        SELECT opportunity_id,
+               CASE WHEN {h} = 12 THEN {sql_str(pl.open[1 if len(pl.open) > 1 else 0])}
+                    ELSE {sql_str(pl.open[0])} END AS stage,
+               lost_at + CASE WHEN {h} = 12 THEN INTERVAL 10 DAY ELSE INTERVAL 40 DAY END AS entered_at
+        FROM {hist} WHERE {h} IN (12, 17) AND won_at IS NULL AND lost_at IS NOT NULL
+          AND opportunity_id IN (SELECT opportunity_id FROM '{src}/opportunities.parquet' WHERE status = 'lost')
         ) TO '{dst}/stage_events.parquet' (FORMAT parquet)""")
     f = "hash(owner_id || CAST(period_start AS VARCHAR))"
     con.execute(f"""COPY (SELECT * REPLACE (

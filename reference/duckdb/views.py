@@ -7,12 +7,25 @@ docs/decisions.md:
   columns when the store has none);
 - as_of = the end of the AS_OF day in UTC (the references cut periods in UTC only); rows whose
   main timestamp is later are dropped;
-- a deal's state at an instant T comes from its stage events: the last event at or before T
-  decides (ties on time: the later stage of the pipeline), a terminal stage closes the deal at
-  that event; a deal with no terminal event anywhere in its history is closed from its
-  status/closed_at when closed_at <= T (`deals`, `closed`);
-- a visit is one stage event; it ends at the deal's next event, or at its (fallback) close, or
-  is censored at as_of (`visits`);
+- where the export (status, closed_at, stage, updated_at) and the deal's whole stage history
+  (all times, not only up to as_of) disagree (`deal_history`): the export's close wins
+  (`export_close`) when the export says won/lost and the deal has no won/lost event at all, or
+  its closed_at is later than every event of the history (won/lost or not: a reopening logged
+  after the export's close is the later word) and the history does not end in a won/lost event
+  of the export's outcome; a deal the export says open whose history ends in a won/lost
+  event is reopened by one added event (`reopen_at`, `reopen_stage`): at updated_at when later
+  than that event, else one microsecond after it, into the export's stage when it is an open
+  stage of the pipeline, else the deal's last open stage in its history, else the pipeline's
+  first stage. In the history "last" orders by time, then a won/lost event after any other,
+  then the later stage of the pipeline;
+- a deal's state at an instant T: closed by the export (its status and closed_at) when the
+  export's close wins and closed_at <= T, whatever its events say; else the last event at or
+  before T (the added reopening event included; ties on time: the later stage of the pipeline)
+  decides, a terminal stage closing the deal at that event (`deals`, `closed`);
+- a visit is one stage event (the added reopening event included); it ends at the deal's next
+  event, or at its close at as_of when that comes from the export, or is censored at as_of
+  (`visits`); `events` holds the logged events only (stage_funnel, deal_snapshot's
+  stage_events), `deal_events` adds the reopening events;
 - periods are calendar months cut in UTC; durations are days = microseconds / 86_400e6;
 - snapshot instants: the end of every month from the first deal's creation month, then as_of
   (`snaps`).
@@ -73,43 +86,90 @@ def setup(db):
         )
         con.execute(f"INSERT INTO stages VALUES {rows}")
     terminal = sql_list(pipeline.won + pipeline.lost)
+    # The export's own stage and last modification (a store written before they were kept has
+    # neither: no open stage to reopen into, and reopening one microsecond after the close).
+    have = {r[0] for r in con.execute("DESCRIBE opportunities_all").fetchall()}
+    extra = ", ".join(
+        f"NULL::{t} AS {c}" for c, t in (("stage", "VARCHAR"), ("updated_at", "TIMESTAMPTZ")) if c not in have
+    )
+    first_stage = sql_str(pipeline.stages[0].name) if pipeline.stages else "NULL"
     con.execute(f"""
-        CREATE VIEW opps AS SELECT * FROM opportunities_all WHERE created_at <= as_of_ts();
+        CREATE VIEW opps AS SELECT *{", " + extra if extra else ""} FROM opportunities_all
+            WHERE created_at <= as_of_ts();
+        -- The logged stage events at or before as_of (stage_funnel, deal_snapshot.stage_events).
         CREATE TABLE events AS SELECT e.opportunity_id, e.stage, e.entered_at FROM stage_events_all e
             WHERE e.entered_at <= as_of_ts() AND e.opportunity_id IN (SELECT opportunity_id FROM opps);
+        -- Export against history, per deal over all its stage events (any time). Last = latest
+        -- time, then a won/lost event after any other stage, then the later stage of the
+        -- pipeline (a stage the pipeline does not know first).
+        CREATE TABLE deal_history AS
+        WITH e AS (
+            SELECT e.opportunity_id, e.stage, e.entered_at, s.stage_index,
+                   CASE WHEN e.stage IN {sql_list(pipeline.won)} THEN 'won'
+                        WHEN e.stage IN {sql_list(pipeline.lost)} THEN 'lost' END AS outcome
+            FROM stage_events_all e LEFT JOIN stages s USING (stage)
+            WHERE e.opportunity_id IN (SELECT opportunity_id FROM opps)),
+        h AS (
+            SELECT opportunity_id,
+                   max(entered_at) AS last_event_at,
+                   max(entered_at) FILTER (WHERE outcome IS NOT NULL) AS last_term_at,
+                   arg_max(outcome, (entered_at, stage_index)) FILTER (WHERE outcome IS NOT NULL)
+                       AS last_outcome,
+                   arg_max(outcome IS NOT NULL,
+                           (entered_at, outcome IS NOT NULL, COALESCE(stage_index, -1))) AS last_is_term,
+                   arg_max(stage, (entered_at, stage_index))
+                       FILTER (WHERE outcome IS NULL AND stage_index IS NOT NULL) AS last_open_stage
+            FROM e GROUP BY opportunity_id)
+        SELECT o.opportunity_id, h.last_event_at, h.last_term_at, h.last_outcome,
+               COALESCE(h.last_is_term, false) AS last_is_term,
+               o.status IN ('won', 'lost')
+                   AND (h.last_term_at IS NULL
+                        OR (o.closed_at IS NOT NULL AND o.closed_at > h.last_event_at
+                            AND NOT (h.last_is_term AND h.last_outcome = o.status))) AS export_close,
+               CASE WHEN o.status = 'open' AND h.last_is_term THEN
+                   CASE WHEN o.updated_at IS NOT NULL AND o.updated_at > h.last_term_at + INTERVAL 1 MICROSECOND
+                        THEN o.updated_at ELSE h.last_term_at + INTERVAL 1 MICROSECOND END END AS reopen_at,
+               CASE WHEN o.status = 'open' AND h.last_is_term THEN
+                   COALESCE(CASE WHEN o.stage IN (SELECT stage FROM stages WHERE NOT terminal) THEN o.stage END,
+                            h.last_open_stage, {first_stage}) END AS reopen_stage
+        FROM opps o LEFT JOIN h USING (opportunity_id);
+        -- The events of each deal's state, visits and snapshots: the logged ones and the added
+        -- reopening event, at or before as_of.
+        CREATE TABLE deal_events AS
+            SELECT opportunity_id, stage, entered_at FROM events
+            UNION ALL
+            SELECT opportunity_id, reopen_stage, reopen_at FROM deal_history WHERE reopen_at <= as_of_ts();
         -- One event per deal and instant: on equal times the later stage of the pipeline wins
         -- (a stage the pipeline does not know comes first). Aggregates, not windows: no sort.
         CREATE TABLE events_last_per_instant AS
             SELECT e.opportunity_id, arg_max(e.stage, COALESCE(s.stage_index, -1)) AS stage, e.entered_at
-            FROM events e LEFT JOIN stages s USING (stage) GROUP BY e.opportunity_id, e.entered_at;
+            FROM deal_events e LEFT JOIN stages s USING (stage) GROUP BY e.opportunity_id, e.entered_at;
         CREATE TABLE last_event AS
             SELECT opportunity_id, arg_max(stage, entered_at) AS last_stage, max(entered_at) AS stage_entered_at
             FROM events_last_per_instant GROUP BY opportunity_id;
-        CREATE TABLE has_terminal AS SELECT DISTINCT opportunity_id FROM stage_events_all
-            WHERE stage IN {terminal};
+        -- The export's close, when it wins, is checked first: from closed_at on the deal is
+        -- closed with the export's status, whatever its last event.
         CREATE TABLE deals AS
             SELECT o.opportunity_id, o.account_id, o.owner_id, o.region, o.amount_base, o.created_at,
                    o.loss_reason, o.campaign_id, o.expected_close_date, l.source,
                    le.last_stage AS stage, le.stage_entered_at,
-                   CASE WHEN le.last_stage IN {sql_list(pipeline.won)} THEN 'won'
+                   CASE WHEN x.export_close AND o.closed_at <= as_of_ts() THEN o.status
+                        WHEN le.last_stage IN {sql_list(pipeline.won)} THEN 'won'
                         WHEN le.last_stage IN {sql_list(pipeline.lost)} THEN 'lost'
-                        WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
-                             AND o.closed_at <= as_of_ts() THEN o.status
                         ELSE 'open' END AS status,
-                   CASE WHEN le.last_stage IN {terminal} THEN le.stage_entered_at
-                        WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
-                             AND o.closed_at <= as_of_ts() THEN o.closed_at END AS closed_at
+                   CASE WHEN x.export_close AND o.closed_at <= as_of_ts() THEN o.closed_at
+                        WHEN le.last_stage IN {terminal} THEN le.stage_entered_at END AS closed_at
             FROM opps o
+            JOIN deal_history x USING (opportunity_id)
             LEFT JOIN last_event le USING (opportunity_id)
-            LEFT JOIN has_terminal h USING (opportunity_id)
             LEFT JOIN (SELECT lead_id, source FROM leads_all WHERE created_at <= as_of_ts()) l USING (lead_id);
         CREATE VIEW closed AS
             SELECT *, month_of(closed_at) AS period_start,
                    epoch(closed_at - created_at) / 86400.0 AS days
             FROM deals WHERE status IN ('won', 'lost');
-        -- Visits to non-terminal stages: each event at or before as_of; it ends at the deal's next
-        -- event (ties on time ordered by pipeline position), else at the deal's close (a deal
-        -- closed without a terminal event), else it is censored at as_of.
+        -- Visits to non-terminal stages: each event at or before as_of (the added reopening event
+        -- included); it ends at the deal's next event (ties on time ordered by pipeline position),
+        -- else at the deal's close (a close by the export), else it is censored at as_of.
         CREATE TABLE visits AS
             SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
                    COALESCE(v.next_at, d.closed_at) AS exited_at,
@@ -119,7 +179,7 @@ def setup(db):
             FROM (SELECT e.*, s.terminal,
                          lead(e.entered_at) OVER (PARTITION BY e.opportunity_id
                                                   ORDER BY e.entered_at, s.stage_index) AS next_at
-                  FROM events e LEFT JOIN stages s USING (stage)) v
+                  FROM deal_events e LEFT JOIN stages s USING (stage)) v
             JOIN deals d USING (opportunity_id)
             WHERE v.terminal = false;
         -- Snapshot instants: the end of every month from the first deal's creation month to the
@@ -141,19 +201,20 @@ def open_snapshots(db):
     and snap_prob. Read by pipeline_snapshot, sales_velocity, rep_scorecard and
     forecast_vs_actual.
 
-    A deal is open at an instant t when it was created at or before t, its last event at or
-    before t (on equal times the later stage of the pipeline) is not a terminal stage (a deal
-    without an event is open, in no stage; an unknown stage is open, without a probability),
-    and it has not been closed by its status and closed_at <= t (a deal with no terminal event
-    anywhere; one closed by its status without a closed_at is never open). snap_stage is the
-    stage of that last event, snap_prob its probability.
+    A deal is open at an instant t when it was created at or before t, it has not been closed
+    by the export at or before t (a deal whose export's close wins, `deal_history.export_close`,
+    with closed_at <= t; one without a closed_at is never open), and its last event at or
+    before t (the added reopening event included; on equal times the later stage of the
+    pipeline) is not a terminal stage (a deal without an event is open, in no stage; an unknown
+    stage is open, without a probability). snap_stage is the stage of that last event,
+    snap_prob its probability.
 
     Built from each deal's open intervals instead of pairing every deal with every snapshot
-    (8M pairs at scale m, 0.7M of them open): a deal's events cut its life into half-open
-    segments [entered_at, next event) with the event's stage, plus one before its first event
-    with no stage; a segment is open unless its stage is terminal, and it starts no earlier than
-    the deal's creation and ends no later than its fallback close (a deal with no terminal
-    event, closed by its status and closed_at). A month-end instant (the month's last
+    (8M pairs at scale m, 0.7M of them open): a deal's events (`deal_events`, per instant) cut
+    its life into half-open segments [entered_at, next event) with the event's stage, plus one
+    before its first event with no stage; a segment is open unless its stage is terminal, and it
+    starts no earlier than the deal's creation and ends no later than the export's close (when
+    it wins). A month-end instant (the month's last
     microsecond) lies in [a, b) exactly when its month is between a's month and the month
     before b's; the as_of instant when b is null or later than as_of."""
     if db.cache.get("open_snaps"):
@@ -177,11 +238,10 @@ def open_snapshots(db):
             FROM seg
             JOIN opps o USING (opportunity_id)
             LEFT JOIN stages s ON s.stage = seg.stage
-            LEFT JOIN has_terminal h ON h.opportunity_id = seg.opportunity_id
-            CROSS JOIN LATERAL (SELECT CASE WHEN h.opportunity_id IS NULL AND o.status IN ('won', 'lost')
-                                            THEN o.closed_at END AS c) fb
+            JOIN deal_history x ON x.opportunity_id = seg.opportunity_id
+            CROSS JOIN LATERAL (SELECT CASE WHEN x.export_close THEN o.closed_at END AS c) fb
             WHERE NOT COALESCE(s.terminal, false)
-              AND NOT (h.opportunity_id IS NULL AND o.status IN ('won', 'lost') AND o.closed_at IS NULL)),
+              AND NOT (x.export_close AND o.closed_at IS NULL)),
         live AS (SELECT * FROM iv WHERE b IS NULL OR a < b),
         months AS (
             SELECT opportunity_id, stage, probability,

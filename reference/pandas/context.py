@@ -62,34 +62,134 @@ class Ctx:
 
     @property
     def deals(self):
-        """Each deal's state at as_of, from its stage events (see reference/duckdb/views.py)."""
+        """Each deal's state at as_of, from its stage events and, where the export's close wins,
+        its export (see reference/duckdb/views.py and `export_history`)."""
         if "deals" not in self._cache:
             stage_index = self.pipeline.index
             terminal = self.pipeline.terminal
             # The opportunities' own `stage` (the export's view) is not the as-of stage.
             opps = self.table("opportunities", "created_at").drop(columns=["stage"], errors="ignore")
+            x = self.export_history
             ev = self.table_all("stage_events")
-            ev = ev[(ev["entered_at"] <= self.as_of) & member(ev["opportunity_id"], opps["opportunity_id"])].copy()
+            ev = ev.loc[
+                (ev["entered_at"] <= self.as_of) & member(ev["opportunity_id"], opps["opportunity_id"]),
+                ["opportunity_id", "stage", "entered_at"],
+            ]
+            # The reopening events the export implies (at or before as_of) count as events here.
+            ro = x[x["reopen_at"].notna() & (x["reopen_at"] <= self.as_of)]
+            added = pd.DataFrame(
+                {"opportunity_id": ro["opportunity_id"], "stage": ro["reopen_stage"], "entered_at": ro["reopen_at"]}
+            )
+            ev = pd.concat([ev, added], ignore_index=True) if len(added) else ev.copy()
             ev["stage_index"] = ev["stage"].map(stage_index)
             last = ev.sort_values(["opportunity_id", "entered_at", "stage_index"]).groupby("opportunity_id").tail(1)
             last = last[["opportunity_id", "stage", "entered_at"]].rename(columns={"entered_at": "stage_entered_at"})
-            all_ev = self.table_all("stage_events")
-            has_terminal = all_ev.loc[all_ev["stage"].isin(list(terminal)), "opportunity_id"]
             leads = self.table("leads", "created_at")[["lead_id", "source"]]
             d = opps.merge(last, on="opportunity_id", how="left").merge(leads, on="lead_id", how="left")
             term = d["stage"].map(terminal)
-            fallback = (
-                (~member(d["opportunity_id"], has_terminal))
-                & d["status"].isin(["won", "lost"])
-                & (d["closed_at"] <= self.as_of)
+            # The export's close wins from closed_at on, before the events' verdict.
+            by_export = (
+                x["export_close"].to_numpy()[pd.Index(x["opportunity_id"]).get_indexer(d["opportunity_id"])]
+                & (d["closed_at"] <= self.as_of).to_numpy()
             )
-            d["status_at"] = np.where(term.notna(), term, np.where(fallback, d["status"], "open"))
-            d["closed_at_at"] = d["stage_entered_at"].where(term.notna(), d["closed_at"].where(fallback))
+            d["status_at"] = np.where(by_export, d["status"], np.where(term.notna(), term, "open"))
+            d["closed_at_at"] = d["closed_at"].where(by_export, d["stage_entered_at"].where(term.notna()))
             d = d.drop(columns=["status", "closed_at"]).rename(
                 columns={"status_at": "status", "closed_at_at": "closed_at"}
             )
             self._cache["deals"] = d
         return self._cache["deals"]
+
+    @property
+    def export_history(self):
+        """Per deal created at or before as_of (the opportunities' rows as of, in their order),
+        its export against its whole stage history (all times): opportunity_id, export_close
+        (the export's won/lost close wins: no won/lost event at all, or closed_at later than
+        every event of the history, won/lost or not, and the history not ending in a won/lost
+        event of the export's outcome), reopen_at and reopen_stage (the export says open while
+        the history ends in a won/lost event: the deal re-enters reopen_stage at updated_at, or
+        one microsecond after that event when updated_at is missing or not later; reopen_stage
+        is the export's stage when it is an open stage of the pipeline, else the deal's last
+        open stage in its history, else the pipeline's first stage; else null). In the history "last" orders by
+        time, then a won/lost event after any other stage, then the later stage of the pipeline
+        (an unknown stage first)."""
+        if "export_history" not in self._cache:
+            opps = self.table("opportunities", "created_at")
+            n = len(opps)
+            ids = pd.Index(opps["opportunity_id"])
+            outcome = self.pipeline.terminal
+            ev = self.table_all("stage_events")
+            ev = ev.loc[member(ev["opportunity_id"], opps["opportunity_id"]), ["opportunity_id", "stage", "entered_at"]]
+            deal = ids.get_indexer(ev["opportunity_id"])
+            out = ev["stage"].map(outcome)
+            idx = ev["stage"].map(self.pipeline.index).astype("float64")
+            h = pd.DataFrame(
+                {
+                    "deal": deal,
+                    "stage": ev["stage"].to_numpy(),
+                    "t": ev["entered_at"].to_numpy(),
+                    "is_term": out.notna().to_numpy(),
+                    "outcome": out.to_numpy(),
+                    "idx": idx.fillna(-1.0).to_numpy(),
+                    "known": idx.notna().to_numpy(),
+                }
+            )
+
+            def last_of(rows, by):
+                return rows.sort_values(["deal"] + by, kind="stable").drop_duplicates("deal", keep="last")
+
+            last_any = last_of(h, ["t", "is_term", "idx"])
+            last_term = last_of(h[h["is_term"]], ["t", "idx"])
+            last_open = last_of(h[~h["is_term"] & h["known"]], ["t", "idx"])
+
+            def per_deal(rows, col, empty):
+                s = np.full(n, empty, dtype=object)
+                s[rows["deal"].to_numpy()] = rows[col].to_numpy()
+                return pd.Series(s)
+
+            ts = ev["entered_at"].dtype
+            last_term_at = pd.Series(pd.NaT, index=range(n), dtype=ts)
+            last_term_at.iloc[last_term["deal"].to_numpy()] = last_term["t"].to_numpy()
+            # The deal's last event of any stage (a reopening after the export's close is later).
+            last_event_at = pd.Series(pd.NaT, index=range(n), dtype=ts)
+            last_event_at.iloc[last_any["deal"].to_numpy()] = last_any["t"].to_numpy()
+            last_outcome = per_deal(last_term, "outcome", None)
+            last_is_term = per_deal(last_any, "is_term", False).astype(bool).to_numpy()
+            last_open_stage = per_deal(last_open, "stage", None)
+
+            status = opps["status"].reset_index(drop=True)
+            closed_at = opps["closed_at"].reset_index(drop=True)
+            export_close = status.isin(["won", "lost"]).to_numpy() & (
+                last_term_at.isna().to_numpy()
+                | (
+                    closed_at.notna().to_numpy()
+                    & (closed_at > last_event_at).to_numpy()
+                    & ~(last_is_term & (last_outcome == status).to_numpy())
+                )
+            )
+            reopen = (status == "open").to_numpy() & last_is_term
+            after = last_term_at + pd.Timedelta(microseconds=1)
+            if "updated_at" in opps:
+                upd = opps["updated_at"].reset_index(drop=True)
+                reopen_at = upd.where(upd > after, after)
+            else:
+                reopen_at = after
+            reopen_at = reopen_at.where(reopen)
+            own = opps["stage"].to_numpy(dtype=object) if "stage" in opps else np.full(n, None, dtype=object)
+            reopen_stage = pd.Series(np.where(pd.Index(self.pipeline.open).get_indexer(own) >= 0, own, None))
+            reopen_stage = reopen_stage.fillna(last_open_stage)
+            if self.pipeline.stages:
+                reopen_stage = reopen_stage.fillna(self.pipeline.stages[0].name)
+            reopen_stage = reopen_stage.where(reopen)
+            self._cache["export_history"] = pd.DataFrame(
+                {
+                    "opportunity_id": opps["opportunity_id"].to_numpy(),
+                    "export_close": export_close,
+                    "reopen_at": reopen_at,
+                    "reopen_stage": reopen_stage,
+                }
+            )
+        return self._cache["export_history"]
 
 
 def columns(ctx, name, cols):

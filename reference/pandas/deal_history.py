@@ -1,6 +1,7 @@
 """Deal-history intermediates of the pandas KPIs, cached on the Ctx: stage events at or before
-as_of, one event per deal and instant, stage visits, closed deals, snapshot instants, each deal's
-open intervals and the deals open at each snapshot (the views of reference/duckdb/views.py).
+as_of (the logged ones, and with the reopening events the export implies), one event per deal
+and instant, stage visits, closed deals, snapshot instants, each deal's open intervals and the
+deals open at each snapshot (the views of reference/duckdb/views.py).
 """
 
 import numpy as np
@@ -32,10 +33,35 @@ def events(ctx):
     return ev.sort_values(["deal", "at_us", "stage_index"], na_position="last", kind="stable", ignore_index=True)
 
 
+@cached("deal_events")
+def deal_events(ctx):
+    """`events` with each reopened deal's added event (ctx.export_history's reopen_at and
+    reopen_stage, at or before as_of): the events of the deals' states, visits and snapshots
+    (stage_funnel and deal_snapshot's stage_events count the logged `events` only). Same
+    columns and order."""
+    ev = events(ctx)
+    x = ctx.export_history
+    x = x[x["reopen_at"].notna() & (x["reopen_at"] <= ctx.as_of)]
+    if not len(x):
+        return ev
+    add = pd.DataFrame(
+        {
+            "deal": deal_index(ctx).get_indexer(x["opportunity_id"]),
+            "stage": x["reopen_stage"].astype(ev["stage"].dtype).to_numpy(),
+            "entered_at": x["reopen_at"].to_numpy(),
+        }
+    )
+    add["entered_at"] = add["entered_at"].astype(ev["entered_at"].dtype)
+    add["stage_index"] = add["stage"].map(ctx.pipeline.index).astype("float64")
+    add["at_us"] = us(add["entered_at"])
+    ev = pd.concat([ev, add[ev.columns]], ignore_index=True)
+    return ev.sort_values(["deal", "at_us", "stage_index"], na_position="last", kind="stable", ignore_index=True)
+
+
 @cached("events_last_per_instant")
 def events_last_per_instant(ctx):
     """One event per deal and instant: the later stage of the pipeline wins (unknown stages lose)."""
-    ev = events(ctx)
+    ev = deal_events(ctx)
     rank = ev["stage_index"].fillna(-1.0)
     if (rank.to_numpy() == ev["stage_index"].to_numpy()).all() or not ev["stage_index"].isna().any():
         srt = ev  # already sorted by deal, time, stage_index
@@ -59,8 +85,10 @@ def _next_in_deal(deal, at, fill):
 
 @cached("visits")
 def visits(ctx):
-    """Visits to non-terminal stages: stage, owner_id, completed, days_us, days."""
-    ev = events(ctx)
+    """Visits to non-terminal stages (the reopening events included): stage, owner_id,
+    completed, days_us, days. A visit ends at the deal's next event, else at its close at as_of
+    (then a close by the export), else it is censored at as_of."""
+    ev = deal_events(ctx)
     deal = ev["deal"].to_numpy()
     at = ev["at_us"].to_numpy()
     none = np.iinfo(np.int64).min
@@ -114,25 +142,22 @@ def snaps(ctx):
 @cached("open_segments")
 def open_segments(ctx):
     """Each deal's open intervals [a_us, b_us) with a constant stage (null before any event):
-    created_at, then one segment per instant of its last-per-instant events, cut at the next
-    event, at a terminal event, and at the fallback close (closed_at of a deal without any
-    terminal event whose status is won/lost). Columns: deal (row position in ctx.deals), stage,
-    a_us, b_us."""
+    created_at, then one segment per instant of its last-per-instant events (the reopening
+    events included), cut at the next event, at a terminal event, and at the export's close
+    (closed_at of a deal whose export's close wins, ctx.export_history; such a deal without a
+    closed_at has none). Columns: deal (row position in ctx.deals), stage, a_us, b_us."""
     d = ctx.deals
     n = len(d)
     big = np.iinfo(np.int64).max
     created = us(d["created_at"]).to_numpy()
-    all_ev = ctx.table_all("stage_events")
     terminal_stages = list(ctx.pipeline.terminal)
-    term = deal_index(ctx).get_indexer(all_ev.loc[all_ev["stage"].isin(terminal_stages), "opportunity_id"])
-    has_terminal = np.zeros(n, dtype=bool)
-    has_terminal[term[term >= 0]] = True
-    # The opportunities' own status / closed_at (ctx.deals holds the as-of state instead).
+    # The opportunities' own closed_at (ctx.deals holds the as-of state instead).
     opps = ctx.table("opportunities", "created_at")
-    own = opps.iloc[pd.Index(opps["opportunity_id"]).get_indexer(d["opportunity_id"])]
-    own_closed = own["closed_at"]
-    fb = (~has_terminal) & own["status"].isin(["won", "lost"]).to_numpy() & own_closed.notna().to_numpy()
-    close = np.where(fb, us(own_closed.fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), big)
+    own_closed = opps["closed_at"].iloc[pd.Index(opps["opportunity_id"]).get_indexer(d["opportunity_id"])]
+    x = ctx.export_history
+    by_export = x["export_close"].to_numpy()[pd.Index(x["opportunity_id"]).get_indexer(d["opportunity_id"])]
+    # closed by the export from closed_at on; without a closed_at, never open (close = 0)
+    close = np.where(by_export, us(own_closed.fillna(pd.Timestamp(0, tz="UTC"))).to_numpy(), big)
 
     ev = events_last_per_instant(ctx)
     deal = ev["deal"].to_numpy()
