@@ -551,6 +551,13 @@ impl Config {
     /// CRM's pipeline, ingested by a preset), replaces `[[stages]]`.
     pub fn for_store(mut self, store: &crate::store::Store) -> Result<Config, crate::error::StoreError> {
         if let Some(stages) = store.stages()? {
+            if stages.len() > MAX_STAGES {
+                return Err(crate::error::StoreError::BadTable {
+                    path: store.root().to_path_buf(),
+                    table: "stages".into(),
+                    message: format!("{} stages; at most {MAX_STAGES} are supported", stages.len()),
+                });
+            }
             self.stages = stages;
         }
         Ok(self)

@@ -219,6 +219,9 @@ pub const OPPORTUNITIES: TableDef = TableDef {
         opt("forecast_category", Kind::Str),
         // The stage the export shows the deal in (its history is in stage_events).
         opt("stage", Kind::Str),
+        // The deal's pipeline as the CRM names it (HubSpot's pipeline, Pipedrive's pipeline,
+        // Salesforce's record type); null for a CRM or an export with one pipeline.
+        opt("pipeline", Kind::Str),
         opt(UPDATED_AT, Kind::Timestamp),
         derived("amount_base", Kind::Float),
     ],

@@ -268,6 +268,8 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
                 opps().map(|(_, x, _)| x.events.last().map(|e| stage_names[e.0 as usize].as_str())),
                 n,
             ),
+            // One pipeline: the configured stage list.
+            strs("pipeline", opps().map(|_| None::<&str>), n),
         ],
     )?;
 

@@ -417,3 +417,64 @@ fn hubspot_legacy_close_reaches_closed_won() {
         "9"
     );
 }
+
+/// Opportunities carry their pipeline: the deals export's `Pipeline` column (23 deals in
+/// "Sales Pipeline", 7 in "Renewals"), and for API JSON (GET /crm/v3/objects/deals,
+/// `properties.pipeline` is the pipeline's id) the label from the pipelines response
+/// (`75318642` is Renewals), `default` being the default pipeline's id.
+#[test]
+fn hubspot_deals_carry_their_pipeline() {
+    let run = hubspot();
+    let counts = |df: &DataFrame| -> Vec<String> {
+        let c = df
+            .clone()
+            .lazy()
+            .group_by([col("pipeline")])
+            .agg([len().alias("n")])
+            .sort(["pipeline"], Default::default())
+            .collect()
+            .unwrap();
+        rows(&c, &["pipeline", "n"])
+    };
+    assert_eq!(
+        counts(&run.table(&crm_kpi::schema::OPPORTUNITIES)),
+        ["Renewals|7", "Sales Pipeline|23"]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        fixture_dir("hubspot").join("crm-v3-pipelines-deals.json"),
+        d.join("crm-v3-pipelines-deals.json"),
+    )
+    .unwrap();
+    let deal = |id: &str, pipeline: &str, stage: &str| {
+        format!(
+            r#"{{"id":"{id}","properties":{{"hs_object_id":"{id}","createdate":"2025-01-06T14:00:00Z","dealstage":"{stage}","pipeline":"{pipeline}","amount":"1000","hs_is_closed":"false","hs_is_closed_won":"false"}},"createdAt":"2025-01-06T14:00:00Z","updatedAt":"2025-01-07T14:00:00Z","archived":false}}"#
+        )
+    };
+    crate::common::write(
+        d,
+        "crm-v3-objects-deals.json",
+        &format!(
+            r#"{{"results":[{},{},{}]}}"#,
+            deal("1", "default", "appointmentscheduled"),
+            deal("2", "75318642", "110011001"),
+            deal("3", "999", "appointmentscheduled"),
+        ),
+    );
+    let api = run_export(d, CONFIG.to_string().as_str(), "2025-06-30", &["--preset", "hubspot"]);
+    let opps = api
+        .table(&crm_kpi::schema::OPPORTUNITIES)
+        .sort(["opportunity_id"], Default::default())
+        .unwrap();
+    // An id the pipelines response does not know stays as it is.
+    assert_eq!(
+        rows(&opps, &["opportunity_id", "pipeline", "stage"]),
+        [
+            "1|Sales Pipeline|Appointment Scheduled",
+            "2|Renewals|Renewal Due",
+            "3|999|Appointment Scheduled"
+        ]
+    );
+}

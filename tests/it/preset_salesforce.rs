@@ -556,3 +556,46 @@ fn salesforce_deal_won_on_its_creation_day_is_kept() {
         "28|27|9.1458"
     );
 }
+
+/// A sales process per record type: Opportunity.RecordTypeId (15 or 18 characters) named by
+/// RecordType.csv (Id, Name, SobjectType); an id RecordType.csv does not list stays as the id,
+/// a blank one is null (one pipeline).
+#[test]
+fn salesforce_record_types_are_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::common::write(
+        d,
+        "Opportunity.csv",
+        "\"Id\",\"AccountId\",\"OwnerId\",\"StageName\",\"Amount\",\"CurrencyIsoCode\",\"IsClosed\",\"IsWon\",\"CloseDate\",\"CreatedDate\",\"RecordTypeId\",\"IsDeleted\"
+\"006Hs0000Q2QNvMIQW\",\"001Hs0000LuM3dUIQS\",\"005Hs0000YXzBYuIQN\",\"Prospecting\",\"1000\",\"USD\",\"false\",\"false\",\"2025-07-31\",\"2025-01-06T09:15:00.000Z\",\"012Hs000000AbCdIAK\",\"false\"
+\"006Hs0000Q2QNvNIQW\",\"001Hs0000LuM3dUIQS\",\"005Hs0000YXzBYuIQN\",\"Prospecting\",\"2000\",\"USD\",\"false\",\"false\",\"2025-07-31\",\"2025-01-07T09:15:00.000Z\",\"012Hs000000XyZw\",\"false\"
+\"006Hs0000Q2QNvOIQW\",\"001Hs0000LuM3dUIQS\",\"005Hs0000YXzBYuIQN\",\"Prospecting\",\"3000\",\"USD\",\"false\",\"false\",\"2025-07-31\",\"2025-01-08T09:15:00.000Z\",\"012Hs000000QqQq\",\"false\"
+\"006Hs0000Q2QNvPIQW\",\"001Hs0000LuM3dUIQS\",\"005Hs0000YXzBYuIQN\",\"Prospecting\",\"4000\",\"USD\",\"false\",\"false\",\"2025-07-31\",\"2025-01-09T09:15:00.000Z\",\"\",\"false\"
+",
+    );
+    crate::common::write(
+        d,
+        "RecordType.csv",
+        "\"Id\",\"Name\",\"DeveloperName\",\"SobjectType\",\"IsActive\"
+\"012Hs000000AbCdIAK\",\"New Business\",\"New_Business\",\"Opportunity\",\"true\"
+\"012Hs000000XyZwIAK\",\"Renewals\",\"Renewals\",\"Opportunity\",\"true\"
+\"012Hs000000QqQqIAK\",\"Partner Lead\",\"Partner_Lead\",\"Lead\",\"true\"
+",
+    );
+    let r = run_export(d, CONFIG, AS_OF, &["--preset", "salesforce"]);
+    let opps = r
+        .table(&crm_kpi::schema::OPPORTUNITIES)
+        .sort(["opportunity_id"], Default::default())
+        .unwrap();
+    // The third id is a Lead record type: not an opportunity's sales process, so no name.
+    assert_eq!(
+        crate::fixtures::rows(&opps, &["opportunity_id", "pipeline"]),
+        [
+            "006Hs0000Q2QNvMIQW|New Business",
+            "006Hs0000Q2QNvNIQW|Renewals",
+            "006Hs0000Q2QNvOIQW|012Hs000000QqQqIAK",
+            "006Hs0000Q2QNvPIQW|null",
+        ]
+    );
+}
