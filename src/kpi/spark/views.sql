@@ -44,6 +44,7 @@ WHERE e.entered_at <= {{as_of_ts}};
 -- event it lacks, at updated_at when later than that event, else one microsecond after it,
 -- into the export's stage when an open stage of the pipeline, else the last open stage, else
 -- the pipeline's first stage.
+-- checkpoint: history
 CACHE TABLE history AS
 WITH h AS (
     SELECT e.opportunity_id,
@@ -70,7 +71,7 @@ SELECT opportunity_id,
                       ELSE timestamp_micros(unix_micros(term_at) + 1) END END AS reopen_at,
        CASE WHEN status = 'open' AND last_is_term
             THEN COALESCE(export_open_stage, last_open_stage,
-                          (SELECT first(stage) FROM stages WHERE stage_index = 0)) END AS reopen_stage
+                          (SELECT min(stage) FROM stages WHERE stage_index = 0)) END AS reopen_stage
 FROM x;
 
 -- The events of the deal state: the stage events at or before as_of and the reopening events
