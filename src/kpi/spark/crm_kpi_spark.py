@@ -18,8 +18,8 @@ staged in OUT/.staging-<run id> and moved into place once every KPI is written.
 import argparse
 import datetime
 import json
-import re
 import os
+import re
 import sys
 import time
 
