@@ -425,19 +425,8 @@ fn hubspot_legacy_close_reaches_closed_won() {
 #[test]
 fn hubspot_deals_carry_their_pipeline() {
     let run = hubspot();
-    let counts = |df: &DataFrame| -> Vec<String> {
-        let c = df
-            .clone()
-            .lazy()
-            .group_by([col("pipeline")])
-            .agg([len().alias("n")])
-            .sort(["pipeline"], Default::default())
-            .collect()
-            .unwrap();
-        rows(&c, &["pipeline", "n"])
-    };
     assert_eq!(
-        counts(&run.table(&crm_kpi::schema::OPPORTUNITIES)),
+        run.count_by(&crm_kpi::schema::OPPORTUNITIES, "pipeline"),
         ["Renewals|7", "Sales Pipeline|23"]
     );
 

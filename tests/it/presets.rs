@@ -101,6 +101,19 @@ pub fn run_export(fixtures: &Path, config: &str, as_of: &str, extra: &[&str]) ->
 }
 
 impl PresetRun {
+    /// Rows of a stored table per value of `column`, as `value|n` sorted by value.
+    pub fn count_by(&self, def: &crm_kpi::schema::TableDef, column: &str) -> Vec<String> {
+        let counts = self
+            .table(def)
+            .lazy()
+            .group_by([col(column)])
+            .agg([len().alias("n")])
+            .sort([column], Default::default())
+            .collect()
+            .unwrap();
+        rows_with_decimals(&counts, &[column, "n"], 4)
+    }
+
     /// A KPI's output of this run.
     pub fn kpi(&self, name: &str) -> DataFrame {
         crate::fixtures::read_output(&self.out, name, "month", &self.as_of)
