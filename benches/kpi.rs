@@ -48,6 +48,7 @@ fn store_dir(config: &Config) -> PathBuf {
             out: gen_dir.clone(),
             format: Format::Parquet,
             dirty: false,
+            pipelines: 1,
         };
         generate(&opts, config).expect("generate the benchmark data");
         let files: Vec<PathBuf> = schema::DATA_TABLES

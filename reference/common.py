@@ -7,6 +7,7 @@ reference/pandas/<family>.py.
 """
 
 import datetime
+import functools
 import json
 import math
 import numbers
@@ -101,18 +102,70 @@ def collect(families):
 # The configuration
 
 
+DEFAULT_PIPELINE = "default"
+# Between a pipeline's name and a stage's in a qualified stage name (`qualified`).
+SEP = "\x1f"
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     probability: float | None
     terminal: str | None  # "won", "lost" or None (an open stage)
+    pipeline: str = DEFAULT_PIPELINE
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The pipeline's stages in order."""
+    """Every pipeline's stages, pipeline after pipeline, each in its order (docs/decisions.md,
+    "Pipelines"): a stage is known by (pipeline, name)."""
 
     stages: tuple
+
+    @property
+    def pipelines(self):
+        """The pipelines' names, in order."""
+        return list(dict.fromkeys(s.pipeline for s in self.stages)) or [DEFAULT_PIPELINE]
+
+    @property
+    def multi(self):
+        return len(self.pipelines) > 1
+
+    def qualified(self):
+        """The same stages named `pipeline + SEP + name` (unique over all pipelines), so that
+        the single-pipeline rules, which look stages up by name, apply unchanged. With one
+        pipeline, the pipeline itself."""
+        if not self.multi:
+            return self
+        return Pipeline(
+            tuple(Stage(s.pipeline + SEP + s.name, s.probability, s.terminal, s.pipeline) for s in self.stages)
+        )
+
+    def deal_pipeline(self, p):
+        """A deal's pipeline: its export's when configured, else the first."""
+        return p if p in set(self.pipelines) else self.pipelines[0]
+
+    def resolve(self, deal_pipeline, stage):
+        """The qualified name of a stage event of a deal in `deal_pipeline`: the stage of that
+        name in the deal's pipeline, else the first stage of that name (the deal moved), else
+        the name itself (a stage no pipeline has)."""
+        if stage is None:
+            return None
+        if (deal_pipeline, stage) in self._keys:
+            return deal_pipeline + SEP + stage
+        first = self._first_by_name.get(stage)
+        return first + SEP + stage if first is not None else stage
+
+    @functools.cached_property
+    def _keys(self):
+        return {(s.pipeline, s.name) for s in self.stages}
+
+    @functools.cached_property
+    def _first_by_name(self):
+        out = {}
+        for s in self.stages:
+            out.setdefault(s.name, s.pipeline)
+        return out
 
     @property
     def names(self):
@@ -188,7 +241,17 @@ def load_config(path=None):
     clv = {**merged.get("clv", {}), **own.get("clv", {})}
     merged.update(own)
     merged["clv"] = clv
-    stages = tuple(Stage(s["name"], s.get("probability"), s.get("terminal")) for s in merged["stages"])
+    if own.get("pipelines"):
+        stages = tuple(
+            Stage(s["name"], s.get("probability"), s.get("terminal"), p["name"])
+            for p in own["pipelines"]
+            for s in p["stages"]
+        )
+    else:
+        stages = tuple(
+            Stage(s["name"], s.get("probability"), s.get("terminal"), s.get("pipeline", DEFAULT_PIPELINE))
+            for s in merged["stages"]
+        )
     return Config(
         path=str(path),
         timezone=merged["timezone"],
@@ -215,7 +278,17 @@ def store_pipeline(store, cfg):
         rows = [r for f in fs for r in pq.read_table(f, partitioning=None).to_pylist()]
         if rows:
             rows.sort(key=lambda r: (r.get("position") is None, r.get("position") or 0, r["stage"]))
-            return Pipeline(tuple(Stage(r["stage"], r.get("probability"), r.get("terminal")) for r in rows))
+            # Named pipelines in the order of their first stage, each with its own stages and
+            # those naming none (shared), a name once per pipeline.
+            names = list(dict.fromkeys(r["pipeline"] for r in rows if r.get("pipeline") is not None))
+            stages = []
+            for p in names or [DEFAULT_PIPELINE]:
+                seen = set()
+                for r in rows:
+                    if r.get("pipeline") in (None, p) and r["stage"] not in seen:
+                        seen.add(r["stage"])
+                        stages.append(Stage(r["stage"], r.get("probability"), r.get("terminal"), p))
+            return Pipeline(tuple(stages))
     return cfg.pipeline
 
 

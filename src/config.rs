@@ -36,8 +36,15 @@ pub struct Config {
     pub stale_after_days: u32,
     #[serde(default)]
     pub reengagement: Reengagement,
+    /// Every pipeline's stages, pipeline after pipeline, each in its order: `[[stages]]` (one
+    /// pipeline, named by each stage's `pipeline`, "default" when unset) or `[[pipelines]]`,
+    /// flattened here at load.
     #[serde(default = "default_stages")]
     pub stages: Vec<Stage>,
+    /// `[[pipelines]]`: several pipelines, each with its name and its stages. Read at load into
+    /// `stages` (each stage carrying its pipeline) and then left empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<Pipeline>,
     /// Predictive CLV (BG/NBD + Gamma-Gamma).
     #[serde(default)]
     pub clv: Clv,
@@ -177,6 +184,31 @@ pub struct Stage {
     pub probability: Option<f64>,
     #[serde(default)]
     pub terminal: Option<Terminal>,
+    /// The pipeline the stage belongs to: a stage is known by (pipeline, name). Set from
+    /// `[[pipelines]]`; "default" for a `[[stages]]` list that does not name it.
+    #[serde(default = "default_pipeline", skip_serializing_if = "is_default_pipeline")]
+    pub pipeline: String,
+}
+
+/// `[[pipelines]]`: one pipeline (a HubSpot pipeline, a Pipedrive pipeline, a Salesforce sales
+/// process), its stages in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub name: String,
+    pub stages: Vec<Stage>,
+}
+
+/// The name of the one pipeline of a `[[stages]]` list (and of a store's stage list) that does
+/// not name its pipeline.
+pub const DEFAULT_PIPELINE: &str = "default";
+
+fn default_pipeline() -> String {
+    DEFAULT_PIPELINE.into()
+}
+
+fn is_default_pipeline(p: &str) -> bool {
+    p == DEFAULT_PIPELINE
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -220,6 +252,7 @@ fn default_stages() -> Vec<Stage> {
         name: name.into(),
         probability: Some(probability),
         terminal,
+        pipeline: default_pipeline(),
     };
     vec![
         s("prospecting", 0.1, None),
@@ -258,12 +291,65 @@ impl Config {
     }
 
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
-        })?;
+        };
+        let mut cfg: Config = toml::from_str(text).map_err(parse_error)?;
+        if !cfg.pipelines.is_empty() {
+            let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+            cfg.flatten_pipelines(table.contains_key("stages"), path)?;
+        }
         cfg.check(path)?;
         Ok(cfg)
+    }
+
+    /// Moves `[[pipelines]]` into `stages`, each stage carrying its pipeline's name.
+    fn flatten_pipelines(&mut self, has_stages: bool, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: String, problem: String, fix: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+            fix: fix.to_string(),
+        };
+        if has_stages {
+            return Err(bad(
+                "stages".into(),
+                "both [[stages]] and [[pipelines]] are given".into(),
+                "declare the stages inside each [[pipelines]] entry ([[pipelines.stages]])",
+            ));
+        }
+        let mut stages = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in std::mem::take(&mut self.pipelines).into_iter().enumerate() {
+            if p.name.trim().is_empty() || !names.insert(p.name.clone()) {
+                return Err(bad(
+                    format!("pipelines[{i}].name"),
+                    format!("pipeline name `{}` is empty or repeated", p.name),
+                    "give each pipeline a unique, non-empty name",
+                ));
+            }
+            if p.stages.is_empty() {
+                return Err(bad(
+                    format!("pipelines[{i}].stages"),
+                    format!("pipeline `{}` has no stages", p.name),
+                    "list its stages in order with [[pipelines.stages]] entries",
+                ));
+            }
+            for (j, mut s) in p.stages.into_iter().enumerate() {
+                if s.pipeline != DEFAULT_PIPELINE && s.pipeline != p.name {
+                    return Err(bad(
+                        format!("pipelines[{i}].stages[{j}].pipeline"),
+                        format!("stage `{}` names pipeline `{}` inside `{}`", s.name, s.pipeline, p.name),
+                        "remove the stage's `pipeline` key: it belongs to the pipeline it is listed in",
+                    ));
+                }
+                s.pipeline = p.name.clone();
+                stages.push(s);
+            }
+        }
+        self.stages = stages;
+        Ok(())
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
@@ -344,11 +430,21 @@ impl Config {
                     "give every stage a name",
                 ));
             }
-            if !seen.insert(s.name.as_str()) {
+            if !seen.insert((s.pipeline.as_str(), s.name.as_str())) {
                 return Err(bad(
                     &format!("{key}.name"),
-                    format!("stage `{}` is declared twice", s.name),
-                    "give each stage a unique name",
+                    format!("stage `{}` is declared twice in pipeline `{}`", s.name, s.pipeline),
+                    "give each stage of a pipeline a unique name",
+                ));
+            }
+            if i > 0
+                && self.stages[i - 1].pipeline != s.pipeline
+                && self.stages[..i].iter().any(|o| o.pipeline == s.pipeline)
+            {
+                return Err(bad(
+                    &format!("{key}.pipeline"),
+                    format!("the stages of pipeline `{}` are not listed together", s.pipeline),
+                    "list each pipeline's stages one after the other, in order (or use [[pipelines]])",
                 ));
             }
             let Some(p) = s.probability else {
@@ -373,13 +469,23 @@ impl Config {
                 "merge stages, or keep only those deals pass through",
             ));
         }
-        for (t, label) in [(Terminal::Won, "won"), (Terminal::Lost, "lost")] {
-            if !self.stages.iter().any(|s| s.terminal == Some(t)) {
-                return Err(bad(
-                    "stages",
-                    format!("no stage is terminal = \"{label}\""),
-                    "mark the stage that closes a deal with terminal = \"won\" (and one with \"lost\")",
-                ));
+        for pipeline in self.pipeline_names() {
+            for (t, label) in [(Terminal::Won, "won"), (Terminal::Lost, "lost")] {
+                if !self
+                    .stages
+                    .iter()
+                    .any(|s| s.pipeline == pipeline && s.terminal == Some(t))
+                {
+                    let problem = match self.pipeline_names().len() {
+                        1 => format!("no stage is terminal = \"{label}\""),
+                        _ => format!("no stage of pipeline `{pipeline}` is terminal = \"{label}\""),
+                    };
+                    return Err(bad(
+                        "stages",
+                        problem,
+                        "mark the stage that closes a deal with terminal = \"won\" (and one with \"lost\"), in every pipeline",
+                    ));
+                }
             }
         }
         self.check_sources(path)?;
@@ -567,8 +673,25 @@ impl Config {
         self.timezone.parse().expect("timezone checked at load")
     }
 
+    /// The first stage named `name` (in pipeline order: the first pipeline that has it).
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The pipelines' names, in order (one, "default", for a `[[stages]]` list).
+    pub fn pipeline_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for s in &self.stages {
+            if names.last() != Some(&s.pipeline.as_str()) {
+                names.push(&s.pipeline);
+            }
+        }
+        names
+    }
+
+    /// The pipeline of a deal that names none, or one that is not configured: the first.
+    pub fn default_pipeline(&self) -> &str {
+        self.stages.first().map_or(DEFAULT_PIPELINE, |s| s.pipeline.as_str())
     }
 
     pub fn stage_names(&self) -> Vec<&str> {
@@ -650,6 +773,52 @@ mod tests {
         assert_eq!(Config::default(), empty);
         assert_eq!(empty.stage_names().len(), 6);
         assert_eq!(empty.tz(), chrono_tz::UTC);
+    }
+
+    #[test]
+    fn pipelines_flatten_into_stages_each_with_its_pipeline() {
+        let two = "[[pipelines]]\nname = \"new\"\n\
+            [[pipelines.stages]]\nname = \"a\"\nprobability = 0.5\n\
+            [[pipelines.stages]]\nname = \"won\"\nprobability = 1.0\nterminal = \"won\"\n\
+            [[pipelines.stages]]\nname = \"lost\"\nprobability = 0.0\nterminal = \"lost\"\n\
+            [[pipelines]]\nname = \"renewal\"\n\
+            [[pipelines.stages]]\nname = \"a\"\nprobability = 0.7\n\
+            [[pipelines.stages]]\nname = \"won\"\nprobability = 1.0\nterminal = \"won\"\n\
+            [[pipelines.stages]]\nname = \"lost\"\nprobability = 0.0\nterminal = \"lost\"\n";
+        let c = parse(two).unwrap();
+        assert_eq!(c.pipeline_names(), ["new", "renewal"]);
+        assert_eq!(c.default_pipeline(), "new");
+        let got: Vec<(String, String, Option<f64>)> = c
+            .stages
+            .iter()
+            .map(|s| (s.pipeline.clone(), s.name.clone(), s.probability))
+            .collect();
+        assert_eq!(got[3], ("renewal".into(), "a".into(), Some(0.7)));
+        assert_eq!(got.len(), 6);
+        assert!(c.pipelines.is_empty());
+        // A `[[stages]]` list is one pipeline, "default".
+        assert_eq!(parse("").unwrap().pipeline_names(), [DEFAULT_PIPELINE]);
+        // Errors: both forms; a repeated name; a pipeline without a won stage.
+        let cases = [
+            (
+                format!("[[stages]]\nname = \"x\"\nprobability = 0.1\n{two}"),
+                "`stages`",
+                "both",
+            ),
+            (two.replace("\"renewal\"", "\"new\""), "`pipelines[1].name`", "unique"),
+            (
+                {
+                    let (head, tail) = two.split_at(two.find("renewal").unwrap());
+                    format!("{head}{}", tail.replacen("terminal = \"won\"", "", 1))
+                },
+                "`stages`",
+                "pipeline `renewal` is terminal",
+            ),
+        ];
+        for (text, key, what) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(what), "{e}");
+        }
     }
 
     #[test]

@@ -130,6 +130,12 @@ pub enum StoreError {
     Version { path: PathBuf, found: u32, supported: u32 },
     #[error("polars: {0}")]
     Polars(#[from] polars::prelude::PolarsError),
+    #[error(
+        "--pipelines {wanted}: the configuration declares {have} pipeline(s); declare them with \
+         [[pipelines]] (examples/two-pipelines.toml has two: crm-kpi --config examples/two-pipelines.toml \
+         generate --pipelines 2 ...)"
+    )]
+    Pipelines { wanted: usize, have: usize },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +144,12 @@ pub enum GenerateError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("polars: {0}")]
     Polars(#[from] polars::prelude::PolarsError),
+    #[error(
+        "--pipelines {wanted}: the configuration declares {have} pipeline(s); declare them with \
+         [[pipelines]] (examples/two-pipelines.toml has two: crm-kpi --config examples/two-pipelines.toml \
+         generate --pipelines 2 ...)"
+    )]
+    Pipelines { wanted: usize, have: usize },
 }
 
 /// A KPI family that could not be computed: names the family and its KPIs. Bad input never

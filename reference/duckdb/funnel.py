@@ -7,37 +7,41 @@ of views.py (deals, closed, visits, snaps, open_snaps). The Kaplan-Meier tables 
 """
 
 from .km import KaplanMeier
-from .views import by_dims, dims_union, open_snapshots, sql_list, sql_str
+from .views import by_dims, dims_union, open_snapshots, plain, sql_list, sql_str
 
 
 def _steps(db):
-    """Funnel steps: the non-terminal stages in pipeline order (the ordered chain), then the won
-    stages, as (stage, stage_index, in_chain)."""
-    stages = db.pipeline.stages
-    return [(s.name, i, True) for i, s in enumerate(stages) if s.terminal is None] + [
-        (s.name, i, False) for i, s in enumerate(stages) if s.terminal == "won"
-    ]
+    """Funnel steps, pipeline after pipeline: its non-terminal stages in order (the ordered
+    chain), then its won stages, as (stage, pipeline, stage_index in the pipeline, in_chain)."""
+    steps = []
+    for p in db.pipeline.pipelines:
+        mine = [s for s in db.pipeline.stages if s.pipeline == p]
+        steps += [(s.name, p, i, True) for i, s in enumerate(mine) if s.terminal is None]
+        steps += [(s.name, p, i, False) for i, s in enumerate(mine) if s.terminal == "won"]
+    return steps
 
 
 def stage_funnel(db):
     steps = _steps(db)
-    flags = ", ".join(f"COALESCE(bool_or(stage = {sql_str(s)}), false) AS a{k}" for k, (s, _, _) in enumerate(steps))
-    chain = [k for k, (_, _, c) in enumerate(steps) if c]
+    flags = ", ".join(f"COALESCE(bool_or(stage = {sql_str(s)}), false) AS a{k}" for k, (s, *_) in enumerate(steps))
     per_step = []
-    for k, (s, idx, in_chain) in enumerate(steps):
+    for k, (s, p, idx, in_chain) in enumerate(steps):
+        chain = [j for j, (_, q, _, c) in enumerate(steps) if c and q == p]
         required = [f"a{j}" for j in chain if j < k] if in_chain else [f"a{j}" for j in chain]
         ordered = " AND ".join([f"a{k}"] + required)
         per_step.append(
             f"SELECT opportunity_id, owner_id, campaign_id, created_period, {sql_str(s)} AS stage, "
-            f"{idx} AS stage_index, {k} AS step, a{k} AS f_any, ({ordered}) AS f_ordered FROM funnel_deal"
+            f"{sql_str(p)} AS pipeline, {idx} AS stage_index, {k} AS step, a{k} AS f_any, "
+            f"({ordered}) AS f_ordered FROM funnel_deal"
         )
     counts = by_dims(
         "funnel_grid",
-        "stage, stage_index, step, SUM(f_any::INT) AS n_any, SUM(f_ordered::INT) AS n_ordered",
-        ["stage", "stage_index", "step"],
+        "stage, pipeline, stage_index, step, SUM(f_any::INT) AS n_any, SUM(f_ordered::INT) AS n_ordered",
+        ["stage", "pipeline", "stage_index", "step"],
         ["owner_id", "campaign_id", "created_period"],
     )
-    return f"""
+    w = "PARTITION BY mode, dimension, dimension_value, pipeline"
+    return plain(f"""
         WITH touched AS (SELECT opportunity_id, {flags} FROM events GROUP BY opportunity_id),
         funnel_deal AS (
             SELECT d.opportunity_id, d.owner_id, d.campaign_id,
@@ -46,18 +50,18 @@ def stage_funnel(db):
             FROM deals d LEFT JOIN touched t USING (opportunity_id)),
         funnel_grid AS ({" UNION ALL ".join(per_step)}),
         counts AS ({counts}),
-        modes AS (SELECT 'any' AS mode, dimension, dimension_value, stage, stage_index, step, n_any AS reached
+        modes AS (SELECT 'any' AS mode, dimension, dimension_value, stage, pipeline, stage_index, step,
+                         n_any AS reached
                   FROM counts
                   UNION ALL
-                  SELECT 'ordered', dimension, dimension_value, stage, stage_index, step, n_ordered FROM counts)
-        SELECT mode, dimension, dimension_value, stage, stage_index, reached,
-               CASE WHEN reached = 0 THEN NULL ELSE
-                 lead(reached) OVER (PARTITION BY mode, dimension, dimension_value ORDER BY step) / reached END
+                  SELECT 'ordered', dimension, dimension_value, stage, pipeline, stage_index, step, n_ordered
+                  FROM counts)
+        SELECT mode, dimension, dimension_value, pipeline, stage, stage_index, reached,
+               CASE WHEN reached = 0 THEN NULL ELSE lead(reached) OVER ({w} ORDER BY step) / reached END
                  AS next_stage_rate,
                CASE WHEN first = 0 THEN NULL ELSE reached / first END AS from_first_rate
-        FROM (SELECT *, max(CASE WHEN step = 0 THEN reached END)
-                          OVER (PARTITION BY mode, dimension, dimension_value) AS first FROM modes)
-    """
+        FROM (SELECT *, first_value(reached) OVER ({w} ORDER BY step) AS first FROM modes)
+    """)
 
 
 def stage_duration_sql():
@@ -67,10 +71,11 @@ def stage_duration_sql():
         "SELECT * FROM ("
         + by_dims(
             "visits",
-            "stage, COUNT(*) AS visits, SUM(completed::INT) AS completed, SUM((NOT completed)::INT) AS censored, "
+            "pipeline, stage, COUNT(*) AS visits, SUM(completed::INT) AS completed, "
+            "SUM((NOT completed)::INT) AS censored, "
             f"AVG({c}) AS mean_days, quantile_cont({c}, 0.25) AS p25_days, quantile_cont({c}, 0.5) AS median_days, "
             f"quantile_cont({c}, 0.75) AS p75_days, quantile_cont({c}, 0.9) AS p90_days",
-            ["stage"],
+            ["pipeline", "stage"],
             ["owner_id"],
         )
         + ")"
@@ -84,33 +89,38 @@ def _km(db):
 
 
 def stage_duration(db):
-    return _km(db).duration(stage_duration_sql())
+    return plain(_km(db).duration(stage_duration_sql()))
 
 
 def stage_duration_survival(db):
-    return _km(db).survival()
+    # Visits are of known stages only: the stage gives the pipeline.
+    return plain(f"SELECT *, NULL::VARCHAR AS pipeline FROM ({_km(db).survival()})")
 
 
 def pipeline_snapshot(db):
     # A stage without a probability (a store's stage list may not know it): no weighted amount
     # of its open deals.
     unknown = sql_list([s.name for s in db.pipeline.stages if s.probability is None])
-    return f"""
-        WITH op AS (SELECT snapshot_at, t, opportunity_id, snap_stage, snap_prob FROM {open_snapshots(db)}),
+    return plain(f"""
+        WITH op AS (SELECT snapshot_at, t, opportunity_id, snap_pipeline, snap_stage, snap_prob
+                    FROM {open_snapshots(db)}),
         agg AS (
-            SELECT op.snapshot_at, op.snap_stage AS stage, COUNT(*) AS open_deals,
+            SELECT op.snapshot_at, COALESCE(op.snap_pipeline, d.pipeline) AS pipeline, op.snap_stage AS stage,
+                   COUNT(*) AS open_deals,
                    COALESCE(SUM(d.amount_base), 0) AS amount,
                    CASE WHEN op.snap_stage IS NULL OR op.snap_stage IN {unknown} THEN NULL
                         ELSE COALESCE(SUM(d.amount_base * op.snap_prob), 0) END AS weighted_amount,
                    AVG(days_between(d.created_at, op.t)) AS mean_age_days
-            FROM op JOIN deals d USING (opportunity_id) GROUP BY 1, 2),
-        grid AS (SELECT snapshot_at, stage FROM snaps CROSS JOIN stages WHERE NOT terminal
-                 UNION SELECT snapshot_at, stage FROM agg)
-        SELECT g.snapshot_at, g.stage, COALESCE(a.open_deals, 0) AS open_deals, COALESCE(a.amount, 0) AS amount,
+            FROM op JOIN deals d USING (opportunity_id) GROUP BY 1, 2, 3),
+        grid AS (SELECT snapshot_at, pipeline, stage FROM snaps CROSS JOIN stages WHERE NOT terminal
+                 UNION SELECT snapshot_at, pipeline, stage FROM agg)
+        SELECT g.snapshot_at, g.pipeline, g.stage, COALESCE(a.open_deals, 0) AS open_deals,
+               COALESCE(a.amount, 0) AS amount,
                CASE WHEN a.open_deals IS NULL THEN 0.0 ELSE a.weighted_amount END AS weighted_amount,
                a.mean_age_days
-        FROM grid g LEFT JOIN agg a ON a.snapshot_at = g.snapshot_at AND a.stage IS NOT DISTINCT FROM g.stage
-    """
+        FROM grid g LEFT JOIN agg a ON a.snapshot_at = g.snapshot_at AND a.pipeline = g.pipeline
+             AND a.stage IS NOT DISTINCT FROM g.stage
+    """)
 
 
 def deal_size(db):
@@ -126,7 +136,7 @@ def deal_size(db):
             f"COALESCE(SUM((amount_base >= {lo!r} AND amount_base < {hi!r})::INT), 0) AS medium, "
             f"COALESCE(SUM((amount_base >= {hi!r})::INT), 0) AS large",
             ["period_start"],
-            ["owner_id"],
+            ["owner_id", "pipeline"],
         )
         + ")"
     )
@@ -142,7 +152,7 @@ def win_rate(db):
             "period_start, SUM((status = 'won')::INT)::DOUBLE AS won, SUM((status = 'lost')::INT)::DOUBLE AS lost, "
             "COALESCE(SUM(amount_base) FILTER (WHERE status = 'won'), 0) AS won_amount, "
             "COALESCE(SUM(amount_base) FILTER (WHERE status = 'lost'), 0) AS lost_amount",
-            ["owner_id", "source", "region"],
+            ["owner_id", "source", "region", "pipeline"],
             "period_start",
         )
         + ")"
@@ -164,7 +174,7 @@ def sales_cycle(db):
         + dims_union(
             "period_start, status AS outcome, COUNT(*)::DOUBLE AS deals, AVG(days) AS mean_days, "
             "quantile_cont(days, 0.5) AS median_days, quantile_cont(days, 0.9) AS p90_days",
-            ["owner_id"],
+            ["owner_id", "pipeline"],
             "period_start, status",
         )
         + ")"
@@ -211,15 +221,18 @@ def forecast_vs_actual(db):
 
 
 def sales_velocity(db):
-    pairs = f"SELECT o.period_start, d.owner_id FROM {open_snapshots(db)} o JOIN deals d USING (opportunity_id)"
-    opened = by_dims("op", "period_start, COUNT(*) AS open_deals", ["period_start"], ["owner_id"])
+    pairs = (
+        "SELECT o.period_start, d.owner_id, COALESCE(o.snap_pipeline, d.pipeline) AS pipeline "
+        f"FROM {open_snapshots(db)} o JOIN deals d USING (opportunity_id)"
+    )
+    opened = by_dims("op", "period_start, COUNT(*) AS open_deals", ["period_start"], ["owner_id", "pipeline"])
     closed = by_dims(
         "closed",
         "period_start, SUM((status = 'won')::INT) AS won, SUM((status = 'lost')::INT) AS lost, "
         "AVG(amount_base) FILTER (WHERE status = 'won') AS mean_won_amount, "
         "AVG(days_between(created_at, closed_at)) FILTER (WHERE status = 'won') AS mean_cycle_days",
         ["period_start"],
-        ["owner_id"],
+        ["owner_id", "pipeline"],
     )
     return f"""
         WITH op AS ({pairs}), o AS ({opened}), c AS ({closed}),
@@ -241,9 +254,9 @@ def sales_velocity(db):
 
 
 def deal_snapshot(db):
-    return """
+    return plain("""
         SELECT d.opportunity_id, d.account_id, d.owner_id, o.lead_id, d.source, d.campaign_id, d.region,
-               d.status, d.stage, d.amount_base, d.created_at, d.closed_at, d.expected_close_date,
+               d.status, d.pipeline, d.stage, d.amount_base, d.created_at, d.closed_at, d.expected_close_date,
                d.loss_reason,
                epoch(COALESCE(d.closed_at, as_of_ts()) - d.created_at) / 86400.0 AS age_days,
                d.stage_entered_at,
@@ -254,7 +267,7 @@ def deal_snapshot(db):
         JOIN opps o USING (opportunity_id)
         LEFT JOIN (SELECT opportunity_id, COUNT(*) AS n, MIN(entered_at) AS first_at FROM events GROUP BY 1) e
             USING (opportunity_id)
-    """
+    """)
 
 
 KPIS = {

@@ -31,7 +31,7 @@ docs/decisions.md:
   (`snaps`).
 """
 
-from ..common import TABLE_COLUMNS, US_PER_DAY, duckdb_columns, store_files, store_pipeline
+from ..common import SEP, TABLE_COLUMNS, US_PER_DAY, duckdb_columns, store_files, store_pipeline
 
 
 class Db:
@@ -45,7 +45,9 @@ class Db:
         self.store = store
         self.as_of = as_of
         self.cfg = cfg
-        self.pipeline = store_pipeline(store, cfg)
+        # Stages are named `pipeline + SEP + name` when there are several pipelines (every rule
+        # below then reads a stage by one unique name; outputs split it back): see `stages`.
+        self.pipeline = store_pipeline(store, cfg).qualified()
         self.cache = {}
 
 
@@ -77,22 +79,55 @@ def setup(db):
     con.execute("CREATE MACRO month_of(x) AS CAST(date_trunc('month', make_timestamp(epoch_us(x))) AS DATE)")
     con.execute("CREATE MACRO us(x) AS epoch_us(x)")
     con.execute(f"CREATE MACRO days_between(a, b) AS ((epoch_us(b) - epoch_us(a)) / {US_PER_DAY}.0)")
-    con.execute("CREATE TABLE stages(stage VARCHAR, stage_index INT, probability DOUBLE, terminal BOOLEAN)")
+    # stages: `stage` is the (qualified) name the rules read, `name` the stage's own, `pipeline`
+    # its pipeline, stage_index its position in the whole list.
+    con.execute(
+        "CREATE TABLE stages(stage VARCHAR, stage_index INT, probability DOUBLE, terminal BOOLEAN, "
+        "pipeline VARCHAR, name VARCHAR)"
+    )
     if pipeline.stages:
         rows = ", ".join(
             f"({sql_str(s.name)}, {i}, {'NULL' if s.probability is None else repr(float(s.probability))}, "
-            f"{'true' if s.terminal else 'false'})"
+            f"{'true' if s.terminal else 'false'}, {sql_str(s.pipeline)}, {sql_str(s.name.split(SEP)[-1])})"
             for i, s in enumerate(pipeline.stages)
         )
         con.execute(f"INSERT INTO stages VALUES {rows}")
+    # Each deal's pipeline: its export's when configured, else the first (docs/decisions.md,
+    # "Pipelines"). With several pipelines, every stage name of the store (the events' and the
+    # export's) is read as a stage of the deal's pipeline, else of the first pipeline that has
+    # it (the deal moved), else kept (a stage no pipeline has).
+    have = {r[0] for r in con.execute("DESCRIBE opportunities_all").fetchall()}
+    names = sql_list(pipeline.pipelines)
+    first_pipeline = sql_str(pipeline.pipelines[0])
+    own = "o.pipeline" if "pipeline" in have else "NULL"
+    con.execute(f"""
+        CREATE TABLE deal_pipeline AS
+            SELECT o.opportunity_id, CASE WHEN {own} IN {names} THEN {own} ELSE {first_pipeline} END AS pipeline
+            FROM opportunities_all o;
+        CREATE TABLE first_stage_named AS SELECT name, arg_min(stage, stage_index) AS stage FROM stages GROUP BY name;
+    """)
+    if pipeline.multi:
+        con.execute("ALTER VIEW stage_events_all RENAME TO stage_events_raw")
+        con.execute("ALTER VIEW opportunities_all RENAME TO opportunities_raw")
+        joins = """LEFT JOIN deal_pipeline dp ON dp.opportunity_id = r.opportunity_id
+                LEFT JOIN stages x ON x.pipeline = dp.pipeline AND x.name = r.stage
+                LEFT JOIN first_stage_named n ON n.name = r.stage"""
+        con.execute(f"""
+            CREATE TABLE stage_events_all AS
+                SELECT r.opportunity_id, COALESCE(x.stage, n.stage, r.stage) AS stage, r.entered_at
+                FROM stage_events_raw r {joins};
+            CREATE TABLE opportunities_all AS
+                SELECT r.* REPLACE (COALESCE(x.stage, n.stage, r.stage) AS stage)
+                FROM opportunities_raw r {joins};
+        """)
     terminal = sql_list(pipeline.won + pipeline.lost)
     # The export's own stage and last modification (a store written before they were kept has
     # neither: no open stage to reopen into, and reopening one microsecond after the close).
-    have = {r[0] for r in con.execute("DESCRIBE opportunities_all").fetchall()}
     extra = ", ".join(
         f"NULL::{t} AS {c}" for c, t in (("stage", "VARCHAR"), ("updated_at", "TIMESTAMPTZ")) if c not in have
     )
-    first_stage = sql_str(pipeline.stages[0].name) if pipeline.stages else "NULL"
+    # The first stage of the deal's pipeline.
+    first_stage = "(SELECT arg_min(s.stage, s.stage_index) FROM stages s WHERE s.pipeline = dp.pipeline)"
     con.execute(f"""
         CREATE VIEW opps AS SELECT *{", " + extra if extra else ""} FROM opportunities_all
             WHERE created_at <= as_of_ts();
@@ -132,7 +167,7 @@ def setup(db):
                CASE WHEN o.status = 'open' AND h.last_is_term THEN
                    COALESCE(CASE WHEN o.stage IN (SELECT stage FROM stages WHERE NOT terminal) THEN o.stage END,
                             h.last_open_stage, {first_stage}) END AS reopen_stage
-        FROM opps o LEFT JOIN h USING (opportunity_id);
+        FROM opps o LEFT JOIN h USING (opportunity_id) LEFT JOIN deal_pipeline dp USING (opportunity_id);
         -- The events of each deal's state, visits and snapshots: the logged ones and the added
         -- reopening event, at or before as_of.
         CREATE TABLE deal_events AS
@@ -152,6 +187,7 @@ def setup(db):
         CREATE TABLE deals AS
             SELECT o.opportunity_id, o.account_id, o.owner_id, o.region, o.amount_base, o.created_at,
                    o.loss_reason, o.campaign_id, o.expected_close_date, l.source,
+                   COALESCE(ls.pipeline, dp.pipeline) AS pipeline,
                    le.last_stage AS stage, le.stage_entered_at,
                    CASE WHEN x.export_close AND o.closed_at <= as_of_ts() THEN o.status
                         WHEN le.last_stage IN {sql_list(pipeline.won)} THEN 'won'
@@ -162,6 +198,8 @@ def setup(db):
             FROM opps o
             JOIN deal_history x USING (opportunity_id)
             LEFT JOIN last_event le USING (opportunity_id)
+            LEFT JOIN stages ls ON ls.stage = le.last_stage
+            JOIN deal_pipeline dp USING (opportunity_id)
             LEFT JOIN (SELECT lead_id, source FROM leads_all WHERE created_at <= as_of_ts()) l USING (lead_id);
         CREATE VIEW closed AS
             SELECT *, month_of(closed_at) AS period_start,
@@ -171,12 +209,12 @@ def setup(db):
         -- included); it ends at the deal's next event (ties on time ordered by pipeline position),
         -- else at the deal's close (a close by the export), else it is censored at as_of.
         CREATE TABLE visits AS
-            SELECT v.opportunity_id, v.stage, d.owner_id, v.entered_at,
+            SELECT v.opportunity_id, v.pipeline, v.stage, d.owner_id, v.entered_at,
                    COALESCE(v.next_at, d.closed_at) AS exited_at,
                    COALESCE(v.next_at, d.closed_at) IS NOT NULL AS completed,
                    us(COALESCE(v.next_at, d.closed_at, as_of_ts())) - us(v.entered_at) AS days_us,
                    days_between(v.entered_at, COALESCE(v.next_at, d.closed_at, as_of_ts())) AS days
-            FROM (SELECT e.*, s.terminal,
+            FROM (SELECT e.*, s.terminal, s.pipeline,
                          lead(e.entered_at) OVER (PARTITION BY e.opportunity_id
                                                   ORDER BY e.entered_at, s.stage_index) AS next_at
                   FROM deal_events e LEFT JOIN stages s USING (stage)) v
@@ -230,7 +268,7 @@ def open_snapshots(db):
             FROM opps o LEFT JOIN (SELECT opportunity_id, min(entered_at) AS first_at
                                    FROM events_last_per_instant GROUP BY 1) f USING (opportunity_id)),
         iv AS (
-            SELECT seg.opportunity_id, seg.stage, s.probability,
+            SELECT seg.opportunity_id, seg.stage, s.pipeline, s.probability,
                    CASE WHEN seg.seg_start IS NULL OR seg.seg_start < o.created_at THEN o.created_at
                         ELSE seg.seg_start END AS a,
                    CASE WHEN fb.c IS NULL THEN seg.seg_end WHEN seg.seg_end IS NULL THEN fb.c
@@ -244,22 +282,32 @@ def open_snapshots(db):
               AND NOT (x.export_close AND o.closed_at IS NULL)),
         live AS (SELECT * FROM iv WHERE b IS NULL OR a < b),
         months AS (
-            SELECT opportunity_id, stage, probability,
+            SELECT opportunity_id, stage, pipeline, probability,
                    unnest(generate_series(
                        year(month_of(a)) * 12 + month(month_of(a)) - 1,
                        CASE WHEN b IS NULL OR month_of(b) > cur_period()
                             THEN year(cur_period()) * 12 + month(cur_period()) - 2
                             ELSE year(month_of(b)) * 12 + month(month_of(b)) - 2 END)) AS k
             FROM live)
-        SELECT s.period_start, s.snapshot_at, s.t, m.opportunity_id, m.stage AS snap_stage,
-               m.probability AS snap_prob
+        SELECT s.period_start, s.snapshot_at, s.t, m.opportunity_id, m.pipeline AS snap_pipeline,
+               m.stage AS snap_stage, m.probability AS snap_prob
         FROM months m JOIN snaps s ON s.period_start = make_date(CAST(m.k // 12 AS INT), CAST(m.k % 12 + 1 AS INT), 1)
         UNION ALL
-        SELECT cur_period(), as_of_date(), as_of_ts(), opportunity_id, stage, probability
+        SELECT cur_period(), as_of_date(), as_of_ts(), opportunity_id, pipeline, stage, probability
         FROM live WHERE b IS NULL OR b > as_of_ts()
     """)
     db.cache["open_snaps"] = True
     return "open_snaps"
+
+
+def plain(sql):
+    """`sql`'s rows with their (qualified) `stage` split back: `pipeline` = the stage's pipeline,
+    else the row's own `pipeline` (a stage no pipeline knows, or none), and `stage` = the stage's
+    own name."""
+    return f"""
+        SELECT q.* EXCLUDE (stage, pipeline), COALESCE(st.pipeline, q.pipeline) AS pipeline,
+               COALESCE(st.name, q.stage) AS stage
+        FROM ({sql}) q LEFT JOIN stages st ON st.stage = q.stage"""
 
 
 def by_dims(src, select, group, dims):

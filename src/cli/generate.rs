@@ -22,6 +22,10 @@ pub struct Args {
     /// Add a known number of bad rows of every kind the ingest rules catch, and print how many.
     #[arg(long)]
     pub dirty: bool,
+    /// Spread the deals over this many of the configuration's pipelines ([[pipelines]]): with 2,
+    /// expansion deals go to the second, a few after starting in the first (moved deals).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub pipelines: usize,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -32,6 +36,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         out: args.out.clone(),
         format: args.format,
         dirty: args.dirty,
+        pipelines: args.pipelines,
     };
     let report = crate::generate::generate(&opts, &config)?;
     crate::cli::print_stdout(&report.render())?;

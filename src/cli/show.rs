@@ -110,14 +110,26 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             .collect();
         df = df.filter(&mask)?;
     }
-    // Stages in pipeline order, not alphabetically (rows of one stage keep their order).
+    // Stages in pipeline order, pipeline after pipeline, not alphabetically (rows of one stage
+    // keep their order).
     if df.column("stage").is_ok() {
-        let order: Vec<&str> = params.config.stages.iter().map(|s| s.name.as_str()).collect();
+        let stages = &params.config.stages;
+        let pipelines: Vec<Option<String>> = match df.column("pipeline") {
+            Ok(c) => c.str()?.iter().map(|p| p.map(str::to_string)).collect(),
+            Err(_) => vec![None; df.height()],
+        };
         let pos: polars::prelude::UInt32Chunked = df
             .column("stage")?
             .str()?
             .iter()
-            .map(|s| s.and_then(|s| order.iter().position(|o| *o == s)).map(|p| p as u32))
+            .zip(pipelines)
+            .map(|(s, p)| {
+                let s = s?;
+                stages
+                    .iter()
+                    .position(|o| o.name == s && p.as_ref().is_none_or(|p| *p == o.pipeline))
+                    .map(|i| i as u32)
+            })
             .collect();
         df.with_column(pos.with_name("__stage_order".into()).into_column())?;
         df = df.sort(

@@ -268,8 +268,15 @@ pub fn chunk_frames(w: &World, chunks: &[ChunkData], off: &mut Offsets) -> Polar
                 opps().map(|(_, x, _)| x.events.last().map(|e| stage_names[e.0 as usize].as_str())),
                 n,
             ),
-            // One pipeline: the configured stage list.
-            strs("pipeline", opps().map(|_| None::<&str>), n),
+            // With one pipeline, none (the configured stage list); with several, the deal's.
+            strs(
+                "pipeline",
+                opps().map(|(_, x, _)| match w.pipelines.len() {
+                    1 => None,
+                    _ => Some(w.pipelines[x.pipeline as usize].0.as_str()),
+                }),
+                n,
+            ),
         ],
     )?;
 

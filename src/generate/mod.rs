@@ -57,6 +57,10 @@ pub struct GenerateOptions {
     pub out: PathBuf,
     pub format: Format,
     pub dirty: bool,
+    /// How many of the configuration's pipelines the deals spread over (1: the first only).
+    /// With 2, expansion deals (an account's later deals) go to the second pipeline, and a few
+    /// of them start in the first one's first stage (deals moved between pipelines).
+    pub pipelines: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -129,7 +133,14 @@ pub fn generate(opts: &GenerateOptions, config: &Config) -> Result<GenerateRepor
         path: opts.out.clone(),
         source,
     })?;
-    let w = World::new(opts.seed, opts.scale, config);
+    let have = config.pipeline_names().len();
+    if opts.pipelines == 0 || opts.pipelines > have {
+        return Err(GenerateError::Pipelines {
+            wanted: opts.pipelines,
+            have,
+        });
+    }
+    let w = World::new(opts.seed, opts.scale, config, opts.pipelines);
     let open = |def: &'static schema::TableDef| {
         let (stringify, dups) = if opts.dirty {
             (dirty::stringified(def.name), dirty::count(def.name, Rule::DuplicateKey))

@@ -75,6 +75,8 @@ pub struct Opp {
     pub forecast: u8,
     /// (stage index into config stages, entered_at), in time order.
     pub events: Vec<(u8, i64)>,
+    /// Index into `World::pipelines`.
+    pub pipeline: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -427,7 +429,10 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
     let win = rng.chance(odds / (1.0 + odds));
     let cycle = SEGMENT_CYCLE[seg] / rep.skill.powf(0.4) * if seed.expansion { 0.6 } else { 1.0 };
 
-    let open = &w.stages.open;
+    // With two pipelines, expansion deals are the second's (renewals and upsells).
+    let pipeline = usize::from(w.pipelines.len() > 1 && seed.expansion);
+    let stages = &w.pipelines[pipeline].1;
+    let open = &stages.open;
     let k = open.len();
     let expected_days: f64 = (0..k.max(1)).map(stage_days).sum::<f64>() * cycle * rng.lognormal(0.0, 0.25);
     let expected_close = ((seed.created + days(expected_days)).div_euclid(DAY)) as i32;
@@ -443,9 +448,9 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
         t += days(10.0 * cycle * rng.lognormal(-0.18, 0.6)).max(900);
         if t <= end {
             let (stage, st) = if win {
-                (w.stages.won, Status::Won)
+                (stages.won, Status::Won)
             } else {
-                (w.stages.lost, Status::Lost)
+                (stages.lost, Status::Lost)
             };
             events.push((stage as u8, t));
             status = st;
@@ -455,6 +460,17 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
             }
         }
     } else {
+        // A few deals of the second pipeline start in the first one's first stage: they moved.
+        if pipeline > 0
+            && let Some(first) = w.pipelines[0].1.open.first()
+            && rng.chance(0.05)
+        {
+            let moved_at = t + days(rng.lognormal(5f64.ln(), 0.5)).max(900);
+            if moved_at <= end {
+                events.push((*first as u8, t));
+                t = moved_at;
+            }
+        }
         events.push((open[0] as u8, t));
         let mut win = win;
         // Losers drop out at a stage drawn towards the early ones.
@@ -472,7 +488,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
                 break;
             }
             if !win && pos >= target {
-                events.push((w.stages.lost as u8, t));
+                events.push((stages.lost as u8, t));
                 let progress = if k > 1 { pos as f64 / (k - 1) as f64 } else { 0.5 };
                 if !reopened && rng.chance(0.05) {
                     // Re-engaged: back into an open stage some months later.
@@ -498,7 +514,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
                 if q_end - t < 30 * DAY && rng.chance(0.6) {
                     t = t.max(q_end - rng.range_i64(HOUR, 3 * DAY));
                 }
-                events.push((w.stages.won as u8, t));
+                events.push((stages.won as u8, t));
                 status = Status::Won;
                 closed = Some(t);
                 break;
@@ -518,7 +534,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
         Status::Won => 3,
         Status::Lost => 4,
         Status::Open => {
-            let p = events.last().map_or(0.0, |(s, _)| w.stages.probability[*s as usize]);
+            let p = events.last().map_or(0.0, |(s, _)| stages.probability[*s as usize]);
             if p >= 0.7 {
                 2
             } else if p >= 0.4 {
@@ -544,6 +560,7 @@ fn simulate_deal(w: &World, rng: &mut Rng, seed: &OppSeed, acc: &Account) -> Opp
         region: acc.region,
         forecast,
         events,
+        pipeline: pipeline as u8,
     }
 }
 

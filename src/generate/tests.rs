@@ -17,6 +17,7 @@ fn opts(dir: &Path, format: Format, dirty: bool) -> GenerateOptions {
         out: dir.to_path_buf(),
         format,
         dirty,
+        pipelines: 1,
     }
 }
 

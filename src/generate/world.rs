@@ -380,17 +380,20 @@ pub struct Stages {
 }
 
 impl Stages {
-    pub fn from_config(config: &Config) -> Stages {
+    /// One pipeline's layout; `names` and the indices are into the whole stage list.
+    pub fn for_pipeline(config: &Config, pipeline: &str) -> Stages {
         let names: Vec<String> = config.stages.iter().map(|s| s.name.clone()).collect();
+        let mine = |i: &usize| config.stages[*i].pipeline == pipeline;
         let open = (0..names.len())
+            .filter(mine)
             .filter(|i| config.stages[*i].terminal.is_none())
             .collect();
+        let n = names.len();
         let find = |t: Terminal| {
-            config
-                .stages
-                .iter()
-                .position(|s| s.terminal == Some(t))
-                .expect("config has terminal stages")
+            (0..n)
+                .filter(mine)
+                .find(|i| config.stages[*i].terminal == Some(t))
+                .expect("every pipeline has terminal stages")
         };
         Stages {
             names,
@@ -517,7 +520,10 @@ pub struct World {
     pub seed: u64,
     pub params: ScaleParams,
     pub cal: Calendar,
+    /// The first pipeline's stages.
     pub stages: Stages,
+    /// The pipelines deals spread over (the first is `stages`), with their names.
+    pub pipelines: Vec<(String, Stages)>,
     pub fx: Fx,
     pub reps: Vec<Rep>,
     pub teams: Vec<Team>,
@@ -531,10 +537,16 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(seed: u64, scale: Scale, config: &Config) -> World {
+    pub fn new(seed: u64, scale: Scale, config: &Config, pipelines: usize) -> World {
         let params = ScaleParams::of(scale);
         let cal = Calendar::new();
-        let stages = Stages::from_config(config);
+        let pipelines: Vec<(String, Stages)> = config
+            .pipeline_names()
+            .into_iter()
+            .take(pipelines.max(1))
+            .map(|p| (p.to_string(), Stages::for_pipeline(config, p)))
+            .collect();
+        let stages = pipelines[0].1.clone();
         let fx = Fx::new(seed, &cal, &config.base_currency);
         let (reps, teams) = build_reps(seed, &params, &cal);
         let active = (0..REGIONS.len())
@@ -567,6 +579,7 @@ impl World {
             params,
             cal,
             stages,
+            pipelines,
             fx,
             reps,
             teams,
@@ -851,7 +864,7 @@ mod tests {
     #[test]
     fn every_region_month_has_a_seller() {
         for scale in [Scale::Tiny, Scale::S] {
-            let w = World::new(5, scale, &Config::default());
+            let w = World::new(5, scale, &Config::default(), 1);
             assert_eq!(w.sellers().count(), ScaleParams::of(scale).sellers);
             for r in 0..REGIONS.len() {
                 for m in 0..MONTHS {

@@ -13,7 +13,7 @@ use polars::prelude::*;
 use crate::kpi::spark::Spark;
 
 use crate::config::{Config, Terminal};
-use crate::kpi::inputs::{open_at, open_snapshots, snapshot_dates};
+use crate::kpi::inputs::{open_at, open_snapshots, resolve_stages, snapshot_dates, stage_frame};
 use crate::kpi::periods::{current_period_start, day_start, period_start, period_start_of_date};
 use crate::kpi::rules::{is_closed, is_lost, is_open, is_won};
 use crate::kpi::{Family, Inputs, Kpi, Params, as_of_col, by_dimensions, group_keys, ratio, stable_sum};
@@ -38,22 +38,28 @@ fn stage_kpis() -> Vec<Kpi> {
             name: "stage_funnel",
             family: Family::Funnel,
             grain: "one row per mode (any/ordered) per dimension value (all, owner_id, campaign_id, \
-                created_period) per funnel stage",
-            definition: "Funnel steps: the non-terminal stages in pipeline order, then the won stage; lost \
-                stages are left out. Over deals created at or before as_of: reached = deals with an event \
+                created_period) per pipeline per funnel stage",
+            definition: "Funnel steps, per pipeline: its non-terminal stages in order, then its won stage; \
+                lost stages are left out; stage_index is the stage's position in its pipeline. A stage event \
+                counts in its deal's pipeline (the opportunity's `pipeline` when configured, else the first \
+                pipeline); a stage that pipeline lacks counts in the first pipeline that has it (the deal \
+                moved). Over deals created at or before as_of: reached = deals with an event \
                 into the stage at or before as_of (`any`), or into the stage and every earlier non-terminal \
-                stage, in any order (`ordered`; never increases down the funnel). next_stage_rate = \
-                reached at the next step / reached here (null at the last step or when nothing reached \
-                this step), from_first_rate = reached / reached at the first step. created_period is the \
+                stage of its pipeline, in any order (`ordered`; never increases down the funnel). \
+                next_stage_rate = reached at the pipeline's next step / reached here (null at its last step \
+                or when nothing reached this step), from_first_rate = reached / reached at the pipeline's \
+                first step. created_period is the \
                 start (YYYY-MM-DD) of the period, in the run's grain, in which the deal was created. Every \
-                step is listed for every dimension value, with reached = 0 where no deal reached it.",
-            version: 1,
+                step of every pipeline is listed for every dimension value, with reached = 0 where no deal \
+                reached it.",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
                     ("mode", DataType::String),
                     ("dimension", DataType::String),
                     ("dimension_value", DataType::String),
+                    ("pipeline", DataType::String),
                     ("stage", DataType::String),
                     ("stage_index", DataType::Int64),
                     ("reached", DataType::Int64),
@@ -61,15 +67,16 @@ fn stage_kpis() -> Vec<Kpi> {
                     ("from_first_rate", DataType::Float64),
                 ]
             },
-            key: &["mode", "dimension", "dimension_value", "stage_index"],
+            key: &["mode", "dimension", "dimension_value", "pipeline", "stage_index"],
             build: stage_funnel,
             spark: Spark::sql(include_str!("spark/stage_funnel.sql")),
         },
         Kpi {
             name: "stage_duration",
             family: Family::Funnel,
-            grain: "one row per non-terminal stage per dimension value (all, owner_id)",
-            definition: "Visits to a non-terminal stage (one per stage event at or before as_of). A visit \
+            grain: "one row per non-terminal stage of each pipeline per dimension value (all, owner_id)",
+            definition: "Visits to a non-terminal stage (one per stage event at or before as_of, in the \
+                pipeline the event is read in, as in stage_funnel). A visit \
                 is completed when the deal entered another stage or closed by as_of, else censored (still \
                 in the stage at as_of; its time so far is as_of - entered_at). mean / p25 / median / p75 / \
                 p90 of completed durations in days (linear interpolation; censored visits are never \
@@ -78,10 +85,11 @@ fn stage_kpis() -> Vec<Kpi> {
                 with S(t) <= 0.5 (null if never), 95% CI where the exponential Greenwood (log-log) bounds \
                 first reach 0.5. Stages without visits have no row. The step table is \
                 stage_duration_survival.",
-            version: 1,
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
+                    ("pipeline", DataType::String),
                     ("stage", DataType::String),
                     ("dimension", DataType::String),
                     ("dimension_value", DataType::String),
@@ -98,23 +106,24 @@ fn stage_kpis() -> Vec<Kpi> {
                     ("km_median_ci_high", DataType::Float64),
                 ]
             },
-            key: &["stage", "dimension", "dimension_value"],
+            key: &["pipeline", "stage", "dimension", "dimension_value"],
             build: stage_duration,
             spark: Spark::sql(include_str!("spark/stage_duration.sql")),
         },
         Kpi {
             name: "stage_duration_survival",
             family: Family::Funnel,
-            grain: "one row per non-terminal stage per dimension value (all, owner_id) per distinct visit \
-                duration (days) with an event or a censoring",
+            grain: "one row per non-terminal stage of each pipeline per dimension value (all, owner_id) per \
+                distinct visit duration (days) with an event or a censoring",
             definition: "The Kaplan-Meier table of time in stage behind stage_duration: at t_days, visits \
                 at risk (duration >= t), completed visits (events) and censored visits ending at t, \
                 survival S(t) = product of (1 - events / at_risk) up to t, and its 95% confidence band by \
                 the exponential Greenwood (log-log) formula.",
-            version: 1,
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
+                    ("pipeline", DataType::String),
                     ("stage", DataType::String),
                     ("dimension", DataType::String),
                     ("dimension_value", DataType::String),
@@ -127,7 +136,7 @@ fn stage_kpis() -> Vec<Kpi> {
                     ("ci_high", DataType::Float64),
                 ]
             },
-            key: &["stage", "dimension", "dimension_value", "t_days"],
+            key: &["pipeline", "stage", "dimension", "dimension_value", "t_days"],
             build: stage_duration_survival,
             spark: Spark::sql(include_str!("spark/stage_duration_survival.sql")),
         },
@@ -136,60 +145,91 @@ fn stage_kpis() -> Vec<Kpi> {
 
 /// One step of the stage funnel.
 struct FunnelStep<'a> {
-    /// The stage's position in the configured pipeline.
-    stage_index: u32,
+    pipeline: &'a str,
     stage: &'a str,
+    /// The stage's position in its pipeline.
+    stage_index: u32,
+    /// Its position in the whole configured list (`inputs::stage_frame`'s stage_index).
+    global_index: u32,
     /// A non-terminal stage: part of the chain the `ordered` mode requires.
     in_chain: bool,
+    /// The pipeline's first step.
+    first: bool,
+    /// The pipeline's last step.
+    last: bool,
 }
 
-/// The funnel steps in order: the non-terminal stages (the chain the `ordered` mode requires),
-/// then the won stage.
+/// The funnel steps in order, pipeline after pipeline: each pipeline's non-terminal stages (the
+/// chain the `ordered` mode requires), then its won stage.
 fn funnel_steps(cfg: &Config) -> Vec<FunnelStep<'_>> {
-    let chain = cfg.stages.iter().enumerate().filter(|(_, s)| s.terminal.is_none());
-    let won = cfg
-        .stages
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.terminal == Some(Terminal::Won));
-    chain
-        .chain(won)
-        .map(|(i, s)| FunnelStep {
-            stage_index: i as u32,
+    let mut steps = Vec::new();
+    for pipeline in cfg.pipeline_names() {
+        let stages: Vec<(usize, &crate::config::Stage)> = cfg
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.pipeline == pipeline)
+            .collect();
+        let start = stages.first().map_or(0, |(g, _)| *g);
+        let chain = stages.iter().filter(|(_, s)| s.terminal.is_none());
+        let won = stages.iter().filter(|(_, s)| s.terminal == Some(Terminal::Won));
+        let from = steps.len();
+        steps.extend(chain.chain(won).map(|(g, s)| FunnelStep {
+            pipeline,
             stage: s.name.as_str(),
+            stage_index: (g - start) as u32,
+            global_index: *g as u32,
             in_chain: s.terminal.is_none(),
-        })
-        .collect()
+            first: false,
+            last: false,
+        }));
+        if steps.len() > from {
+            steps[from].first = true;
+            let n = steps.len();
+            steps[n - 1].last = true;
+        }
+    }
+    steps
 }
 
 /// One wide row per deal and per dimension value: for each funnel step `s`, `__any_s` (the deal
-/// entered the step) and `__ord_s` (it entered the step and every earlier chain step), summed per
-/// dimension value. Summing flags per deal (no deal x step grid, no join on dimension values)
-/// keeps every dimension value, even one whose deals reached nothing, with 0 at every step.
+/// entered the step) and `__ord_s` (it entered the step and every earlier chain step of its
+/// pipeline), summed per dimension value. Summing flags per deal (no deal x step grid, no join on
+/// dimension values) keeps every dimension value, even one whose deals reached nothing, with 0
+/// at every step of every pipeline.
 fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
-    let steps = funnel_steps(&p.config);
+    let cfg = &p.config;
+    let steps = funnel_steps(cfg);
     let any = |s: usize| format!("__any_{s}");
     let ord = |s: usize| format!("__ord_{s}");
-    let step_names: Vec<String> = steps.iter().map(|s| s.stage.to_string()).collect();
-    // Per deal that entered a funnel stage at or before as_of: one flag per step.
-    let touched = i
-        .stage_events
-        .clone()
-        .select([col("opportunity_id"), col("stage")])
-        .filter(col("stage").is_in(lit(Series::new("s".into(), step_names)).implode(false), false))
-        .group_by([col("opportunity_id")])
-        .agg(
-            steps
-                .iter()
-                .enumerate()
-                .map(|(s, step)| col("stage").eq(lit(step.stage)).any(true).alias(any(s)))
-                .collect::<Vec<_>>(),
-        );
-    // `ordered`: a chain step counts when every chain step up to it was entered, in any order;
-    // the won step when the whole chain was, and won.
+    // Per deal that entered a funnel stage at or before as_of: one flag per step. With one
+    // pipeline a stage is its name; with several, (pipeline, name) as `resolve_stages` reads it.
+    let single = cfg.pipeline_names().len() == 1;
+    let events = i.stage_events.clone().select([col("opportunity_id"), col("stage")]);
+    let events = match single {
+        true => events,
+        false => resolve_stages(events, i.opportunities.clone(), cfg, &[]),
+    };
+    let is_step = |s: &FunnelStep| match single {
+        true => col("stage").eq(lit(s.stage.to_string())),
+        false => col("stage_index").eq(lit(s.global_index)),
+    };
+    let any_step = steps.iter().map(is_step).reduce(|a, b| a.or(b)).unwrap_or(lit(false));
+    let touched = events.filter(any_step).group_by([col("opportunity_id")]).agg(
+        steps
+            .iter()
+            .enumerate()
+            .map(|(s, step)| is_step(step).any(true).alias(any(s)))
+            .collect::<Vec<_>>(),
+    );
+    // `ordered`: a chain step counts when every chain step of its pipeline up to it was
+    // entered, in any order; the won step when the whole chain was, and won.
     let mut ordered = Vec::with_capacity(steps.len());
     let mut chain_so_far = lit(true);
     for (s, step) in steps.iter().enumerate() {
+        if step.first {
+            chain_so_far = lit(true);
+        }
         let flag = chain_so_far.clone().and(col(any(s)));
         if step.in_chain {
             chain_so_far = flag.clone();
@@ -232,23 +272,29 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .filter(col("__deals").gt(lit(0))),
         })
     })?;
-    // Long form: one row per mode x dimension value x step, with the rates from the wide row.
+    // Long form: one row per mode x dimension value x step, with the rates from the wide row
+    // (next step and first step of the same pipeline).
     let mut rows = Vec::with_capacity(2 * steps.len());
     for (mode, name) in [("any", any as fn(usize) -> String), ("ordered", ord)] {
+        let mut first = 0;
         for (s, step) in steps.iter().enumerate() {
-            let next = match s + 1 < steps.len() {
-                true => ratio(col(name(s + 1)), col(name(s))),
-                false => lit(NULL).cast(DataType::Float64),
+            if step.first {
+                first = s;
+            }
+            let next = match step.last {
+                false => ratio(col(name(s + 1)), col(name(s))),
+                true => lit(NULL).cast(DataType::Float64),
             };
             rows.push(counts.clone().select([
                 lit(mode).alias("mode"),
                 col("dimension"),
                 col("dimension_value"),
+                lit(step.pipeline).alias("pipeline"),
                 lit(step.stage).alias("stage"),
                 lit(step.stage_index).alias("stage_index"),
                 col(name(s)).alias("reached"),
                 next.alias("next_stage_rate"),
-                ratio(col(name(s)), col(name(0))).alias("from_first_rate"),
+                ratio(col(name(s)), col(name(first))).alias("from_first_rate"),
                 as_of_col(p),
             ]));
         }
@@ -256,7 +302,7 @@ fn stage_funnel(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     concat(rows, UnionArgs::default())
 }
 
-/// Visits to non-terminal stages: `stage`, `owner_id` (the deal's), `completed` (ended by as_of)
+/// Visits to non-terminal stages: `stage_index`, `owner_id` (the deal's), `completed` (ended by as_of)
 /// and `days` (to the visit's end, or to as_of while censored).
 /// Shared: stage_duration and stage_duration_survival read it.
 fn stage_visits(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
@@ -269,7 +315,7 @@ fn stage_visits_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         // Only what its readers group and aggregate: at scale l it is 20M rows, held through
         // the funnel family.
         .select([
-            col("stage"),
+            col("stage_index"),
             col("owner_id"),
             col("exited_at").is_not_null().alias("completed"),
             (col("exited_at").fill_null(p.as_of_lit()) - col("entered_at"))
@@ -283,13 +329,21 @@ fn stage_visits_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
 /// as lists (`__days`, `__events`) for the Kaplan-Meier step.
 fn visits_by_stage(i: &Inputs, p: &Params, aggs: Vec<Expr>) -> PolarsResult<LazyFrame> {
     let visits = stage_visits(i, p)?;
-    by_dimensions(&["owner_id"], |d| {
+    let stages = stage_frame(&p.config).select([col("stage_index"), col("pipeline"), col("stage")]);
+    Ok(by_dimensions(&["owner_id"], |d| {
         let lists = [col("days").alias("__days"), col("completed").alias("__events")];
         Ok(visits
             .clone()
-            .group_by(group_keys(&["stage"], d))
+            .group_by(group_keys(&["stage_index"], d))
             .agg(aggs.iter().cloned().chain(lists).collect::<Vec<_>>()))
-    })
+    })?
+    .join(
+        stages,
+        [col("stage_index")],
+        [col("stage_index")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .drop(cols(["stage_index"])))
 }
 
 /// Fits one Kaplan-Meier estimate per row of a frame with `__days` (List f64) and `__events`
@@ -430,23 +484,26 @@ fn pipeline_kpis() -> Vec<Kpi> {
         Kpi {
             name: "pipeline_snapshot",
             family: Family::Funnel,
-            grain: "one row per snapshot date per stage",
+            grain: "one row per snapshot date per pipeline per stage",
             definition: "Open pipeline per stage at as_of and at the end (last local day, end of that day) of \
                 every period from the first deal's creation period up to the period before as_of's. A deal \
                 counts at a snapshot instant T when it was created at or before T and is open at T, \
                 reconstructed from its stage events, not from its current stage: its last stage event at or \
                 before T is not terminal, and the export's own close does not apply (a won/lost export is closed \
                 from its closed_at when it has no won/lost event or is later than all of them; a deal the export \
-                shows open after a won/lost last event is reopened at its updated_at: docs/decisions.md). Its stage is that last event's stage; a deal open without any stage \
-                event yet is reported under a null stage (weighted_amount null). open_deals, amount (base \
+                shows open after a won/lost last event is reopened at its updated_at: docs/decisions.md). Its stage is that last event's stage, and its pipeline that \
+                stage's pipeline; a deal open without any stage event yet is reported under a null stage \
+                of its pipeline at as_of (weighted_amount null). open_deals, amount (base \
                 currency, current amount), weighted_amount = sum of amount x the stage's configured win \
                 probability (0-1), mean_age_days = mean days from creation to T. Every non-terminal \
-                configured stage has a row at every snapshot (0 deals, null age when empty).",
-            version: 1,
+                configured stage of every pipeline has a row at every snapshot (0 deals, null age when \
+                empty).",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
                     ("snapshot_at", DataType::Date),
+                    ("pipeline", DataType::String),
                     ("stage", DataType::String),
                     ("open_deals", DataType::Int64),
                     ("amount", DataType::Float64),
@@ -454,20 +511,20 @@ fn pipeline_kpis() -> Vec<Kpi> {
                     ("mean_age_days", DataType::Float64),
                 ]
             },
-            key: &["snapshot_at", "stage"],
+            key: &["snapshot_at", "pipeline", "stage"],
             build: pipeline_snapshot,
             spark: Spark::sql(include_str!("spark/pipeline_snapshot.sql")),
         },
         Kpi {
             name: "deal_size",
             family: Family::Funnel,
-            grain: "one row per close period per dimension value (all, owner_id)",
+            grain: "one row per close period per dimension value (all, owner_id, pipeline)",
             definition: "Deals won in the period (status at as_of, close date cut in the configured timezone): \
                 won deals, mean and median amount in base currency, and the bucket mix by the configured \
                 deal_size_buckets [b0, ..., bn]: small = amount < b0, medium = b0 <= amount < bn, large = \
                 amount >= bn (with a single threshold medium is always 0). Deals without a base amount are \
-                counted in won_deals but in no bucket.",
-            version: 1,
+                counted in won_deals but in no bucket. pipeline: the deal's at as_of, as in win_rate.",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
@@ -493,7 +550,7 @@ fn pipeline_snapshot(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let open = open_snapshots(i, p)?;
     let agg = open
         .with_column((col("__t") - col("created_at")).dt().total_days(true).alias("__age"))
-        .group_by([col("snapshot_at"), col("__stage").alias("stage")])
+        .group_by([col("snapshot_at"), col("pipeline"), col("__stage").alias("stage")])
         .agg([
             len().cast(DataType::UInt32).alias("open_deals"),
             col("amount_base").sum().alias("amount"),
@@ -505,21 +562,19 @@ fn pipeline_snapshot(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         ]);
     // Dense grid: every open (non-terminal) configured stage at every snapshot, plus the rows
     // found (deals without a stage event, stages no longer configured).
-    let open_stages: Vec<&str> = p
-        .config
-        .stages
-        .iter()
-        .filter(|s| s.terminal.is_none())
-        .map(|s| s.name.as_str())
-        .collect();
-    let stages = df!("stage" => open_stages)?.lazy();
+    let stages = stage_frame(&p.config)
+        .filter(col("terminal").not())
+        .select([col("pipeline"), col("stage")]);
     let grid = snapshot_dates(i, p)?.cross_join(stages, None);
     let keys = concat(
-        [grid, agg.clone().select([col("snapshot_at"), col("stage")])],
+        [
+            grid,
+            agg.clone().select([col("snapshot_at"), col("pipeline"), col("stage")]),
+        ],
         UnionArgs::default(),
     )?
     .unique(None, UniqueKeepStrategy::Any);
-    let on = [col("snapshot_at"), col("stage")];
+    let on = [col("snapshot_at"), col("pipeline"), col("stage")];
     Ok(keys
         .join(
             agg,
@@ -549,7 +604,7 @@ fn deal_size(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .deals()?
         .filter(is_won())
         .with_column(period_start(col("closed_at"), p.grain, &p.config).alias("period_start"));
-    by_dimensions(&["owner_id"], |d| {
+    by_dimensions(&["owner_id", "pipeline"], |d| {
         let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
         Ok(won.clone().group_by(keys).agg([
             len().cast(DataType::UInt32).alias("won_deals"),
@@ -575,11 +630,13 @@ fn deal_kpis() -> Vec<Kpi> {
         Kpi {
             name: "win_rate",
             family: Family::Funnel,
-            grain: "one row per close period per dimension value (all, owner_id, source, region)",
+            grain: "one row per close period per dimension value (all, owner_id, source, region, pipeline)",
             definition: "Deals closed in the period (status at as_of, close date cut in the configured timezone): \
                 won, lost, count win rate = won / (won + lost), won and lost amounts in base currency, \
-                amount win rate = won amount / (won + lost amount). Null when nothing closed.",
-            version: 1,
+                amount win rate = won amount / (won + lost amount). Null when nothing closed. The pipeline \
+                dimension is the deal's pipeline at as_of: that of its last stage event's stage, else the \
+                opportunity's `pipeline` when configured, else the first pipeline.",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
@@ -622,11 +679,13 @@ fn deal_kpis() -> Vec<Kpi> {
         Kpi {
             name: "sales_cycle",
             family: Family::Funnel,
-            grain: "one row per close period per outcome (won/lost) per dimension value (all, owner_id)",
+            grain: "one row per close period per outcome (won/lost) per dimension value (all, owner_id, \
+                pipeline)",
             definition: "Days from a deal's creation to its close, for deals closed in the period, won and \
                 lost separately: count, mean, median and p90 (linear interpolation). Open deals are not \
-                averaged in; their age is in open_deals_per_rep and pipeline_snapshot.",
-            version: 1,
+                averaged in; their age is in open_deals_per_rep and pipeline_snapshot. pipeline: the deal's \
+                at as_of, as in win_rate.",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
@@ -658,7 +717,7 @@ fn win_rate(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let closed = closed(i, p)?;
     let won = is_won();
     let lost = is_lost();
-    Ok(by_dimensions(&["owner_id", "source", "region"], |d| {
+    Ok(by_dimensions(&["owner_id", "source", "region", "pipeline"], |d| {
         Ok(closed.clone().group_by(group_keys(&["period_start"], d)).agg([
             won.clone().sum().cast(DataType::UInt32).alias("won"),
             lost.clone().sum().cast(DataType::UInt32).alias("lost"),
@@ -697,7 +756,7 @@ fn sales_cycle(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .alias("days"),
         )
         .rename(["status"], ["outcome"], true);
-    by_dimensions(&["owner_id"], |d| {
+    by_dimensions(&["owner_id", "pipeline"], |d| {
         Ok(closed
             .clone()
             .group_by(group_keys(&["period_start", "outcome"], d))
@@ -781,6 +840,7 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             col("created_at"),
             col("closed_at"),
             col("amount_base"),
+            col("pipeline"),
             period_start_of_date(col("expected_close_date"), p.grain, cfg).alias("period_start"),
         ])
         .filter(col("period_start").lt_eq(cur))
@@ -830,16 +890,17 @@ fn velocity_kpis() -> Vec<Kpi> {
     vec![Kpi {
         name: "sales_velocity",
         family: Family::Funnel,
-        grain: "one row per period per dimension value (all, owner_id) with open deals at the period's \
-                end or deals closed in it",
+        grain: "one row per period per dimension value (all, owner_id, pipeline) with open deals at the \
+                period's end or deals closed in it",
         definition: "Revenue per day the pipeline generates: velocity = open_deals x win_rate x \
                 mean_won_amount / mean_cycle_days. open_deals = deals open at the period's end (for as_of's \
                 period: at as_of), reconstructed from stage events as in pipeline_snapshot; win_rate = won \
                 / (won + lost) of deals closed in the period (status at as_of, as in win_rate); \
                 mean_won_amount = mean base amount of deals won in the period; mean_cycle_days = mean days \
                 from creation to close of those won deals. velocity is null when any factor is null or \
-                the cycle is 0.",
-        version: 1,
+                the cycle is 0. By pipeline: open deals in the pipeline of their stage at the period's end \
+                (as in pipeline_snapshot), closed deals in their pipeline at as_of.",
+        version: 2,
         columns: || {
             vec![
                 ("as_of", DataType::Date),
@@ -869,7 +930,7 @@ fn sales_velocity(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             .total_days(true)
             .alias("__days"),
     ]);
-    by_dimensions(&["owner_id"], |d| {
+    by_dimensions(&["owner_id", "pipeline"], |d| {
         let keys: Vec<Expr> = std::iter::once(col("period_start")).chain(d.map(col)).collect();
         let opened = open.clone().group_by(keys.clone()).agg([len().alias("open_deals")]);
         let closed = closed.clone().group_by(keys.clone()).agg([
@@ -911,14 +972,14 @@ fn snapshot_kpis() -> Vec<Kpi> {
         definition: "Every deal as it stood at as_of, to drill from any KPI to the deals behind it (as \
             Fivetran's salesforce__opportunity_enhanced does): its own columns (account, owner, lead and \
             the lead's source, campaign, region, base amount, creation, expected close, loss reason), \
-            status, stage and closed_at at as_of (rebuilt from the stage events up to as_of, as every \
+            status, pipeline, stage and closed_at at as_of (rebuilt from the stage events up to as_of, as every \
             KPI reads them, with the export's close or reopening where the export and the history \
             disagree: docs/decisions.md), stage_entered_at (its last stage event at or before as_of), age_days = days \
             from creation to its close (to as_of while open), days_in_stage = days from \
             stage_entered_at to as_of for an open deal (null for a closed deal or one without stage \
             events), stage_events = its stage events at or before as_of, first_stage_at = the first of \
             them.",
-        version: 1,
+        version: 2,
         columns: || {
             vec![
                 ("as_of", DataType::Date),
@@ -930,6 +991,7 @@ fn snapshot_kpis() -> Vec<Kpi> {
                 ("campaign_id", DataType::String),
                 ("region", DataType::String),
                 ("status", DataType::String),
+                ("pipeline", DataType::String),
                 ("stage", DataType::String),
                 ("amount_base", DataType::Float64),
                 ("created_at", crate::kpi::utc()),

@@ -259,24 +259,23 @@ impl Inputs {
                 ],
                 UnionArgs::default(),
             )?;
-            Ok(events
-                .join(
-                    stage_frame(&self.shared.params.config),
-                    [col("stage")],
-                    [col("stage")],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .select([
-                    col("opportunity_id"),
-                    col("stage"),
-                    col("entered_at"),
-                    col("stage_index"),
-                    col("terminal"),
-                ])
-                .sort(
-                    ["opportunity_id", "entered_at", "stage_index"],
-                    SortMultipleOptions::default(),
-                ))
+            Ok(resolve_stages(
+                events,
+                self.opportunities.clone(),
+                &self.shared.params.config,
+                &["terminal"],
+            )
+            .select([
+                col("opportunity_id"),
+                col("stage"),
+                col("entered_at"),
+                col("stage_index"),
+                col("terminal"),
+            ])
+            .sort(
+                ["opportunity_id", "entered_at", "stage_index"],
+                SortMultipleOptions::default(),
+            ))
         })
     }
 
@@ -303,7 +302,9 @@ impl Inputs {
     /// One row per deal created at or before as_of: its state at as_of. Columns: the
     /// opportunity's own (opportunity_id, account_id, owner_id, created_at, amount_base, lead_id,
     /// campaign_id, loss_reason, product, region, expected_close_date, forecast_category) plus
-    /// `source` (of its lead), `stage` and `stage_entered_at` (last event at or before as_of),
+    /// `source` (of its lead), `pipeline` (that of its last event at or before as_of; without
+    /// one, the export's when configured, else the first pipeline), `stage` and
+    /// `stage_entered_at` (last event at or before as_of),
     /// `status` (open/won/lost at as_of) and `closed_at` (at as_of; null while open).
     /// Kept for the whole run: most families read it.
     pub fn deals(&self) -> PolarsResult<LazyFrame> {
@@ -339,22 +340,24 @@ fn deal_state(
     p: &Params,
 ) -> LazyFrame {
     let cfg = &p.config;
-    let stages_of = |t: Terminal| -> Vec<String> {
-        cfg.stages
-            .iter()
-            .filter(|s| s.terminal == Some(t))
-            .map(|s| s.name.clone())
-            .collect()
-    };
-    let won_stages = stages_of(Terminal::Won);
-    let lost_stages = stages_of(Terminal::Lost);
-    let in_list = |c: &str, v: &[String]| col(c).is_in(lit(Series::new("s".into(), v)).implode(false), false);
-
     // Last event at or before as_of per deal.
-    let last = ordered_events.group_by([col("opportunity_id")]).agg([
-        col("stage").last().alias("last_stage"),
-        col("entered_at").last().alias("stage_entered_at"),
-    ]);
+    let last = ordered_events
+        .group_by([col("opportunity_id")])
+        .agg([
+            col("stage").last().alias("last_stage"),
+            col("entered_at").last().alias("stage_entered_at"),
+            col("stage_index").last().alias("__last_index"),
+        ])
+        .join(
+            stage_frame(cfg).select([
+                col("stage_index").alias("__last_index"),
+                col("outcome").alias("__last_outcome"),
+                col("pipeline").alias("__last_pipeline"),
+            ]),
+            [col("__last_index")],
+            [col("__last_index")],
+            JoinArgs::new(JoinType::Left),
+        );
     let source = leads.select([col("lead_id"), col("source")]);
     // The export's close, where it wins, from closed_at on: before any event's verdict.
     let export_closed = col("export_close").and(col("closed_at").lt_eq(p.as_of_lit()));
@@ -381,18 +384,17 @@ fn deal_state(
         .with_columns([
             when(export_closed.clone())
                 .then(col("status"))
-                .when(in_list("last_stage", &won_stages))
-                .then(lit("won"))
-                .when(in_list("last_stage", &lost_stages))
-                .then(lit("lost"))
+                .when(col("__last_outcome").is_not_null())
+                .then(col("__last_outcome"))
                 .otherwise(lit("open"))
                 .alias("status_as_of"),
             when(export_closed)
                 .then(col("closed_at"))
-                .when(in_list("last_stage", &won_stages).or(in_list("last_stage", &lost_stages)))
+                .when(col("__last_outcome").is_not_null())
                 .then(col("stage_entered_at"))
                 .otherwise(lit(NULL).cast(crate::kpi::utc()))
                 .alias("closed_at_as_of"),
+            coalesce(&[col("__last_pipeline"), deal_pipeline(cfg)]).alias("__pipeline_as_of"),
         ])
         .select([
             col("opportunity_id"),
@@ -408,6 +410,7 @@ fn deal_state(
             col("loss_reason"),
             col("expected_close_date"),
             col("forecast_category"),
+            col("__pipeline_as_of").alias("pipeline"),
             col("last_stage").alias("stage"),
             col("stage_entered_at"),
             col("status_as_of").alias("status"),
@@ -447,43 +450,41 @@ pub fn export_vs_history(opportunities: LazyFrame, events_all: LazyFrame, cfg: &
     let key = ts.clone() * lit(2048i64) + rank;
     let open_known = col("stage_index").is_not_null().and(terminal.clone().not());
     let nul = || lit(NULL).cast(DataType::Int64);
-    let per_deal = events_all
-        .select([col("opportunity_id"), col("stage"), col("entered_at")])
-        .join(
-            stage_frame(cfg).select([col("stage"), col("stage_index"), col("outcome")]),
-            [col("stage")],
-            [col("stage")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .select([
-            col("opportunity_id"),
-            key.clone().alias("__key"),
-            ts.clone().alias("__ts"),
-            when(terminal.clone())
-                .then(key.clone())
-                .otherwise(nul())
-                .alias("__term_key"),
-            when(terminal).then(ts.clone()).otherwise(nul()).alias("__term_ts"),
-            when(open_known.clone()).then(key).otherwise(nul()).alias("__open_key"),
-            when(open_known).then(ts).otherwise(nul()).alias("__open_ts"),
-        ])
-        .group_by([col("opportunity_id")])
-        .agg([
-            col("__key").max().alias("__last_key"),
-            col("__ts").max().alias("__last_ts"),
-            col("__term_key").max(),
-            col("__term_ts").max(),
-            col("__open_key").max(),
-            col("__open_ts").max(),
-        ])
-        .with_columns([
-            (col("__term_key") - col("__term_ts") * lit(2048i64) - lit(1025i64)).alias("__term_index"),
-            (col("__open_key") - col("__open_ts") * lit(2048i64) - lit(1i64)).alias("__open_index"),
-            col("__term_key")
-                .eq(col("__last_key"))
-                .fill_null(lit(false))
-                .alias("__last_is_term"),
-        ]);
+    let per_deal = resolve_stages(
+        events_all.select([col("opportunity_id"), col("stage"), col("entered_at")]),
+        opportunities.clone(),
+        cfg,
+        &["outcome"],
+    )
+    .select([
+        col("opportunity_id"),
+        key.clone().alias("__key"),
+        ts.clone().alias("__ts"),
+        when(terminal.clone())
+            .then(key.clone())
+            .otherwise(nul())
+            .alias("__term_key"),
+        when(terminal).then(ts.clone()).otherwise(nul()).alias("__term_ts"),
+        when(open_known.clone()).then(key).otherwise(nul()).alias("__open_key"),
+        when(open_known).then(ts).otherwise(nul()).alias("__open_ts"),
+    ])
+    .group_by([col("opportunity_id")])
+    .agg([
+        col("__key").max().alias("__last_key"),
+        col("__ts").max().alias("__last_ts"),
+        col("__term_key").max(),
+        col("__term_ts").max(),
+        col("__open_key").max(),
+        col("__open_ts").max(),
+    ])
+    .with_columns([
+        (col("__term_key") - col("__term_ts") * lit(2048i64) - lit(1025i64)).alias("__term_index"),
+        (col("__open_key") - col("__open_ts") * lit(2048i64) - lit(1i64)).alias("__open_index"),
+        col("__term_key")
+            .eq(col("__last_key"))
+            .fill_null(lit(false))
+            .alias("__last_is_term"),
+    ]);
     let by_index = |name: &str, c: &str| {
         stage_frame(cfg).select([
             col("stage_index").cast(DataType::Int64).alias(name),
@@ -496,7 +497,10 @@ pub fn export_vs_history(opportunities: LazyFrame, events_all: LazyFrame, cfg: &
         .filter(|s| s.terminal.is_none())
         .map(|s| s.name.clone())
         .collect();
-    let first_stage = cfg.stages.first().map(|s| s.name.clone());
+    // Each pipeline's first stage.
+    let first_stages = stage_frame(cfg)
+        .group_by([col("pipeline")])
+        .agg([col("stage").first().alias("__first_stage")]);
     let closed_us = col("closed_at").cast(DataType::Int64);
     let has_term = col("__term_ts").is_not_null();
     let same_outcome = col("__term_index_outcome").eq(col("status")).fill_null(lit(false));
@@ -525,7 +529,14 @@ pub fn export_vs_history(opportunities: LazyFrame, events_all: LazyFrame, cfg: &
             col("closed_at"),
             col("stage"),
             col("updated_at"),
+            deal_pipeline(cfg).alias("__pipeline"),
         ])
+        .join(
+            first_stages,
+            [col("__pipeline")],
+            [col("pipeline")],
+            JoinArgs::new(JoinType::Left),
+        )
         .join(
             per_deal,
             [col("opportunity_id")],
@@ -555,7 +566,7 @@ pub fn export_vs_history(opportunities: LazyFrame, events_all: LazyFrame, cfg: &
                 .then(coalesce(&[
                     export_stage,
                     col("__open_index_stage"),
-                    first_stage.map_or(lit(NULL).cast(DataType::String), lit),
+                    col("__first_stage"),
                 ]))
                 .otherwise(lit(NULL).cast(DataType::String))
                 .alias("reopen_stage"),
@@ -627,9 +638,11 @@ fn stage_visits(ordered_events: LazyFrame, deals: LazyFrame) -> LazyFrame {
         ])
 }
 
-/// The configured pipeline: stage, stage_index (0-based), probability, terminal (bool),
-/// outcome ("won"/"lost"/null).
+/// The configured stages, every pipeline's: pipeline, stage, stage_index (0-based position in
+/// the whole list: a pipeline's stages are consecutive), probability, terminal (bool), outcome
+/// ("won"/"lost"/null).
 pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
+    let pipelines: Vec<&str> = cfg.stages.iter().map(|s| s.pipeline.as_str()).collect();
     let names: Vec<&str> = cfg.stages.iter().map(|s| s.name.as_str()).collect();
     let idx: Vec<u32> = (0..cfg.stages.len() as u32).collect();
     let prob: Vec<Option<f64>> = cfg.stages.iter().map(|s| s.probability).collect();
@@ -643,16 +656,86 @@ pub fn stage_frame(cfg: &crate::config::Config) -> LazyFrame {
             None => None,
         })
         .collect();
-    df!("stage" => names, "stage_index" => idx, "probability" => prob, "terminal" => term, "outcome" => outcome)
+    df!("pipeline" => pipelines, "stage" => names, "stage_index" => idx, "probability" => prob, "terminal" => term, "outcome" => outcome)
         .expect("stage frame")
         .lazy()
 }
 
+/// A deal's pipeline as its export names it, when configured; else the default (first) one.
+pub(crate) fn deal_pipeline(cfg: &crate::config::Config) -> Expr {
+    let names: Vec<&str> = cfg.pipeline_names();
+    when(col("pipeline").is_in(lit(Series::new("p".into(), names)).implode(false), false))
+        .then(col("pipeline"))
+        .otherwise(lit(cfg.default_pipeline()))
+}
+
+/// Adds `stage_index` (null for a stage no pipeline has) and the stage frame's columns `extra`
+/// to rows with `opportunity_id` and `stage` (a stage name). A stage is looked up in its
+/// deal's pipeline (`opportunities.pipeline`, see [`deal_pipeline`]); a stage that pipeline
+/// lacks is the first configured stage of that name (the deal moved between pipelines, or its
+/// export names none). With one pipeline, one join on the name.
+pub(crate) fn resolve_stages(
+    rows: LazyFrame,
+    opportunities: LazyFrame,
+    cfg: &crate::config::Config,
+    extra: &[&str],
+) -> LazyFrame {
+    let extra_cols = || extra.iter().map(|c| col(*c)).collect::<Vec<_>>();
+    if cfg.pipeline_names().len() == 1 {
+        let right = stage_frame(cfg).select(
+            [col("stage"), col("stage_index")]
+                .into_iter()
+                .chain(extra_cols())
+                .collect::<Vec<_>>(),
+        );
+        return rows.join(right, [col("stage")], [col("stage")], JoinArgs::new(JoinType::Left));
+    }
+    let stages = stage_frame(cfg);
+    let resolved = rows
+        .join(
+            opportunities.select([col("opportunity_id"), deal_pipeline(cfg).alias("__deal_pipeline")]),
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            stages.clone().select([
+                col("pipeline").alias("__deal_pipeline"),
+                col("stage"),
+                col("stage_index").alias("__exact"),
+            ]),
+            [col("__deal_pipeline"), col("stage")],
+            [col("__deal_pipeline"), col("stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            stages
+                .clone()
+                .group_by([col("stage")])
+                .agg([col("stage_index").min().alias("__any")]),
+            [col("stage")],
+            [col("stage")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(coalesce(&[col("__exact"), col("__any")]).alias("stage_index"))
+        .drop(cols(["__deal_pipeline", "__exact", "__any"]));
+    if extra.is_empty() {
+        return resolved;
+    }
+    resolved.join(
+        stages.select([col("stage_index")].into_iter().chain(extra_cols()).collect::<Vec<_>>()),
+        [col("stage_index")],
+        [col("stage_index")],
+        JoinArgs::new(JoinType::Left),
+    )
+}
+
 /// Keeps the rows whose deal is open at the instant `__t`, and adds `__stage` (the stage of its
-/// last event at or before `__t`, null if none) and `__probability`.
+/// last event at or before `__t`, null if none), `__probability` and `__pipeline` (that stage's
+/// pipeline, else the row's `pipeline`).
 ///
-/// `rows` needs `opportunity_id`, `__t` (Datetime(us, UTC)), `created_at` and `closed_at` (the
-/// deal's close at as_of, null while open) and no `__stage` column. `__t` must be at or before
+/// `rows` needs `opportunity_id`, `__t` (Datetime(us, UTC)), `created_at`, `closed_at` (the
+/// deal's close at as_of, null while open) and `pipeline`, and no `__stage` column. `__t` must be at or before
 /// as_of. The rule is the one of `inputs.rs`, applied at `__t`: a deal closed at as_of with
 /// `closed_at <= __t` is closed at `__t` (its closing event, or the export's close, is the last
 /// word up to as_of); any other deal is open at `__t` unless its last event at or before `__t`
@@ -668,6 +751,7 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<L
         col("opportunity_id"),
         col("entered_at").alias("__entered_at"),
         col("stage").alias("__stage"),
+        col("stage_index").alias("__stage_index"),
     ]);
     let asof = AsOfOptions {
         strategy: AsofStrategy::Backward,
@@ -691,22 +775,30 @@ pub(crate) fn open_at(rows: LazyFrame, i: &Inputs, p: &Params) -> PolarsResult<L
         )
         .join(
             stages.select([
-                col("stage").alias("__stage"),
+                col("stage_index").alias("__stage_index"),
+                col("pipeline").alias("__stage_pipeline"),
                 col("probability").alias("__probability"),
                 col("terminal").alias("__terminal"),
             ]),
-            [col("__stage")],
-            [col("__stage")],
+            [col("__stage_index")],
+            [col("__stage_index")],
             JoinArgs::new(JoinType::Left),
         )
         .filter(col("__terminal").fill_null(lit(false)).not())
-        .drop(cols(["__terminal", "__entered_at"])))
+        .with_column(coalesce(&[col("__stage_pipeline"), col("pipeline")]).alias("__pipeline"))
+        .drop(cols([
+            "__terminal",
+            "__entered_at",
+            "__stage_index",
+            "__stage_pipeline",
+        ])))
 }
 
 /// One row per deal per snapshot at which it is open: the end of every past period (from the
 /// deal's creation period to the period before as_of's) and as_of itself. Columns:
 /// `snapshot_at` (Date), `period_start` (of the snapshot's period), `__t` (the instant),
-/// owner_id, created_at, amount_base, `__stage`, `__probability`.
+/// owner_id, created_at, amount_base, `pipeline` (of its stage at the instant; without one, the
+/// deal's at as_of), `__stage`, `__probability`.
 /// Shared: pipeline_snapshot, sales_velocity and rep_scorecard read it.
 pub(crate) fn open_snapshots(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     i.shared("open_snapshots", || open_snapshots_plan(i, p))
@@ -721,6 +813,7 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         col("created_at"),
         col("closed_at"),
         col("amount_base"),
+        col("pipeline"),
         col("stage"),
         col("status"),
     ]);
@@ -745,7 +838,7 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     )
     .with_column(period_end(col("period_start"), p.grain).alias("snapshot_at"))
     .with_column(day_end(col("snapshot_at"), p).alias("__t"));
-    let past = open_at(past, i, p)?;
+    let past = open_at(past, i, p)?.drop(cols(["pipeline"]));
     // At as_of the deal's state is the shared one of `Inputs::deals`.
     let now = base
         .filter(is_open())
@@ -755,12 +848,12 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
             p.as_of_lit().alias("__t"),
         ])
         .join(
-            stage_frame(cfg).select([col("stage"), col("probability").alias("__probability")]),
-            [col("stage")],
-            [col("stage")],
+            stage_frame(cfg).select([col("pipeline"), col("stage"), col("probability").alias("__probability")]),
+            [col("pipeline"), col("stage")],
+            [col("pipeline"), col("stage")],
             JoinArgs::new(JoinType::Left),
         )
-        .rename(["stage"], ["__stage"], true)
+        .rename(["stage", "pipeline"], ["__stage", "__pipeline"], true)
         .drop(cols(["status"]));
     // No opportunity_id: the readers count and sum, and the frame is kept for several KPIs.
     let select = [
@@ -770,11 +863,18 @@ fn open_snapshots_plan(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         "owner_id",
         "created_at",
         "amount_base",
+        "__pipeline",
         "__stage",
         "__probability",
     ]
     .map(col);
-    concat([past.select(select.clone()), now.select(select)], UnionArgs::default())
+    Ok(
+        concat([past.select(select.clone()), now.select(select)], UnionArgs::default())?.rename(
+            ["__pipeline"],
+            ["pipeline"],
+            true,
+        ),
+    )
 }
 
 /// Every snapshot date (Date column `snapshot_at`): the end of every period from the first

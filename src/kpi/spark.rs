@@ -120,7 +120,7 @@ pub fn vars(p: &Params) -> BTreeMap<&'static str, String> {
             ClvSegmentBy::Segment => "segment",
         }),
     );
-    // The configured stages as rows (stage, position, probability, terminal); the store's own
+    // The configured stages as rows (pipeline, stage, position, probability, terminal); the store's own
     // stage list replaces them at run time when it holds one (views.sql).
     let rows: Vec<String> = c
         .stages
@@ -128,7 +128,8 @@ pub fn vars(p: &Params) -> BTreeMap<&'static str, String> {
         .enumerate()
         .map(|(i, s)| {
             format!(
-                "({}, {i}, {}, {})",
+                "({}, {}, {i}, {}, {})",
+                str_lit(&s.pipeline),
                 str_lit(&s.name),
                 s.probability.map_or("CAST(NULL AS DOUBLE)".into(), double_lit),
                 match s.terminal {
@@ -142,12 +143,12 @@ pub fn vars(p: &Params) -> BTreeMap<&'static str, String> {
     v.insert(
         "config_stages",
         if rows.is_empty() {
-            "SELECT CAST(NULL AS STRING) AS stage, 0 AS position, CAST(NULL AS DOUBLE) AS probability, \
+            "SELECT CAST(NULL AS STRING) AS pipeline, CAST(NULL AS STRING) AS stage, 0 AS position, CAST(NULL AS DOUBLE) AS probability, \
              CAST(NULL AS STRING) AS terminal WHERE false"
                 .into()
         } else {
             format!(
-                "SELECT * FROM VALUES {} AS t(stage, position, probability, terminal)",
+                "SELECT * FROM VALUES {} AS t(pipeline, stage, position, probability, terminal)",
                 rows.join(", ")
             )
         },
@@ -406,6 +407,10 @@ pub fn export(
     let as_of_instant = chrono::DateTime::from_timestamp_micros(p.as_of_us)
         .expect("valid as_of")
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // spark.sql.unionOutputPartitioning (Spark 4.1, SPARK-52921): a UNION of children claiming
+    // the same partitioning zips their partitions; with cached tables whose partitions adaptive
+    // execution coalesced, rep_scorecard's UNION of per-owner parts failed ("Can't zip RDDs with
+    // unequal numbers of partitions: List(4, 2)"). Off, a union concatenates, as before 4.1.
     let bundle = json!({
         "crm_kpi_version": env!("CARGO_PKG_VERSION"),
         "as_of": p.as_of_date().to_string(),
@@ -418,6 +423,7 @@ pub fn export(
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
             "spark.sql.ansi.enabled": "true",
             "spark.ui.showConsoleProgress": "false",
+            "spark.sql.unionOutputPartitioning": "false",
         },
         "z_95": crate::stats::km::Z_95,
         "config": serde_json::to_value(&p.config).expect("config serializes"),

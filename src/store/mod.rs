@@ -157,10 +157,12 @@ impl Store {
         let names = df.column("stage")?.str()?.clone();
         let prob = df.column("probability")?.f64()?.clone();
         let term = df.column("terminal")?.str()?.clone();
-        Ok(Some(
-            (0..df.height())
-                .filter_map(|i| {
-                    Some(Stage {
+        let pipe = df.column("pipeline")?.str()?.clone();
+        let rows: Vec<(Option<&str>, Stage)> = (0..df.height())
+            .filter_map(|i| {
+                Some((
+                    pipe.get(i),
+                    Stage {
                         name: names.get(i)?.to_string(),
                         probability: prob.get(i),
                         terminal: match term.get(i) {
@@ -168,10 +170,12 @@ impl Store {
                             Some("lost") => Some(Terminal::Lost),
                             _ => None,
                         },
-                    })
-                })
-                .collect(),
-        ))
+                        pipeline: crate::config::DEFAULT_PIPELINE.into(),
+                    },
+                ))
+            })
+            .collect();
+        Ok(Some(group_by_pipeline(rows)))
     }
 
     /// All quarantined rows of a table (all batches), or None if there are none.
@@ -182,6 +186,36 @@ impl Store {
             Some(files) => read_files(&self.root, table, files, None).map(Some),
         }
     }
+}
+
+/// A stored stage list (in position order, each stage with its pipeline or none) as pipelines:
+/// the named pipelines in the order of their first stage, each with its own stages and the
+/// stages that name no pipeline (Pipedrive's Won and Lost, shared by every pipeline), in
+/// position order, a name once per pipeline. Without any named pipeline, one "default".
+fn group_by_pipeline(rows: Vec<(Option<&str>, crate::config::Stage)>) -> Vec<crate::config::Stage> {
+    let mut pipelines: Vec<&str> = Vec::new();
+    for (p, _) in &rows {
+        if let Some(p) = p
+            && !pipelines.contains(p)
+        {
+            pipelines.push(p);
+        }
+    }
+    if pipelines.is_empty() {
+        pipelines.push(crate::config::DEFAULT_PIPELINE);
+    }
+    let mut out = Vec::new();
+    for name in pipelines {
+        let mut seen = std::collections::HashSet::new();
+        for (p, s) in &rows {
+            if p.is_none_or(|p| p == name) && seen.insert(s.name.as_str()) {
+                let mut s = s.clone();
+                s.pipeline = name.to_string();
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 fn read_files(root: &Path, table: &str, files: &[FileEntry], schema: Option<&Schema>) -> Result<DataFrame, StoreError> {
@@ -556,4 +590,52 @@ fn sync_dir_tree(dir: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use crate::config::{Stage, Terminal};
+
+    fn stage(name: &str, terminal: Option<Terminal>) -> Stage {
+        Stage {
+            name: name.into(),
+            probability: None,
+            terminal,
+            pipeline: crate::config::DEFAULT_PIPELINE.into(),
+        }
+    }
+
+    /// Pipedrive's shape: each pipeline's stages, then Won and Lost naming no pipeline.
+    #[test]
+    fn stages_naming_no_pipeline_belong_to_every_pipeline() {
+        let rows = vec![
+            (Some("Sales"), stage("Qualified", None)),
+            (Some("Sales"), stage("Demo", None)),
+            (Some("Renewals"), stage("Qualified", None)),
+            (Some("Renewals"), stage("Quoted", None)),
+            (None, stage("Won", Some(Terminal::Won))),
+            (None, stage("Lost", Some(Terminal::Lost))),
+        ];
+        let got: Vec<String> = super::group_by_pipeline(rows)
+            .iter()
+            .map(|s| format!("{}/{}", s.pipeline, s.name))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "Sales/Qualified",
+                "Sales/Demo",
+                "Sales/Won",
+                "Sales/Lost",
+                "Renewals/Qualified",
+                "Renewals/Quoted",
+                "Renewals/Won",
+                "Renewals/Lost"
+            ]
+        );
+        // No named pipeline: one, "default".
+        let one = super::group_by_pipeline(vec![(None, stage("a", None)), (None, stage("a", None))]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].pipeline, "default");
+    }
 }

@@ -42,6 +42,8 @@ pub struct QualityReport {
     pub orphans: Vec<Orphans>,
     /// Deals whose export and stage history disagree, by kind (`kpi::inputs::export_vs_history`).
     pub disagreements: Vec<Disagreement>,
+    /// With several pipelines: deals read in a pipeline other than their export's, by kind.
+    pub pipelines: Vec<Disagreement>,
 }
 
 /// Deals of one kind of disagreement between the export and the stage history.
@@ -73,6 +75,22 @@ const DISAGREEMENTS: [(&str, &str); 4] = [
     ),
 ];
 
+/// How deals are read when the store has several pipelines (docs/decisions.md, "Pipelines").
+const PIPELINE_KINDS: [(&str, &str); 3] = [
+    (
+        "no_pipeline",
+        "the export names no pipeline: read in the first pipeline",
+    ),
+    (
+        "unknown_pipeline",
+        "the export names a pipeline that is not configured: read in the first pipeline",
+    ),
+    (
+        "moved",
+        "a stage event names a stage its pipeline lacks: read in the first pipeline that has it (the deal moved)",
+    ),
+];
+
 fn bad(store: &Path, table: &str, message: String) -> StoreError {
     StoreError::BadTable {
         path: store.to_path_buf(),
@@ -83,6 +101,8 @@ fn bad(store: &Path, table: &str, message: String) -> StoreError {
 
 pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError> {
     let store = Store::open(root)?;
+    // The stage list a run reads: the store's own when it holds one.
+    let config = &config.clone().for_store(&store)?;
     let m = store.manifest();
     let tz = config.tz();
     let mut out = QualityReport {
@@ -196,6 +216,9 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         out.tables.push(q);
     }
     out.disagreements = disagreements(&frames["opportunities"], &frames["stage_events"], config)?;
+    if config.pipeline_names().len() > 1 {
+        out.pipelines = pipeline_kinds(&frames["opportunities"], &frames["stage_events"], config)?;
+    }
     for r in REFERENCES {
         let (src, dst) = (&frames[r.table], &frames[r.target]);
         if src.height() == 0 {
@@ -228,6 +251,69 @@ fn disagreements(opportunities: &DataFrame, events: &DataFrame, config: &Config)
     let kinds = per_deal.column("disagreement")?.str()?.clone();
     let ids = per_deal.column("opportunity_id")?.str()?.clone();
     Ok(DISAGREEMENTS
+        .iter()
+        .map(|(kind, _)| {
+            let mine: Vec<&str> = kinds
+                .iter()
+                .zip(ids.iter())
+                .filter(|(k, _)| *k == Some(*kind))
+                .filter_map(|(_, id)| id)
+                .collect();
+            Disagreement {
+                kind: kind.to_string(),
+                deals: mine.len() as u64,
+                examples: mine.iter().take(3).map(|s| s.to_string()).collect(),
+            }
+        })
+        .collect())
+}
+
+/// Counts the deals of each kind of `PIPELINE_KINDS`.
+fn pipeline_kinds(opportunities: &DataFrame, events: &DataFrame, config: &Config) -> PolarsResult<Vec<Disagreement>> {
+    use crate::kpi::inputs::{deal_pipeline, resolve_stages};
+    let opps = opportunities.clone().lazy();
+    let names: Vec<&str> = config.pipeline_names();
+    let moved = resolve_stages(
+        events.clone().lazy().select([col("opportunity_id"), col("stage")]),
+        opps.clone(),
+        config,
+        &["pipeline"],
+    )
+    .join(
+        opps.clone()
+            .select([col("opportunity_id"), deal_pipeline(config).alias("__deal_pipeline")]),
+        [col("opportunity_id")],
+        [col("opportunity_id")],
+        JoinArgs::new(JoinType::Inner),
+    )
+    .filter(
+        col("pipeline")
+            .is_not_null()
+            .and(col("pipeline").neq(col("__deal_pipeline"))),
+    )
+    .select([lit("moved").alias("kind"), col("opportunity_id")])
+    .unique(None, UniqueKeepStrategy::Any);
+    let export = opps
+        .select([
+            when(col("pipeline").is_null())
+                .then(lit("no_pipeline"))
+                .when(
+                    col("pipeline")
+                        .is_in(lit(Series::new("p".into(), names)).implode(false), false)
+                        .not(),
+                )
+                .then(lit("unknown_pipeline"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("kind"),
+            col("opportunity_id"),
+        ])
+        .filter(col("kind").is_not_null());
+    let per_deal = concat([export, moved], UnionArgs::default())?
+        .sort(["kind", "opportunity_id"], SortMultipleOptions::default())
+        .collect()?;
+    let kinds = per_deal.column("kind")?.str()?.clone();
+    let ids = per_deal.column("opportunity_id")?.str()?.clone();
+    Ok(PIPELINE_KINDS
         .iter()
         .map(|(kind, _)| {
             let mine: Vec<&str> = kinds
@@ -291,6 +377,18 @@ impl QualityReport {
                 format!(" (e.g. {})", d.examples.join(", "))
             };
             s.push_str(&format!("  {:<14} {:>8}  {what}{eg}\n", d.kind, d.deals));
+        }
+        if !self.pipelines.is_empty() {
+            s.push_str("\ndeals and pipelines (deals; docs/decisions.md, \"Pipelines\"):\n");
+            for d in &self.pipelines {
+                let what = PIPELINE_KINDS.iter().find(|(k, _)| *k == d.kind).map_or("", |(_, w)| w);
+                let eg = if d.examples.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (e.g. {})", d.examples.join(", "))
+                };
+                s.push_str(&format!("  {:<16} {:>6}  {what}{eg}\n", d.kind, d.deals));
+            }
         }
         let q: Vec<String> = self
             .tables

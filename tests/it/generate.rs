@@ -17,6 +17,7 @@ fn gen_opts(out: &std::path::Path, format: Format, dirty: bool) -> GenerateOptio
         out: out.to_path_buf(),
         format,
         dirty,
+        pipelines: 1,
     }
 }
 

@@ -4,4 +4,5 @@
 pub(crate) mod deals;
 pub(crate) mod history;
 pub(crate) mod pipeline;
+pub(crate) mod pipelines;
 pub(crate) mod stages;

@@ -275,34 +275,42 @@ fn win_rate(r: &PresetRun) {
 }
 
 fn stage_funnel(r: &PresetRun) {
-    // Steps: both pipelines' stages by position, then the synthetic Won; Lost is no step.
-    // reached = deals with an entry into the stage (README: "stage_funnel").
+    // Steps, per pipeline: its stages by position, then Won (Pipedrive's Won and Lost name no
+    // pipeline: each pipeline has them); Lost is no step. stage_index is the position in the
+    // pipeline. reached = deals with an entry into the stage (README: "stage_funnel").
     let steps = [
         // 15 first stages + 1055, 1067, 1072 (current stage at creation).
-        ("Qualified", "0", "18"),
+        ("Pipeline", "Qualified", "0", "18"),
         // 4 created there + 15 moved in (1041's two entries count once) + 1070.
-        ("Contact Made", "1", "20"),
+        ("Pipeline", "Contact Made", "1", "20"),
         // 1041 1042 1046 1048 1050 1052 1053 1056 1057 1058 1059 1062 1063 1065 1068.
-        ("Demo Scheduled", "2", "15"),
+        ("Pipeline", "Demo Scheduled", "2", "15"),
         // 1041 1044 1046 1048 1050 1052 1058 1062 1064 1065, and 1060 (created there).
-        ("Proposal Made", "3", "11"),
+        ("Pipeline", "Proposal Made", "3", "11"),
         // 1041 1046 1052 1058 1062 1068.
-        ("Negotiations Started", "4", "6"),
+        ("Pipeline", "Negotiations Started", "4", "6"),
+        // 11 of the 13 won deals (all but the renewals 1043 and 1051).
+        ("Pipeline", "Won", "5", "11"),
         // 1043 1049 1051 1054 1061 (1066 was created in Renewal quoted).
-        ("Renewal due", "5", "5"),
+        ("Renewals", "Renewal due", "0", "5"),
         // 1043 1049 1051 1054 1061 1066.
-        ("Renewal quoted", "6", "6"),
+        ("Renewals", "Renewal quoted", "1", "6"),
         // 1051 1054.
-        ("Signed off", "7", "2"),
-        // The 13 won deals (2 in February, 3 in March, April and May, 2 in June).
-        ("Won", "8", "13"),
+        ("Renewals", "Signed off", "2", "2"),
+        // 1043 (March) and 1051 (May).
+        ("Renewals", "Won", "3", "2"),
     ];
-    for (stage, index, reached) in steps {
-        let filter = [("mode", "any"), ("dimension", "all"), ("stage", stage)];
+    for (pipeline, stage, index, reached) in steps {
+        let filter = [
+            ("mode", "any"),
+            ("dimension", "all"),
+            ("pipeline", pipeline),
+            ("stage", stage),
+        ];
         assert_eq!(
             one_row(r, "stage_funnel", &filter, &["stage_index", "reached"]),
             format!("{index}|{reached}"),
-            "{stage}"
+            "{pipeline} {stage}"
         );
     }
     assert!(

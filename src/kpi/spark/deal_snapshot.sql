@@ -8,7 +8,7 @@ WITH ev AS (
     GROUP BY opportunity_id
 )
 SELECT d.opportunity_id, d.account_id, d.owner_id, o.lead_id, d.source, d.campaign_id, d.region,
-       d.status, d.stage, d.amount_base, d.created_at, d.closed_at, d.expected_close_date,
+       d.status, d.pipeline, d.stage, d.amount_base, d.created_at, d.closed_at, d.expected_close_date,
        d.loss_reason,
        (unix_micros(COALESCE(d.closed_at, {{as_of_ts}})) - unix_micros(d.created_at)) / 8.64e10 AS age_days,
        d.stage_entered_at,

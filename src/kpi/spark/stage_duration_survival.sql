@@ -3,5 +3,5 @@
 -- row per distinct visit duration with at_risk, events, censored); the entry point's
 -- `kaplan_meier` step adds S(t) and its exponential Greenwood (log-log) 95% band.
 -- post: kaplan_meier
-SELECT stage, dimension, dimension_value, t_days, at_risk, events, censored
+SELECT pipeline, stage, dimension, dimension_value, t_days, at_risk, events, censored
 FROM stage_km_t

@@ -1,5 +1,5 @@
 -- win_rate: deals closed in each period (status at as_of, close cut in the configured
--- timezone), all and by owner_id, source and region (one grouping set each).
+-- timezone), all and by owner_id, source, region and pipeline (one grouping set each).
 SELECT period_start, dimension, dimension_value, won, lost,
        CAST(won AS DOUBLE) / NULLIF(won + lost, 0) AS win_rate,
        won_amount, lost_amount,
@@ -7,12 +7,14 @@ SELECT period_start, dimension, dimension_value, won, lost,
 FROM (
     SELECT period_start,
            CASE WHEN grouping(owner_id) = 0 THEN 'owner_id' WHEN grouping(source) = 0 THEN 'source'
-                WHEN grouping(region) = 0 THEN 'region' ELSE 'all' END AS dimension,
+                WHEN grouping(region) = 0 THEN 'region' WHEN grouping(pipeline) = 0 THEN 'pipeline'
+                ELSE 'all' END AS dimension,
            CASE WHEN grouping(owner_id) = 0 THEN owner_id WHEN grouping(source) = 0 THEN source
-                WHEN grouping(region) = 0 THEN region END AS dimension_value,
+                WHEN grouping(region) = 0 THEN region WHEN grouping(pipeline) = 0 THEN pipeline END AS dimension_value,
            count_if(status = 'won') AS won, count_if(status = 'lost') AS lost,
            COALESCE(sum(CASE WHEN status = 'won' THEN amount_base END), 0D) AS won_amount,
            COALESCE(sum(CASE WHEN status = 'lost' THEN amount_base END), 0D) AS lost_amount
     FROM closed
-    GROUP BY GROUPING SETS ((period_start), (period_start, owner_id), (period_start, source), (period_start, region))
+    GROUP BY GROUPING SETS ((period_start), (period_start, owner_id), (period_start, source), (period_start, region),
+                            (period_start, pipeline))
 ) g

@@ -229,7 +229,7 @@ fn parquet_outputs_carry_kpi_metadata() {
             .unwrap_or_default()
     };
     assert_eq!(get("crm_kpi.kpi"), "win_rate");
-    assert_eq!(get("crm_kpi.version"), "1");
+    assert_eq!(get("crm_kpi.version"), "2");
     assert_eq!(get("crm_kpi.as_of"), "2024-03-31");
     assert_eq!(get("crm_kpi.period_grain"), "month");
     assert_eq!(get("crm_kpi.key"), "period_start,dimension,dimension_value");

@@ -279,9 +279,51 @@ fn pipeline_snapshot_period_ends_are_local_days() {
     );
 }
 
+/// With one pipeline, the `pipeline` dimension's rows (the implicit pipeline, "default") are
+/// the `all` rows; the rest of the frame is returned without them.
+fn one_pipeline_rows_are_all(df: DataFrame, columns: &[&str]) -> DataFrame {
+    let dim = |d: &str| {
+        df.clone()
+            .lazy()
+            .filter(col("dimension").eq(lit(d)))
+            .drop(cols(["dimension", "dimension_value"]))
+            .collect()
+            .unwrap()
+    };
+    let value_cols: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| !["dimension", "dimension_value"].contains(c))
+        .collect();
+    assert_eq!(rows(&dim("pipeline"), &value_cols), rows(&dim("all"), &value_cols));
+    let values = df
+        .clone()
+        .lazy()
+        .filter(col("dimension").eq(lit("pipeline")))
+        .collect()
+        .unwrap();
+    assert!(rows(&values, &["dimension_value"]).iter().all(|v| v == "default"));
+    df.lazy()
+        .filter(col("dimension").neq(lit("pipeline")))
+        .collect()
+        .unwrap()
+}
+
 #[test]
 fn deal_size_buckets_won_deals() {
-    let df = run("deal_size");
+    let cols = [
+        "as_of",
+        "period_start",
+        "dimension",
+        "dimension_value",
+        "won_deals",
+        "mean_amount",
+        "median_amount",
+        "small",
+        "medium",
+        "large",
+    ];
+    let df = one_pipeline_rows_are_all(run("deal_size"), &cols);
     assert_eq!(
         rows(
             &df,
@@ -311,7 +353,6 @@ fn deal_size_buckets_won_deals() {
 
 #[test]
 fn sales_velocity_per_period_and_owner() {
-    let df = run("sales_velocity");
     let cols = [
         "period_start",
         "dimension",
@@ -322,6 +363,7 @@ fn sales_velocity_per_period_and_owner() {
         "mean_cycle_days",
         "velocity",
     ];
+    let df = one_pipeline_rows_are_all(run("sales_velocity"), &cols);
     assert_eq!(
         rows(&df, &cols),
         [
