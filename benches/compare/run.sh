@@ -17,8 +17,9 @@
 # use instead of `cargo build`; the scan engine then uses examples/scan_floor beside it, and is
 # left out when there is none), CRM_KPI_CATALOG (a binary or a JSON file giving `list --json`;
 # default: the binary), CRM_KPI_CONFIG (crm-kpi.toml for crm-kpi and the engines; default: the
-# repository's), VENV (~/.cache/crm-kpi-venv: made and kept up to date from
-# reference/requirements.txt).
+# repository's), PIPELINES (1; 2 spreads the deals over two pipelines: `generate --pipelines 2`,
+# with a CRM_KPI_CONFIG that declares them, e.g. examples/two-pipelines.toml), VENV
+# (~/.cache/crm-kpi-venv: made and kept up to date from reference/requirements.txt).
 set -euo pipefail
 # Paths given relative to the caller's directory, before the cd (a bare command name stays a command).
 file() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
@@ -40,7 +41,11 @@ fi
 ENGINES=${ENGINES:-crm-kpi duckdb pandas scan}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-kpi-target}"
 VENV=${VENV:-$HOME/.cache/crm-kpi-venv}
+PIPELINES=${PIPELINES:-1}
 DATA=${BENCH_DATA:-$HOME/.cache/crm-kpi-bench}/$SCALE
+# Deals over two pipelines (PIPELINES=2, with a CRM_KPI_CONFIG declaring them, e.g.
+# examples/two-pipelines.toml): a store of its own.
+[ "$PIPELINES" = 1 ] || DATA="$DATA-pipelines-$PIPELINES"
 
 scripts/python-venv.sh "$VENV" -r reference/requirements.txt
 PY="$VENV/bin/python"
@@ -64,7 +69,8 @@ CONFIG=${CRM_KPI_CONFIG:-$PWD/crm-kpi.toml}
 if [ ! -f "$DATA/store/_manifest.json" ]; then
   echo "compare: generating and ingesting scale $SCALE into $DATA (once)" >&2
   rm -rf "$DATA" && mkdir -p "$DATA"
-  "$BIN" generate --scale "$SCALE" --seed 7 --format parquet --out "$DATA/gen" >/dev/null
+  "$BIN" --config "$CONFIG" generate --scale "$SCALE" --seed 7 --format parquet --pipelines "$PIPELINES" \
+    --out "$DATA/gen" >/dev/null
   "$BIN" --config "$CONFIG" ingest --store "$DATA/store" "$DATA"/gen/*.parquet >/dev/null
   rm -rf "$DATA/gen"
 fi

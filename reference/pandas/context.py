@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..common import TABLE_COLUMNS, arrow_schema, store_pipeline
+from ..common import SEP, TABLE_COLUMNS, arrow_schema, store_pipeline
 
 
 class Ctx:
@@ -23,7 +23,10 @@ class Ctx:
         cfg.require_utc("reference.pandas")
         self.store = store
         self.cfg = cfg
-        self.pipeline = store_pipeline(store, cfg)
+        # With several pipelines, stages are named `pipeline + SEP + name` (unique: every rule
+        # reads a stage by name) and the store's stage names are read that way at load
+        # (`table_all`); `plain` splits them back in the outputs.
+        self.pipeline = store_pipeline(store, cfg).qualified()
         self.as_of_date = pd.Timestamp(as_of).date()
         self.as_of = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
         with open(f"{store}/_manifest.json") as f:
@@ -44,10 +47,56 @@ class Ctx:
     def table_all(self, name):
         if name not in self._cache:
             files = self.files(name)
-            self._cache[name] = (
-                pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else self.empty(name)
-            )
+            df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else self.empty(name)
+            if name in ("opportunities", "stage_events") and self.pipeline.multi:
+                df = self._qualified(name, df)
+            self._cache[name] = df
         return self._cache[name]
+
+    def deal_pipelines(self):
+        """{opportunity_id: the deal's pipeline}: its export's when configured, else the first
+        (docs/decisions.md, "Pipelines")."""
+        if "deal_pipelines" not in self._cache:
+            files = self.files("opportunities")
+            o = (
+                pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+                if files
+                else self.empty("opportunities")
+            )
+            own = o["pipeline"] if "pipeline" in o else pd.Series(None, index=o.index, dtype=object)
+            self._cache["deal_pipelines"] = dict(
+                zip(o["opportunity_id"], [self.pipeline.deal_pipeline(p) for p in own], strict=True)
+            )
+        return self._cache["deal_pipelines"]
+
+    def _qualified(self, name, df):
+        """The stage names of `df` (stage events or the export's own stage) read in the deal's
+        pipeline (`Pipeline.resolve`)."""
+        if "stage" not in df:
+            return df
+        dp = self.deal_pipelines()
+        plain = store_pipeline(self.store, self.cfg)
+        df = df.copy()
+        df["stage"] = [
+            plain.resolve(dp.get(o, plain.pipelines[0]), st)
+            for o, st in zip(df["opportunity_id"], df["stage"], strict=True)
+        ]
+        return df
+
+    def stage_pipeline(self, stage):
+        """The pipeline of each (qualified) stage of a Series; null for a stage no pipeline has."""
+        of = {s.name: s.pipeline for s in self.pipeline.stages}
+        return stage.map(of)
+
+    def plain(self, df, fallback):
+        """`df` with its (qualified) `stage` split back: `pipeline` = the stage's pipeline, else
+        `fallback` (a Series aligned with df: a stage no pipeline knows, or none), and `stage` =
+        the stage's own name."""
+        df = df.copy()
+        pipe = self.stage_pipeline(df["stage"]).astype(object)
+        df["pipeline"] = pipe.where(pipe.notna(), pd.Series(fallback, index=df.index).astype(object))
+        df["stage"] = df["stage"].map(lambda x: x.split(SEP)[-1] if isinstance(x, str) else x)
+        return df
 
     def table(self, name, ts, known=()):
         """Rows whose `ts` is at or before as_of; later milestone timestamps nulled."""
@@ -86,6 +135,10 @@ class Ctx:
             last = last[["opportunity_id", "stage", "entered_at"]].rename(columns={"entered_at": "stage_entered_at"})
             leads = self.table("leads", "created_at")[["lead_id", "source"]]
             d = opps.merge(last, on="opportunity_id", how="left").merge(leads, on="lead_id", how="left")
+            # The pipeline at as_of: the last event's stage's, else the deal's own.
+            dp = d["opportunity_id"].map(self.deal_pipelines())
+            d["pipeline"] = self.stage_pipeline(d["stage"]).astype(object)
+            d["pipeline"] = d["pipeline"].where(d["pipeline"].notna(), dp.astype(object))
             term = d["stage"].map(terminal)
             # The export's close wins from closed_at on, before the events' verdict.
             by_export = (
@@ -179,7 +232,12 @@ class Ctx:
             reopen_stage = pd.Series(np.where(pd.Index(self.pipeline.open).get_indexer(own) >= 0, own, None))
             reopen_stage = reopen_stage.fillna(last_open_stage)
             if self.pipeline.stages:
-                reopen_stage = reopen_stage.fillna(self.pipeline.stages[0].name)
+                # The first stage of the deal's pipeline.
+                first = {}
+                for st in self.pipeline.stages:
+                    first.setdefault(st.pipeline, st.name)
+                dp = opps["opportunity_id"].map(self.deal_pipelines()).map(first).reset_index(drop=True)
+                reopen_stage = reopen_stage.fillna(dp)
             reopen_stage = reopen_stage.where(reopen)
             self._cache["export_history"] = pd.DataFrame(
                 {

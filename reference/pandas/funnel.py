@@ -13,12 +13,14 @@ from .months import month_idx
 
 
 def _steps(ctx):
-    """Funnel steps: the non-terminal stages in pipeline order (the ordered chain), then the won
-    stages, as (stage, stage_index, in_chain)."""
-    stages = ctx.pipeline.stages
-    return [(s.name, i, True) for i, s in enumerate(stages) if s.terminal is None] + [
-        (s.name, i, False) for i, s in enumerate(stages) if s.terminal == "won"
-    ]
+    """Funnel steps, pipeline after pipeline: its non-terminal stages in order (the ordered
+    chain), then its won stages, as (stage, pipeline, stage_index in the pipeline, in_chain)."""
+    steps = []
+    for p in ctx.pipeline.pipelines:
+        mine = [s for s in ctx.pipeline.stages if s.pipeline == p]
+        steps += [(s.name, p, i, True) for i, s in enumerate(mine) if s.terminal is None]
+        steps += [(s.name, p, i, False) for i, s in enumerate(mine) if s.terminal == "won"]
+    return steps
 
 
 @timed
@@ -27,21 +29,23 @@ def stage_funnel(ctx):
     d = ctx.deals
     ev = events(ctx)
     # Per deal, whether it has an event into each step's stage (at or before as_of).
-    step = pd.Index([s for s, _, _ in steps]).get_indexer(ev["stage"])
+    step = pd.Index([s for s, *_ in steps]).get_indexer(ev["stage"])
     deal = ev["deal"].to_numpy()
     hit = step >= 0
     flags = np.zeros((len(d), len(steps)), dtype=bool)
     flags[deal[hit], step[hit]] = True
     any_ = flags
-    chain = [k for k, (_, _, c) in enumerate(steps) if c]
+    pipe = [p for _, p, _, _ in steps]
     ordered = np.empty_like(flags)
-    prefix = np.ones(len(d), dtype=bool)
-    for k, (_, _, in_chain) in enumerate(steps):  # a handful of steps: column-wise, vectorized over deals
-        if in_chain:
-            ordered[:, k] = flags[:, k] & prefix
-            prefix = prefix & flags[:, k]
-        else:
-            ordered[:, k] = flags[:, k] & np.logical_and.reduce(flags[:, chain], axis=1)
+    for p in dict.fromkeys(pipe):  # per pipeline, its chain; a handful of steps, vectorized over deals
+        chain = [k for k, (_, q, _, c) in enumerate(steps) if c and q == p]
+        prefix = np.ones(len(d), dtype=bool)
+        for k in [k for k, q in enumerate(pipe) if q == p]:
+            if steps[k][3]:
+                ordered[:, k] = flags[:, k] & prefix
+                prefix = prefix & flags[:, k]
+            else:
+                ordered[:, k] = flags[:, k] & np.logical_and.reduce(flags[:, chain], axis=1)
     n = len(steps)
     cols = [f"any{k}" for k in range(n)] + [f"ord{k}" for k in range(n)]
     f = pd.DataFrame(np.hstack([any_, ordered]).astype(np.int64), columns=cols)
@@ -58,14 +62,18 @@ def stage_funnel(ctx):
         return g[cols].sum().reset_index()
 
     wide = by_dims(f, [], ["owner_id", "campaign_id", "created_period"], agg)
+    # Each step's pipeline's first step, and whether it is its pipeline's last.
+    first_of = np.array([pipe.index(p) for p in pipe], dtype=np.intp)
+    last = np.array([k + 1 == n or pipe[k + 1] != pipe[k] for k in range(n)], dtype=bool)
     parts = []
     for mode, pre in (("any", "any"), ("ordered", "ord")):
         reached = wide[[f"{pre}{k}" for k in range(n)]].to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             nxt = np.full(reached.shape, np.nan)
             nxt[:, :-1] = reached[:, 1:] / reached[:, :-1]
+            nxt[:, last] = np.nan
             nxt[reached == 0] = np.nan
-            first = reached[:, :1]
+            first = reached[:, first_of]
             ffr = np.where(first == 0, np.nan, reached / np.where(first == 0, 1, first))
         m = len(wide)
         parts.append(
@@ -74,8 +82,8 @@ def stage_funnel(ctx):
                     "mode": mode,
                     "dimension": np.repeat(wide["dimension"].to_numpy(), n),
                     "dimension_value": np.repeat(wide["dimension_value"].to_numpy(), n),
-                    "stage": np.tile([s for s, _, _ in steps], m),
-                    "stage_index": np.tile([i for _, i, _ in steps], m),
+                    "stage": np.tile([s for s, *_ in steps], m),
+                    "stage_index": np.tile([i for _, _, i, _ in steps], m),
                     "reached": reached.reshape(-1),
                     "next_stage_rate": nxt.reshape(-1),
                     "from_first_rate": ffr.reshape(-1),
@@ -84,7 +92,7 @@ def stage_funnel(ctx):
         )
     r = pd.concat(parts, ignore_index=True)
     r["dimension_value"] = r["dimension_value"].astype("string")
-    return r
+    return ctx.plain(r, None)
 
 
 @timed
@@ -113,7 +121,7 @@ def stage_duration(ctx):
     r = r.merge(groups.drop(columns="gid"), on=key, how="left")
     for c in ("visits", "completed", "censored"):
         r[c] = r[c].astype("int64")
-    return r
+    return ctx.plain(r, None)
 
 
 @cached("km")
@@ -198,7 +206,7 @@ def _km(ctx):
 def stage_duration_survival(ctx):
     km = _km(ctx).drop(columns="gid")
     km["dimension_value"] = km["dimension_value"].astype("string")
-    return km
+    return ctx.plain(km, None)
 
 
 @timed
@@ -211,9 +219,13 @@ def pipeline_snapshot(ctx):
     amount = d["amount_base"].to_numpy(np.float64)[deal]
     created = us(d["created_at"]).to_numpy()[deal]
     prob = op["stage"].map(ctx.pipeline.probability).to_numpy(np.float64)
+    # The pipeline: the stage's at the snapshot, else the deal's at as_of.
+    pipe = ctx.stage_pipeline(op["stage"]).astype(object)
+    pipe = pipe.where(pipe.notna(), pd.Series(d["pipeline"].to_numpy(dtype=object)[deal], index=pipe.index))
     x = pd.DataFrame(
         {
             "snap": snap,
+            "pipeline": pipe,
             "stage": op["stage"],
             "amount": amount,
             "weighted": amount * prob,
@@ -221,7 +233,7 @@ def pipeline_snapshot(ctx):
         }
     )
     a = (
-        x.groupby(["snap", "stage"], dropna=False, sort=False)
+        x.groupby(["snap", "pipeline", "stage"], dropna=False, sort=False)
         .agg(
             open_deals=("amount", "size"),
             amount=("amount", "sum"),
@@ -232,9 +244,15 @@ def pipeline_snapshot(ctx):
     )
     a.loc[a["stage"].isna(), "weighted_amount"] = np.nan
     open_stages = ctx.pipeline.open
-    grid = pd.DataFrame({"snap": np.repeat(np.arange(len(s)), len(open_stages)), "stage": np.tile(open_stages, len(s))})
+    grid = pd.DataFrame(
+        {
+            "snap": np.repeat(np.arange(len(s)), len(open_stages)),
+            "pipeline": np.tile(ctx.stage_pipeline(pd.Series(open_stages)).to_numpy(dtype=object), len(s)),
+            "stage": np.tile(open_stages, len(s)),
+        }
+    )
     grid["stage"] = grid["stage"].astype(a["stage"].dtype)
-    r = grid.merge(a, on=["snap", "stage"], how="outer")
+    r = grid.merge(a, on=["snap", "pipeline", "stage"], how="outer")
     r["open_deals"] = r["open_deals"].fillna(0).astype(np.int64)
     r["amount"] = r["amount"].fillna(0.0)
     r["weighted_amount"] = r["weighted_amount"].where(r["open_deals"] > 0, 0.0)
@@ -243,7 +261,9 @@ def pipeline_snapshot(ctx):
     unknown = [s for s, p in ctx.pipeline.probability.items() if p is None]
     r.loc[r["stage"].isin(unknown) & (r["open_deals"] > 0), "weighted_amount"] = np.nan
     r.insert(0, "snapshot_at", s["snapshot_at"].to_numpy()[r["snap"].to_numpy()])
-    return r.drop(columns="snap")[["snapshot_at", "stage", "open_deals", "amount", "weighted_amount", "mean_age_days"]]
+    r = ctx.plain(r, r["pipeline"])
+    cols = ["snapshot_at", "pipeline", "stage", "open_deals", "amount", "weighted_amount", "mean_age_days"]
+    return r.drop(columns="snap")[cols]
 
 
 @timed
@@ -257,6 +277,7 @@ def deal_size(ctx):
         {
             "period_start": w["period_start"],
             "owner_id": w["owner_id"],
+            "pipeline": w["pipeline"],
             "amount": a,
             "small": (a < lo).astype(np.int64),
             "medium": ((a >= lo) & (a < hi)).astype(np.int64),
@@ -274,7 +295,7 @@ def deal_size(ctx):
             large=("large", "sum"),
         ).reset_index()
 
-    return by_dims(w, ["period_start"], ["owner_id"], agg)
+    return by_dims(w, ["period_start"], ["owner_id", "pipeline"], agg)
 
 
 def _closed(ctx):
@@ -292,7 +313,7 @@ def win_rate(ctx):
     d["won_amount"] = d["amount_base"].where(d["status"] == "won", 0.0)
     d["lost_amount"] = d["amount_base"].where(d["status"] == "lost", 0.0)
     parts = []
-    for dim in [None, "owner_id", "source", "region"]:
+    for dim in [None, "owner_id", "source", "region", "pipeline"]:
         keys = ["period_start"] + ([dim] if dim else [])
         g = d.groupby(keys, dropna=False)[["won", "lost", "won_amount", "lost_amount"]].sum().reset_index()
         g["dimension"] = dim or "all"
@@ -322,7 +343,7 @@ def loss_reasons(ctx):
 
 @timed
 def sales_cycle(ctx):
-    c = closed(ctx)[["period_start", "status", "owner_id", "days"]].rename(columns={"status": "outcome"})
+    c = closed(ctx)[["period_start", "status", "owner_id", "pipeline", "days"]].rename(columns={"status": "outcome"})
 
     def agg(g):
         r = g.agg(deals=("days", "size"), mean_days=("days", "mean"), median_days=("days", "median"))
@@ -330,7 +351,7 @@ def sales_cycle(ctx):
         r["deals"] = r["deals"].astype(float)
         return r
 
-    return by_dims(c, ["period_start", "outcome"], ["owner_id"], agg)
+    return by_dims(c, ["period_start", "outcome"], ["owner_id", "pipeline"], agg)
 
 
 def _month(dates):
@@ -399,19 +420,25 @@ def sales_velocity(ctx):
     s = snaps(ctx)
     op = open_at_snaps(ctx)
     d = ctx.deals
+    deal = op["deal"].to_numpy()
+    # Open deals in the pipeline of their stage at the snapshot, else their own at as_of.
+    pipe = ctx.stage_pipeline(op["stage"]).astype(object)
+    pipe = pipe.where(pipe.notna(), pd.Series(d["pipeline"].to_numpy(dtype=object)[deal], index=pipe.index))
     o = pd.DataFrame(
         {
             "period_start": s["period_start"].to_numpy()[op["snap"].to_numpy()],
-            "owner_id": d["owner_id"].to_numpy()[op["deal"].to_numpy()],
+            "owner_id": d["owner_id"].to_numpy()[deal],
+            "pipeline": pipe.to_numpy(),
         }
     )
-    o = by_dims(o, ["period_start"], ["owner_id"], lambda g: g.size().rename("open_deals").reset_index())
+    o = by_dims(o, ["period_start"], ["owner_id", "pipeline"], lambda g: g.size().rename("open_deals").reset_index())
     c = closed(ctx)
     won = c["status"] == "won"
     c = pd.DataFrame(
         {
             "period_start": c["period_start"],
             "owner_id": c["owner_id"],
+            "pipeline": c["pipeline"],
             "won": won.astype(np.int64),
             "lost": (c["status"] == "lost").astype(np.int64),
             "won_amount": c["amount_base"].where(won),
@@ -421,7 +448,7 @@ def sales_velocity(ctx):
     c = by_dims(
         c,
         ["period_start"],
-        ["owner_id"],
+        ["owner_id", "pipeline"],
         lambda g: g.agg(
             won=("won", "sum"),
             lost=("lost", "sum"),
@@ -452,7 +479,7 @@ def deal_snapshot(ctx):
     end = d["closed_at"].fillna(ctx.as_of)
     day = pd.Timedelta(days=1)
     open_ = (d["status"] == "open").to_numpy()
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "opportunity_id": d["opportunity_id"],
             "account_id": d["account_id"],
@@ -462,6 +489,7 @@ def deal_snapshot(ctx):
             "campaign_id": d["campaign_id"],
             "region": d["region"],
             "status": d["status"],
+            "pipeline": d["pipeline"],
             "stage": d["stage"],
             "amount_base": d["amount_base"],
             "created_at": d["created_at"],
@@ -475,6 +503,7 @@ def deal_snapshot(ctx):
             "first_stage_at": per["first_stage_at"].to_numpy(),
         }
     ).reset_index(drop=True)
+    return ctx.plain(out, out["pipeline"])
 
 
 KPIS = {
