@@ -8,6 +8,8 @@
 # Env: CRM_KPI_BIN (a crm-kpi binary to use instead of `cargo build --release`),
 # CRM_KPI_CATALOG (a binary or a JSON file giving `list --json`; default: the binary),
 # CRM_KPI_CONFIG (crm-kpi.toml for the run and the references; default: the repository's),
+# PIPELINES (1; 2 spreads the deals over the config's first two pipelines: with
+# CRM_KPI_CONFIG=examples/two-pipelines.toml),
 # VENV (~/.cache/crm-kpi-venv: made and kept up to date from reference/requirements.txt), WORK.
 set -euo pipefail
 # Paths given relative to the caller's directory, before the cd (a bare command name stays a command).
@@ -33,7 +35,7 @@ CATALOG=${CRM_KPI_CATALOG:-$BIN}
 CONFIG=${CRM_KPI_CONFIG:-$PWD/crm-kpi.toml}
 CRM=("$BIN" --config "$CONFIG")
 rm -rf "$WORK" && mkdir -p "$WORK"
-"${CRM[@]}" generate --scale "$SCALE" --seed 7 --format parquet --out "$WORK/gen" >/dev/null
+"${CRM[@]}" generate --scale "$SCALE" --seed 7 --format parquet --pipelines "${PIPELINES:-1}" --out "$WORK/gen" >/dev/null
 GEN="$WORK/gen"
 if [ "${EDGE:-0}" = 1 ]; then
   "$VENV/bin/python" -m reference.crosscheck --config "$CONFIG" --perturb "$WORK/gen" "$WORK/gen-edge"

@@ -41,5 +41,13 @@ check sample data/store 2026-06-30 month
 "$BIN" -q ingest --store "$WORK/edge-store" "$WORK"/gen-edge/*.parquet >/dev/null
 check edge "$WORK/edge-store" 2026-06-30 month
 
+# Two pipelines (examples/two-pipelines.toml: stage names shared by both, moved deals), with the
+# edge cases.
+TWO=examples/two-pipelines.toml
+"$BIN" --config "$TWO" generate --scale tiny --seed 7 --format parquet --pipelines 2 --out "$WORK/gen2" >/dev/null
+"$VENV/bin/python" -m reference.crosscheck --config "$TWO" --perturb "$WORK/gen2" "$WORK/gen2-edge" >/dev/null
+"$BIN" --config "$TWO" -q ingest --store "$WORK/pipelines-store" "$WORK"/gen2-edge/*.parquet >/dev/null
+check pipelines "$WORK/pipelines-store" 2026-06-30 month "$TWO"
+
 sed 's/^timezone = "UTC"/timezone = "America\/New_York"/' crm-kpi.toml >"$WORK/ny.toml"
 check sample-quarter-ny data/store 2026-06-30 quarter "$WORK/ny.toml"
