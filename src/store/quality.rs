@@ -216,8 +216,12 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
         out.tables.push(q);
     }
     out.disagreements = disagreements(&frames["opportunities"], &frames["stage_events"], config)?;
-    if config.pipeline_names().len() > 1 {
-        out.pipelines = pipeline_kinds(&frames["opportunities"], &frames["stage_events"], config)?;
+    // With one pipeline, only deals naming another pipeline are news (a Salesforce record type
+    // with no `[[pipelines]]` for it).
+    let kinds = pipeline_kinds(&frames["opportunities"], &frames["stage_events"], config)?;
+    let unknown = kinds.iter().any(|k| k.kind == "unknown_pipeline" && k.deals > 0);
+    if config.pipeline_names().len() > 1 || unknown {
+        out.pipelines = kinds;
     }
     for r in REFERENCES {
         let (src, dst) = (&frames[r.table], &frames[r.target]);

@@ -598,4 +598,20 @@ fn salesforce_record_types_are_pipelines() {
             "006Hs0000Q2QNvPIQW|null",
         ]
     );
+    // Salesforce's stage list names no pipeline: without [[pipelines]] for them, the three
+    // named record types are read in the one pipeline, and `validate` says so.
+    let cfg = r.dir.path().join("crm-kpi.toml");
+    let o = crate::common::run(&[
+        "--config",
+        crate::common::s(&cfg),
+        "validate",
+        "--store",
+        crate::common::s(&r.store),
+    ]);
+    let text = crate::common::stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("unknown_pipeline"))
+        .unwrap_or_else(|| panic!("no unknown_pipeline line:\n{text}"));
+    assert_eq!(line.split_whitespace().nth(1), Some("3"), "{line}");
 }
