@@ -141,6 +141,17 @@ class Pipeline:
             tuple(Stage(s.pipeline + SEP + s.name, s.probability, s.terminal, s.pipeline) for s in self.stages)
         )
 
+    def funnel_steps(self):
+        """stage_funnel's steps, pipeline after pipeline: its non-terminal stages in order (the
+        ordered chain), then its won stages, as (stage, pipeline, stage_index in the pipeline,
+        in_chain)."""
+        steps = []
+        for p in self.pipelines:
+            mine = [s for s in self.stages if s.pipeline == p]
+            steps += [(s.name, p, i, True) for i, s in enumerate(mine) if s.terminal is None]
+            steps += [(s.name, p, i, False) for i, s in enumerate(mine) if s.terminal == "won"]
+        return steps
+
     def deal_pipeline(self, p):
         """A deal's pipeline: its export's when configured, else the first."""
         return p if p in set(self.pipelines) else self.pipelines[0]

@@ -10,19 +10,8 @@ from .km import KaplanMeier
 from .views import by_dims, dims_union, open_snapshots, plain, sql_list, sql_str
 
 
-def _steps(db):
-    """Funnel steps, pipeline after pipeline: its non-terminal stages in order (the ordered
-    chain), then its won stages, as (stage, pipeline, stage_index in the pipeline, in_chain)."""
-    steps = []
-    for p in db.pipeline.pipelines:
-        mine = [s for s in db.pipeline.stages if s.pipeline == p]
-        steps += [(s.name, p, i, True) for i, s in enumerate(mine) if s.terminal is None]
-        steps += [(s.name, p, i, False) for i, s in enumerate(mine) if s.terminal == "won"]
-    return steps
-
-
 def stage_funnel(db):
-    steps = _steps(db)
+    steps = db.pipeline.funnel_steps()
     flags = ", ".join(f"COALESCE(bool_or(stage = {sql_str(s)}), false) AS a{k}" for k, (s, *_) in enumerate(steps))
     per_step = []
     for k, (s, p, idx, in_chain) in enumerate(steps):

@@ -12,20 +12,9 @@ from .deal_history import closed, events, open_at, open_at_snaps, snaps, visits
 from .months import month_idx
 
 
-def _steps(ctx):
-    """Funnel steps, pipeline after pipeline: its non-terminal stages in order (the ordered
-    chain), then its won stages, as (stage, pipeline, stage_index in the pipeline, in_chain)."""
-    steps = []
-    for p in ctx.pipeline.pipelines:
-        mine = [s for s in ctx.pipeline.stages if s.pipeline == p]
-        steps += [(s.name, p, i, True) for i, s in enumerate(mine) if s.terminal is None]
-        steps += [(s.name, p, i, False) for i, s in enumerate(mine) if s.terminal == "won"]
-    return steps
-
-
 @timed
 def stage_funnel(ctx):
-    steps = _steps(ctx)
+    steps = ctx.pipeline.funnel_steps()
     d = ctx.deals
     ev = events(ctx)
     # Per deal, whether it has an event into each step's stage (at or before as_of).

@@ -249,15 +249,22 @@ pub fn report(root: &Path, config: &Config) -> Result<QualityReport, StoreError>
 fn disagreements(opportunities: &DataFrame, events: &DataFrame, config: &Config) -> PolarsResult<Vec<Disagreement>> {
     let per_deal = crate::kpi::inputs::export_vs_history(opportunities.clone().lazy(), events.clone().lazy(), config)
         .filter(col("disagreement").is_not_null())
-        .select([col("disagreement"), col("opportunity_id")])
-        .sort(["disagreement", "opportunity_id"], SortMultipleOptions::default())
+        .select([col("disagreement").alias("kind"), col("opportunity_id")]);
+    count_kinds(per_deal, &DISAGREEMENTS)
+}
+
+/// Deals per kind, in the order of `kinds`, from rows (kind, opportunity_id): the count and the
+/// three smallest ids.
+fn count_kinds(per_deal: LazyFrame, kinds: &[(&str, &str)]) -> PolarsResult<Vec<Disagreement>> {
+    let per_deal = per_deal
+        .sort(["kind", "opportunity_id"], SortMultipleOptions::default())
         .collect()?;
-    let kinds = per_deal.column("disagreement")?.str()?.clone();
+    let found = per_deal.column("kind")?.str()?.clone();
     let ids = per_deal.column("opportunity_id")?.str()?.clone();
-    Ok(DISAGREEMENTS
+    Ok(kinds
         .iter()
         .map(|(kind, _)| {
-            let mine: Vec<&str> = kinds
+            let mine: Vec<&str> = found
                 .iter()
                 .zip(ids.iter())
                 .filter(|(k, _)| *k == Some(*kind))
@@ -312,27 +319,7 @@ fn pipeline_kinds(opportunities: &DataFrame, events: &DataFrame, config: &Config
             col("opportunity_id"),
         ])
         .filter(col("kind").is_not_null());
-    let per_deal = concat([export, moved], UnionArgs::default())?
-        .sort(["kind", "opportunity_id"], SortMultipleOptions::default())
-        .collect()?;
-    let kinds = per_deal.column("kind")?.str()?.clone();
-    let ids = per_deal.column("opportunity_id")?.str()?.clone();
-    Ok(PIPELINE_KINDS
-        .iter()
-        .map(|(kind, _)| {
-            let mine: Vec<&str> = kinds
-                .iter()
-                .zip(ids.iter())
-                .filter(|(k, _)| *k == Some(*kind))
-                .filter_map(|(_, id)| id)
-                .collect();
-            Disagreement {
-                kind: kind.to_string(),
-                deals: mine.len() as u64,
-                examples: mine.iter().take(3).map(|s| s.to_string()).collect(),
-            }
-        })
-        .collect())
+    count_kinds(concat([export, moved], UnionArgs::default())?, &PIPELINE_KINDS)
 }
 
 impl QualityReport {
