@@ -26,7 +26,8 @@ class Ctx:
         # With several pipelines, stages are named `pipeline + SEP + name` (unique: every rule
         # reads a stage by name) and the store's stage names are read that way at load
         # (`table_all`); `plain` splits them back in the outputs.
-        self.pipeline = store_pipeline(store, cfg).qualified()
+        self.plain_pipeline = store_pipeline(store, cfg)
+        self.pipeline = self.plain_pipeline.qualified()
         self.as_of_date = pd.Timestamp(as_of).date()
         self.as_of = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
         with open(f"{store}/_manifest.json") as f:
@@ -48,6 +49,12 @@ class Ctx:
         if name not in self._cache:
             files = self.files(name)
             df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else self.empty(name)
+            if name == "opportunities":
+                # Each deal's pipeline, from the export as stored (before its stage is read).
+                own = df["pipeline"] if "pipeline" in df else pd.Series(None, index=df.index, dtype=object)
+                self._cache["deal_pipelines"] = dict(
+                    zip(df["opportunity_id"], [self.pipeline.deal_pipeline(p) for p in own], strict=True)
+                )
             if name in ("opportunities", "stage_events") and self.pipeline.multi:
                 df = self._qualified(name, df)
             self._cache[name] = df
@@ -56,17 +63,7 @@ class Ctx:
     def deal_pipelines(self):
         """{opportunity_id: the deal's pipeline}: its export's when configured, else the first
         (docs/decisions.md, "Pipelines")."""
-        if "deal_pipelines" not in self._cache:
-            files = self.files("opportunities")
-            o = (
-                pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-                if files
-                else self.empty("opportunities")
-            )
-            own = o["pipeline"] if "pipeline" in o else pd.Series(None, index=o.index, dtype=object)
-            self._cache["deal_pipelines"] = dict(
-                zip(o["opportunity_id"], [self.pipeline.deal_pipeline(p) for p in own], strict=True)
-            )
+        self.table_all("opportunities")
         return self._cache["deal_pipelines"]
 
     def _qualified(self, name, df):
@@ -74,8 +71,10 @@ class Ctx:
         pipeline (`Pipeline.resolve`)."""
         if "stage" not in df:
             return df
-        dp = self.deal_pipelines()
-        plain = store_pipeline(self.store, self.cfg)
+        if name != "opportunities":
+            self.table_all("opportunities")  # the deal pipelines
+        dp = self._cache["deal_pipelines"]
+        plain = self.plain_pipeline
         df = df.copy()
         df["stage"] = [
             plain.resolve(dp.get(o, plain.pipelines[0]), st)
