@@ -402,6 +402,7 @@ TABLE_COLUMNS = {
         "grain": "string",
         "category": "string",
         "submitted_at": "timestamp[us, UTC]",
+        "pipeline": "string",
         "amount_base": "float64",
     },
     "reps": {
@@ -428,6 +429,12 @@ _DUCKDB_TYPES = {
 def duckdb_columns(table):
     """TABLE_COLUMNS of `table` as a DuckDB column list."""
     return ", ".join(f"{c} {_DUCKDB_TYPES[t]}" for c, t in TABLE_COLUMNS[table].items())
+
+
+def duckdb_missing_columns(table, have):
+    """`, NULL::type AS c` for each column of TABLE_COLUMNS[table] not in `have` (a column the
+    store's files predate reads as null)."""
+    return "".join(f", NULL::{_DUCKDB_TYPES[t]} AS {c}" for c, t in TABLE_COLUMNS[table].items() if c not in have)
 
 
 def arrow_schema(table):

@@ -172,40 +172,57 @@ def sales_cycle(db):
 
 def forecast_vs_actual(db):
     # The pipeline forecast of month m: the deals expected to close in m that are open at the last
-    # instant before m, i.e. at the month-end snapshot of the month before.
+    # instant before m, i.e. at the month-end snapshot of the month before. Rows per pipeline
+    # (`pk`); with several pipelines also for all of them (pk = chr(31), pipeline null), where
+    # forecasts naming no pipeline are compared; with one, such forecasts are that pipeline's.
+    multi = db.pipeline.multi
+    no_pipeline = "chr(31)" if multi else sql_str(db.pipeline.pipelines[0])
     pairs = f"""
-        SELECT d.period_start, d.owner_id, d.amount_base, o.snap_prob
-        FROM (SELECT month_of(expected_close_date) AS period_start, opportunity_id, owner_id, amount_base
+        SELECT d.period_start, d.owner_id, COALESCE(o.snap_pipeline, d.pipeline) AS pipeline,
+               d.amount_base * COALESCE(o.snap_prob, 0) AS w
+        FROM (SELECT month_of(expected_close_date) AS period_start, opportunity_id, owner_id, amount_base,
+                     pipeline
               FROM deals WHERE expected_close_date IS NOT NULL AND month_of(expected_close_date) <= cur_period()) d
         JOIN {open_snapshots(db)} o ON o.opportunity_id = d.opportunity_id
              AND o.period_start = CAST(d.period_start - INTERVAL 1 MONTH AS DATE)"""
+
+    def per_pipeline(rows, value, name):
+        total = f"COALESCE(SUM({value}), 0)"
+        one = f"SELECT period_start, owner_id, pipeline AS pk, {total} AS {name} FROM {rows} GROUP BY 1, 2, 3"
+        if not multi:
+            return one
+        return f"{one} UNION ALL SELECT period_start, owner_id, chr(31), {total} FROM {rows} GROUP BY 1, 2"
+
     return f"""
         WITH sub AS (
-            SELECT period_start, owner_id, amount_base AS submitted_forecast FROM (
+            SELECT period_start, owner_id, pk, amount_base AS submitted_forecast FROM (
                 SELECT owner_id, month_of(period_start) AS period_start, amount_base,
-                       row_number() OVER (PARTITION BY owner_id, month_of(period_start)
+                       COALESCE(pipeline, {no_pipeline}) AS pk,
+                       row_number() OVER (PARTITION BY owner_id, month_of(period_start),
+                                                       COALESCE(pipeline, {no_pipeline})
                                           ORDER BY submitted_at DESC, amount_base DESC NULLS LAST) AS rn
                 FROM forecasts_all
                 WHERE submitted_at <= as_of_ts() AND grain = 'month'
                   AND (category = 'commit' OR category IS NULL))
             WHERE rn = 1 AND period_start <= cur_period()),
-        pipe AS (
-            SELECT period_start, owner_id,
-                   COALESCE(SUM(amount_base * COALESCE(snap_prob, 0)), 0) AS pipeline_forecast
-            FROM ({pairs}) GROUP BY 1, 2),
-        act AS (SELECT period_start, owner_id, SUM(amount_base) AS actual FROM closed WHERE status = 'won'
-                GROUP BY 1, 2),
-        k AS (SELECT period_start, owner_id FROM sub UNION SELECT period_start, owner_id FROM pipe
-              UNION SELECT period_start, owner_id FROM act)
-        SELECT k.period_start, k.owner_id, s.submitted_forecast,
+        pairs AS ({pairs}),
+        won AS (SELECT period_start, owner_id, pipeline, amount_base FROM closed WHERE status = 'won'),
+        pipe AS ({per_pipeline("pairs", "w", "pipeline_forecast")}),
+        act AS ({per_pipeline("won", "amount_base", "actual")}),
+        k AS (SELECT period_start, owner_id, pk FROM sub UNION SELECT period_start, owner_id, pk FROM pipe
+              UNION SELECT period_start, owner_id, pk FROM act)
+        SELECT k.period_start, k.owner_id, NULLIF(k.pk, chr(31)) AS pipeline, s.submitted_forecast,
                COALESCE(p.pipeline_forecast, 0) AS pipeline_forecast, COALESCE(a.actual, 0) AS actual,
                CASE WHEN s.submitted_forecast = 0 THEN NULL
                     ELSE COALESCE(a.actual, 0) / s.submitted_forecast END AS attainment,
                COALESCE(a.actual, 0) - s.submitted_forecast AS error
         FROM k
         LEFT JOIN sub s ON s.period_start = k.period_start AND s.owner_id IS NOT DISTINCT FROM k.owner_id
+             AND s.pk = k.pk
         LEFT JOIN pipe p ON p.period_start = k.period_start AND p.owner_id IS NOT DISTINCT FROM k.owner_id
+             AND p.pk = k.pk
         LEFT JOIN act a ON a.period_start = k.period_start AND a.owner_id IS NOT DISTINCT FROM k.owner_id
+             AND a.pk = k.pk
     """
 
 

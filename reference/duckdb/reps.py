@@ -35,16 +35,16 @@ def targets_sql(metric):
 
 def open_deals_per_rep(db):
     return f"""
-        SELECT d.owner_id, r.team, COUNT(*) AS open_deals, COALESCE(SUM(d.amount_base), 0) AS amount,
+        SELECT d.owner_id, d.pipeline, r.team, COUNT(*) AS open_deals, COALESCE(SUM(d.amount_base), 0) AS amount,
                AVG(days_between(d.created_at, as_of_ts())) AS mean_age_days,
                SUM((days_between(COALESCE(d.stage_entered_at, d.created_at), as_of_ts())
                     >= {db.cfg.stale_after_days})::INT) AS stale_deals,
                CASE WHEN r.team IS NULL THEN NULL
-                    ELSE COUNT(*) / SUM(COUNT(*)) OVER (PARTITION BY r.team) END AS team_share
+                    ELSE COUNT(*) / SUM(COUNT(*)) OVER (PARTITION BY r.team, d.pipeline) END AS team_share
         FROM deals d
         LEFT JOIN (SELECT DISTINCT rep_id, team FROM reps_all) r ON r.rep_id = d.owner_id
         WHERE d.status = 'open'
-        GROUP BY d.owner_id, r.team
+        GROUP BY d.owner_id, d.pipeline, r.team
     """
 
 

@@ -31,7 +31,15 @@ docs/decisions.md:
   (`snaps`).
 """
 
-from ..common import SEP, TABLE_COLUMNS, US_PER_DAY, duckdb_columns, store_files, store_pipeline
+from ..common import (
+    SEP,
+    TABLE_COLUMNS,
+    US_PER_DAY,
+    duckdb_columns,
+    duckdb_missing_columns,
+    store_files,
+    store_pipeline,
+)
 
 
 class Db:
@@ -65,7 +73,8 @@ def setup(db):
         fs = store_files(db.store, t)
         if fs:
             src = f"read_parquet({fs!r}, hive_partitioning = false, union_by_name = true)"
-            con.execute(f"CREATE VIEW {t}_all AS SELECT * FROM {src}")
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            con.execute(f"CREATE VIEW {t}_all AS SELECT *{duckdb_missing_columns(t, have)} FROM {src}")
         else:
             con.execute(f"CREATE TABLE {t}_all ({duckdb_columns(t)})")
     # End of the as_of day, UTC.

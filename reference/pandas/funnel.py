@@ -351,7 +351,11 @@ def _month(dates):
 @timed
 def forecast_vs_actual(ctx):
     cur = cur_period(ctx)
-    key = ["period_start", "owner_id"]
+    # Rows per pipeline (`pk`); with several pipelines also for all of them (pk ALL, pipeline
+    # null), where forecasts naming no pipeline are compared; with one, such forecasts are its.
+    all_pipelines = "\x1fall"
+    multi = ctx.pipeline.multi
+    key = ["period_start", "owner_id", "pk"]
 
     f = ctx.table_all("forecasts")
     f = f[
@@ -365,6 +369,7 @@ def forecast_vs_actual(ctx):
             "period_start": _month(f["period_start"]),
             "submitted_at": f["submitted_at"],
             "amount": f["amount_base"],
+            "pk": f["pipeline"].astype(object).fillna(all_pipelines if multi else ctx.pipeline.pipelines[0]),
         }
     )
     f = f[f["period_start"] <= cur]
@@ -380,19 +385,31 @@ def forecast_vs_actual(ctx):
     # The last instant before the period starts, in microseconds since the epoch (UTC).
     t_us = pd.to_datetime(period).astype("datetime64[us]").astype("int64").to_numpy() - 1
     mask, stage = open_at(ctx, d["opportunity_id"].to_numpy(), t_us)
+    # The pipeline of the stage at that instant, else the deal's at as_of.
+    pipe = ctx.stage_pipeline(stage[mask]).astype(object).to_numpy()
+    own = d["pipeline"].to_numpy(dtype=object)[mask]
     p = pd.DataFrame(
         {
             "period_start": period.to_numpy()[mask],
             "owner_id": d["owner_id"].to_numpy()[mask],
+            "pk": np.where(pd.isna(pipe), own, pipe),
             "w": d["amount_base"].to_numpy(np.float64)[mask]
             * stage[mask].map(ctx.pipeline.probability).fillna(0.0).to_numpy(),
         }
     )
-    pipe = p.groupby(key, dropna=False, sort=False)["w"].sum().rename("pipeline_forecast").reset_index()
+
+    def per_pipeline(x, value, name):
+        parts = [x]
+        if multi:
+            parts.append(x.assign(pk=all_pipelines))
+        x = pd.concat(parts, ignore_index=True)
+        return x.groupby(key, dropna=False, sort=False)[value].sum().rename(name).reset_index()
+
+    pipe = per_pipeline(p, "w", "pipeline_forecast")
 
     c = closed(ctx)
     c = c[c["status"] == "won"]
-    act = c.groupby(key, dropna=False, sort=False)["amount_base"].sum(min_count=1).rename("actual").reset_index()
+    act = per_pipeline(c[["period_start", "owner_id", "amount_base"]].assign(pk=c["pipeline"]), "amount_base", "actual")
 
     k = pd.concat([sub[key], pipe[key], act[key]], ignore_index=True).drop_duplicates(ignore_index=True)
     r = k.merge(sub, on=key, how="left").merge(pipe, on=key, how="left").merge(act, on=key, how="left")
@@ -401,7 +418,9 @@ def forecast_vs_actual(ctx):
     s = r["submitted_forecast"]
     r["attainment"] = (r["actual"] / s).where(s.notna() & (s != 0))
     r["error"] = r["actual"] - s
-    return r[key + ["submitted_forecast", "pipeline_forecast", "actual", "attainment", "error"]]
+    r["pipeline"] = r["pk"].where(r["pk"] != all_pipelines, None)
+    cols = ["period_start", "owner_id", "pipeline", "submitted_forecast", "pipeline_forecast", "actual"]
+    return r[cols + ["attainment", "error"]]
 
 
 @timed

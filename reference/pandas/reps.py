@@ -217,6 +217,7 @@ def open_deals_per_rep(ctx):
     x = pd.DataFrame(
         {
             "owner_id": d["owner_id"],
+            "pipeline": d["pipeline"],
             "amount": d["amount_base"],
             "age": (now - us(d["created_at"])) / float(US_PER_DAY),
             "stale": ((now - us(last_change)) / float(US_PER_DAY) >= ctx.cfg.stale_after_days).astype(np.int64),
@@ -227,7 +228,7 @@ def open_deals_per_rep(ctx):
     reps = reps[reps["owner_id"].notna()]  # a null owner matches no rep
     x = x.merge(reps, on="owner_id", how="left")
     r = (
-        x.groupby(["owner_id", "team"], dropna=False, sort=False)
+        x.groupby(["owner_id", "pipeline", "team"], dropna=False, sort=False)
         .agg(
             open_deals=("amount", "size"),
             amount=("amount", "sum"),
@@ -236,9 +237,9 @@ def open_deals_per_rep(ctx):
         )
         .reset_index()
     )
-    team_total = r.groupby("team", dropna=False)["open_deals"].transform("sum")
+    team_total = r.groupby(["team", "pipeline"], dropna=False)["open_deals"].transform("sum")
     r["team_share"] = (r["open_deals"] / team_total).where(r["team"].notna())
-    return r[["owner_id", "team", "open_deals", "amount", "mean_age_days", "stale_deals", "team_share"]]
+    return r[["owner_id", "pipeline", "team", "open_deals", "amount", "mean_age_days", "stale_deals", "team_share"]]
 
 
 KPIS = {

@@ -563,10 +563,14 @@ pub fn targets_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
 }
 
 /// Monthly forecast submissions per seller: commit / best case / pipeline near the start of
-/// the month, and sometimes a revised commit mid-month.
+/// the month, and sometimes a revised commit mid-month. With several pipelines, every other
+/// seller commits per pipeline (70% of the commit to the first, 30% to the second; a revision to
+/// the first), the others for all pipelines (`pipeline` null, as with one pipeline).
 pub fn forecasts_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
     let mut rng = Rng::new(w.seed, &[TAG_FORECASTS]);
     let base = w.fx.codes[w.fx.base].as_str();
+    let split = w.pipelines.len() > 1;
+    let mut pipeline: Vec<Option<&str>> = Vec::new();
     let mut owner = Vec::new();
     let mut period = Vec::new();
     let mut amount = Vec::new();
@@ -585,15 +589,28 @@ pub fn forecasts_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
             let ms = w.cal.month_start[m];
             let t = ms + rng.range_i64(0, 2) * DAY + rng.range_i64(8 * HOUR, 18 * HOUR);
             let rep_id = id(REP, r as u64 + 1, w.rep_width());
-            for (cat, v) in [("commit", commit), ("best_case", best), ("pipeline", pipe)] {
+            let per_pipeline = split && r % 2 == 1;
+            let first = per_pipeline.then(|| w.pipelines[0].0.as_str());
+            let mut rows = vec![
+                ("commit", commit, first),
+                ("best_case", best, None),
+                ("pipeline", pipe, None),
+            ];
+            if per_pipeline {
+                rows[0].1 = round(commit * 0.7);
+                rows.push(("commit", round(commit * 0.3), Some(w.pipelines[1].0.as_str())));
+            }
+            for (cat, v, p) in rows {
                 owner.push(rep_id.clone());
                 period.push(w.cal.month_start_day(m));
                 amount.push(v);
                 category.push(cat);
                 submitted.push(t);
+                pipeline.push(p);
             }
             if rng.chance(0.25) {
                 let t2 = ms + 14 * DAY + rng.range_i64(8 * HOUR, 18 * HOUR);
+                pipeline.push(first);
                 owner.push(rep_id);
                 period.push(w.cal.month_start_day(m));
                 amount.push(round(anchor * rng.lognormal(0.0, 0.12)));
@@ -613,6 +630,7 @@ pub fn forecasts_frame(w: &World, stats: &Stats) -> PolarsResult<DataFrame> {
             strs("category", category.iter().map(|s| Some(*s)), n),
             ts("submitted_at", submitted.iter().map(|t| Some(*t))),
             strs("currency", (0..n).map(|_| Some(base)), n),
+            strs("pipeline", pipeline.into_iter(), n),
         ],
     )
 }

@@ -774,8 +774,9 @@ fn forecast_kpis() -> Vec<Kpi> {
     vec![Kpi {
         name: "forecast_vs_actual",
         family: Family::Funnel,
-        grain: "one row per period per owner with a forecast, pipeline forecast or won amount, up to as_of's \
-            period",
+        grain: "one row per period per owner per pipeline with a forecast, pipeline forecast or won amount, up \
+            to as_of's period; with several pipelines also one row per period and owner for all pipelines \
+            (pipeline null)",
         definition: "Per period (the run grain, cut in the configured timezone) and owner, for periods up to \
             as_of's: submitted_forecast = the owner's latest forecast of the run grain for the period \
             submitted at or before as_of, category commit (a forecast without a category counts as commit; \
@@ -786,13 +787,19 @@ fn forecast_kpis() -> Vec<Kpi> {
             without a stage event yet counts 0) whose expected_close_date (current value) falls in the \
             period; actual = base amount of the deals won \
             in the period (status at as_of); attainment = actual / submitted_forecast and error = actual - \
-            submitted_forecast (null without a forecast, attainment null for a zero forecast).",
-        version: 1,
+            submitted_forecast (null without a forecast, attainment null for a zero forecast). pipeline: \
+            the forecast's own (forecasts.pipeline); the pipeline of the deal's stage at the period's \
+            start for pipeline_forecast (without a stage event, the deal's); the deal's pipeline at as_of \
+            for actual. A forecast naming no pipeline is for the only pipeline when there is one; with \
+            several it is for all of them: it is compared in the row with pipeline null, whose \
+            pipeline_forecast and actual sum every pipeline's.",
+        version: 2,
         columns: || {
             vec![
                 ("as_of", DataType::Date),
                 ("period_start", DataType::Date),
                 ("owner_id", DataType::String),
+                ("pipeline", DataType::String),
                 ("submitted_forecast", DataType::Float64),
                 ("pipeline_forecast", DataType::Float64),
                 ("actual", DataType::Float64),
@@ -800,7 +807,7 @@ fn forecast_kpis() -> Vec<Kpi> {
                 ("error", DataType::Float64),
             ]
         },
-        key: &["period_start", "owner_id"],
+        key: &["period_start", "owner_id", "pipeline"],
         build: forecast_vs_actual,
         spark: Spark::sql(include_str!("spark/forecast_vs_actual.sql")),
     }]
@@ -809,7 +816,30 @@ fn forecast_kpis() -> Vec<Kpi> {
 fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let cfg = &p.config;
     let cur = current_period_start(p);
-    let keys = [col("period_start"), col("owner_id")];
+    // `__pk`: the pipeline, or ALL for the all-pipelines rows (joined by value, while a null
+    // owner matches nothing, as before pipelines).
+    const ALL: &str = "\u{1f}all";
+    let multi = cfg.pipeline_names().len() > 1;
+    let keys = [col("period_start"), col("owner_id"), col("__pk")];
+    // Per pipeline (`pipeline` of `rows`), and with several pipelines all of them together.
+    let per_pipeline = |rows: LazyFrame, value: Expr, name: &str| -> PolarsResult<LazyFrame> {
+        let by = |pk: Expr| {
+            rows.clone()
+                .group_by([col("period_start"), col("owner_id"), pk.alias("__pk")])
+                .agg([stable_sum(value.clone()).alias(name)])
+        };
+        let one = by(col("pipeline"));
+        if multi {
+            concat([one, by(lit(ALL))], UnionArgs::default())
+        } else {
+            Ok(one)
+        }
+    };
+    let forecast_pipeline = if multi {
+        col("pipeline").fill_null(lit(ALL))
+    } else {
+        col("pipeline").fill_null(lit(cfg.default_pipeline()))
+    };
 
     let submitted = i
         .forecasts
@@ -819,7 +849,10 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .eq(lit(p.grain.name()))
                 .and(col("category").eq(lit("commit")).or(col("category").is_null())),
         )
-        .with_column(period_start_of_date(col("period_start"), p.grain, cfg).alias("period_start"))
+        .with_columns([
+            period_start_of_date(col("period_start"), p.grain, cfg).alias("period_start"),
+            forecast_pipeline.alias("__pk"),
+        ])
         .filter(col("period_start").lt_eq(cur.clone()))
         .group_by(keys.clone())
         .agg([col("amount_base")
@@ -850,16 +883,19 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
                 .offset_by(lit("-1us"))
                 .alias("__t"),
         );
-    let pipeline = open_at(expected, i, p)?
-        .group_by(keys.clone())
-        .agg([stable_sum(col("amount_base") * col("__probability")).alias("pipeline_forecast")]);
+    let pipeline = per_pipeline(
+        open_at(expected, i, p)?.with_column(col("__pipeline").alias("pipeline")),
+        col("amount_base") * col("__probability"),
+        "pipeline_forecast",
+    )?;
 
-    let actual = i
-        .deals()?
-        .filter(is_won())
-        .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start"))
-        .group_by(keys.clone())
-        .agg([stable_sum(col("amount_base")).alias("actual")]);
+    let actual = per_pipeline(
+        i.deals()?
+            .filter(is_won())
+            .with_column(period_start(col("closed_at"), p.grain, cfg).alias("period_start")),
+        col("amount_base"),
+        "actual",
+    )?;
 
     let rows = concat(
         [
@@ -882,8 +918,13 @@ fn forecast_vs_actual(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .with_columns([
             ratio(col("actual"), col("submitted_forecast")).alias("attainment"),
             (col("actual") - col("submitted_forecast")).alias("error"),
+            when(col("__pk").eq(lit(ALL)))
+                .then(lit(NULL).cast(DataType::String))
+                .otherwise(col("__pk"))
+                .alias("pipeline"),
             as_of_col(p),
-        ]))
+        ])
+        .drop(cols(["__pk"])))
 }
 
 fn velocity_kpis() -> Vec<Kpi> {

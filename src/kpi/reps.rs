@@ -20,18 +20,20 @@ fn rep_kpis() -> Vec<Kpi> {
         Kpi {
             name: "open_deals_per_rep",
             family: Family::Reps,
-            grain: "one row per owner with open deals at as_of",
-            definition: "Deals open at as_of per owner: open_deals, amount (base currency), mean_age_days \
+            grain: "one row per owner and pipeline with open deals at as_of",
+            definition: "Deals open at as_of per owner and pipeline (the deal's at as_of: that of its last \
+                stage event, without one its own): open_deals, amount (base currency), mean_age_days \
                 (days from creation to as_of), stale_deals (open deals with no stage change for at least \
                 stale_after_days days before as_of, counted from the last stage event, or from creation \
                 when there is none), team from the reps table (null when the owner is not a rep or has no \
-                team) and team_share = the owner's open deals / the open deals of the owner's team (null \
-                without a team).",
-            version: 1,
+                team) and team_share = the owner's open deals / the open deals of the owner's team in the \
+                same pipeline (null without a team).",
+            version: 2,
             columns: || {
                 vec![
                     ("as_of", DataType::Date),
                     ("owner_id", DataType::String),
+                    ("pipeline", DataType::String),
                     ("team", DataType::String),
                     ("open_deals", DataType::Int64),
                     ("amount", DataType::Float64),
@@ -40,7 +42,7 @@ fn rep_kpis() -> Vec<Kpi> {
                     ("team_share", DataType::Float64),
                 ]
             },
-            key: &["owner_id"],
+            key: &["owner_id", "pipeline"],
             build: open_deals_per_rep,
             spark: Spark::sql(include_str!("spark/open_deals_per_rep.sql")),
         },
@@ -162,7 +164,7 @@ fn open_deals_per_rep(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
     let teams = i.reps.clone().select([col("rep_id").alias("owner_id"), col("team")]);
     Ok(i.deals()?
         .filter(is_open())
-        .group_by([col("owner_id")])
+        .group_by([col("owner_id"), col("pipeline")])
         .agg([
             len().cast(DataType::UInt32).alias("open_deals"),
             col("amount_base").sum().alias("amount"),
@@ -178,7 +180,10 @@ fn open_deals_per_rep(i: &Inputs, p: &Params) -> PolarsResult<LazyFrame> {
         .with_columns([
             when(col("team").is_null())
                 .then(lit(NULL).cast(DataType::Float64))
-                .otherwise(ratio(col("open_deals"), col("open_deals").sum().over([col("team")])?))
+                .otherwise(ratio(
+                    col("open_deals"),
+                    col("open_deals").sum().over([col("team"), col("pipeline")])?,
+                ))
                 .alias("team_share"),
             as_of_col(p),
         ]))

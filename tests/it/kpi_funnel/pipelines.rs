@@ -26,6 +26,8 @@ use crate::common::*;
 use crate::fixtures::{read_output, rows};
 
 const CONFIG: &str = r#"
+stale_after_days = 40
+
 [[pipelines]]
 name = "new"
 [[pipelines.stages]]
@@ -62,13 +64,29 @@ terminal = "lost"
 "#;
 
 const OPPS: &str = "\
-opportunity_id,account_id,created_at,owner_id,amount,status,closed_at,stage,pipeline
-N1,A1,2024-01-01,R1,1000,won,2024-02-01,won,new
-N2,A1,2024-01-05,R1,2000,lost,2024-01-25,lost,new
-N3,A2,2024-02-10,R2,4000,open,,lead,new
-R1,A2,2024-01-10,R2,3000,won,2024-03-10,won,renewal
-R2,A3,2024-02-01,R1,5000,open,,due,renewal
-M1,A3,2024-01-20,R2,6000,open,,due,renewal
+opportunity_id,account_id,created_at,owner_id,amount,status,closed_at,stage,pipeline,expected_close_date
+N1,A1,2024-01-01,R1,1000,won,2024-02-01,won,new,2024-02-15
+N2,A1,2024-01-05,R1,2000,lost,2024-01-25,lost,new,
+N3,A2,2024-02-10,R2,4000,open,,lead,new,2024-03-20
+R1,A2,2024-01-10,R2,3000,won,2024-03-10,won,renewal,2024-03-31
+R2,A3,2024-02-01,R1,5000,open,,due,renewal,2024-03-05
+M1,A3,2024-01-20,R2,6000,open,,due,renewal,2024-03-25
+";
+
+/// Commit forecasts: R1's for February names no pipeline (all of them); R2's for March are per
+/// pipeline, renewal revised on 03-02.
+const FORECASTS: &str = "\
+owner_id,period_start,grain,amount,category,submitted_at,pipeline
+R1,2024-02-01,month,1200,commit,2024-02-01,
+R2,2024-03-01,month,2000,commit,2024-03-01,renewal
+R2,2024-03-01,month,2500,commit,2024-03-02,renewal
+R2,2024-03-01,month,4000,commit,2024-03-01,new
+";
+
+const REPS: &str = "\
+rep_id,name,team
+R1,Rep One,east
+R2,Rep Two,east
 ";
 
 const EVENTS: &str = "\
@@ -100,13 +118,24 @@ impl Run {
         write(d, "crm-kpi.toml", CONFIG);
         write(d, "opportunities.csv", OPPS);
         write(d, "stage_events.csv", EVENTS);
+        write(d, "forecasts.csv", FORECASTS);
+        write(d, "reps.csv", REPS);
         let (store, out) = (d.join("store"), d.join("out"));
         let o = run_in(
             d,
-            &["ingest", "--store", s(&store), "opportunities.csv", "stage_events.csv"],
+            &[
+                "ingest",
+                "--store",
+                s(&store),
+                "opportunities.csv",
+                "stage_events.csv",
+                "forecasts.csv",
+                "reps.csv",
+            ],
         );
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-        let kpis = "stage_funnel,stage_duration,pipeline_snapshot,win_rate,deal_snapshot";
+        let kpis = "stage_funnel,stage_duration,pipeline_snapshot,win_rate,deal_snapshot,\
+            forecast_vs_actual,open_deals_per_rep";
         let o = run_in(
             d,
             &[
@@ -234,6 +263,67 @@ fn each_pipeline_has_its_funnel_durations_and_weighted_snapshot() {
             "N3|new|lead|open",
             "R1|renewal|won|won",
             "R2|renewal|due|open",
+        ]
+    );
+}
+
+/// Forecasts per pipeline, and for all pipelines (pipeline null) where a forecast names none.
+/// Pipeline forecast of a month: the deals expected to close in it, open at the previous month
+/// end, in the pipeline of their stage then (the 02-29 snapshot above): February N1 new/demo
+/// 1000 x 0.5; March N3 new/lead 4000 x 0.2 and M1 new/demo 6000 x 0.5 (R2), R1
+/// renewal/quoted 3000 x 0.9 (R2), R2 renewal/due 5000 x 0.6 (R1). Won: N1 1000 in February
+/// (R1, new), R1 3000 in March (R2, renewal).
+#[test]
+fn forecasts_are_compared_per_pipeline_and_for_all_pipelines() {
+    let r = Run::new("2024-03-31");
+    let cols = [
+        "period_start",
+        "owner_id",
+        "pipeline",
+        "submitted_forecast",
+        "pipeline_forecast",
+        "actual",
+        "attainment",
+        "error",
+    ];
+    assert_eq!(
+        r.read("forecast_vs_actual", "2024-03-31", lit(true), &cols),
+        [
+            "2024-02-01|R1|null|1200.0000|500.0000|1000.0000|0.8333|-200.0000",
+            "2024-02-01|R1|new|null|500.0000|1000.0000|null|null",
+            "2024-03-01|R1|null|null|3000.0000|0.0000|null|null",
+            "2024-03-01|R1|renewal|null|3000.0000|0.0000|null|null",
+            "2024-03-01|R2|null|null|6500.0000|3000.0000|null|null",
+            "2024-03-01|R2|new|4000.0000|3800.0000|0.0000|0.0000|-4000.0000",
+            // The later of R2's two renewal commits.
+            "2024-03-01|R2|renewal|2500.0000|2700.0000|3000.0000|1.2000|500.0000",
+        ]
+    );
+}
+
+/// Open deals at 2024-03-31 (as_of ends 04-01 00:00) per owner and pipeline: R2 (R1, renewal,
+/// created and in due since 02-01: 60 days, stale after 40), N3 (R2, new, lead since 02-10: 51
+/// days, stale), M1 (R2, renewal, created 01-20: 72 days, in due since 03-01: 31 days, not
+/// stale). Team east's renewal deals: R2 and M1, one each.
+#[test]
+fn open_deals_per_rep_per_pipeline() {
+    let r = Run::new("2024-03-31");
+    let cols = [
+        "owner_id",
+        "pipeline",
+        "team",
+        "open_deals",
+        "amount",
+        "mean_age_days",
+        "stale_deals",
+        "team_share",
+    ];
+    assert_eq!(
+        r.read("open_deals_per_rep", "2024-03-31", lit(true), &cols),
+        [
+            "R1|renewal|east|1|5000.0000|60.0000|1|0.5000",
+            "R2|new|east|1|4000.0000|51.0000|1|1.0000",
+            "R2|renewal|east|1|6000.0000|72.0000|0|0.5000",
         ]
     );
 }
