@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod kpi;
 pub mod output;
 pub mod panic_guard;
+pub mod report;
 pub mod schema;
 pub mod stats;
 pub mod store;

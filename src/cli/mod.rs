@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod list;
 pub mod log;
 pub mod preset;
+pub mod report;
 pub mod run;
 pub mod show;
 pub mod spark;
@@ -51,6 +52,8 @@ pub enum Command {
     Run(run::Args),
     /// Print one KPI as a table, CSV or JSON.
     Show(show::Args),
+    /// Write the KPIs as one self-contained HTML report (charts and tables, no network).
+    Report(report::Args),
     /// List the KPI catalog.
     List(list::Args),
     /// Run SQL over the store's tables and the KPI outputs.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&cli, a),
         Command::Run(a) => run::run(&cli, a),
         Command::Show(a) => show::run(&cli, a),
+        Command::Report(a) => report::run(&cli, a),
         Command::List(a) => list::run(&cli, a),
         Command::Sql(a) => sql::run(&cli, a),
         Command::Preset(a) => preset::run(&cli, a),

@@ -21,5 +21,6 @@ mod preset_pipedrive;
 mod preset_salesforce;
 mod presets;
 mod reliability;
+mod report;
 mod spark;
 mod sql;
