@@ -78,53 +78,85 @@ pub enum Outcome {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    ExitCode::from(run_from(std::env::args_os()))
+}
+
+/// The command line `argv` (its first item the program's name), run in this process; returns
+/// the exit code (README, "Commands"). The binary's `main`, and the Python package's `crm-kpi`
+/// command, are this.
+pub fn run_from<I, T>(argv: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code);
+            return code;
         }
     };
     log::init(cli.verbose, cli.quiet, cli.log_format);
-    let result = std::panic::catch_unwind(|| match &cli.command {
-        Command::Generate(a) => generate::run(&cli, a),
-        Command::Ingest(a) => ingest::run(&cli, a),
-        Command::Validate(a) => validate::run(&cli, a),
-        Command::Run(a) => run::run(&cli, a),
-        Command::Show(a) => show::run(&cli, a),
-        Command::Report(a) => report::run(&cli, a),
-        Command::List(a) => list::run(&cli, a),
-        Command::Sql(a) => sql::run(&cli, a),
-        Command::Preset(a) => preset::run(&cli, a),
-        Command::Files(a) => files::run(&cli, a),
-        Command::Spark(a) => spark::run(&cli, a),
-        Command::Completions(a) => completions::run(&cli, a),
-        Command::Man => completions::man(&cli),
-    });
+    let result = std::panic::catch_unwind(|| dispatch(&cli));
     let Ok(result) = result else {
         let _ = writeln!(
             std::io::stderr(),
             "error: internal error (please report the message above); exiting 2"
         );
-        return ExitCode::from(2);
+        return 2;
     };
     match result {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::DataProblems) => ExitCode::from(1),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Outcome::Ok) => 0,
+        Ok(Outcome::DataProblems) => 1,
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            let mut msg = format!("error: {e}");
-            for cause in e.chain().skip(1) {
-                let cause = cause.to_string();
-                if !msg.contains(&cause) {
-                    msg.push_str(&format!("\n  caused by: {cause}"));
-                }
-            }
-            let _ = writeln!(std::io::stderr(), "{msg}");
-            ExitCode::from(2)
+            let _ = writeln!(std::io::stderr(), "error: {}", error_message(&e));
+            2
         }
     }
+}
+
+/// `argv` parsed as the command line parses it; a usage error is clap's message (what the
+/// command line prints for it, with its usage line).
+pub fn parse<I, T>(argv: I) -> Result<Cli, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(argv).map_err(|e| e.render().to_string())
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: &Cli) -> anyhow::Result<Outcome> {
+    match &cli.command {
+        Command::Generate(a) => generate::run(cli, a),
+        Command::Ingest(a) => ingest::run(cli, a),
+        Command::Validate(a) => validate::run(cli, a),
+        Command::Run(a) => run::run(cli, a),
+        Command::Show(a) => show::run(cli, a),
+        Command::Report(a) => report::run(cli, a),
+        Command::List(a) => list::run(cli, a),
+        Command::Sql(a) => sql::run(cli, a),
+        Command::Preset(a) => preset::run(cli, a),
+        Command::Files(a) => files::run(cli, a),
+        Command::Spark(a) => spark::run(cli, a),
+        Command::Completions(a) => completions::run(cli, a),
+        Command::Man => completions::man(cli),
+    }
+}
+
+/// An error as the command line prints it after `error: `: the error, then each cause it does
+/// not already say (`caused by: ...`).
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    msg
 }
 
 /// Writes `text` to stdout. A reader that closed the pipe (`crm-kpi validate | head -1`) is not

@@ -50,6 +50,22 @@ fn kpi_names() -> clap::builder::PossibleValuesParser {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     crate::output::init_table_format();
+    let mut df = frame(cli, args)?;
+    let rows = df.height();
+    let mut stdout = std::io::stdout().lock();
+    crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
+    if args.format == PrintFormat::Table && rows > crate::output::MAX_TABLE_ROWS {
+        eprintln!(
+            "{rows} rows ({} shown: the first and last); --format csv or json prints them all, --by one dimension fewer",
+            crate::output::MAX_TABLE_ROWS
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The rows `show` prints: the KPI computed from the store, `--by` and `--period` applied,
+/// stages in pipeline order. (The Python package's `crm_kpi.kpi` returns this frame.)
+pub fn frame(cli: &Cli, args: &Args) -> anyhow::Result<polars::prelude::DataFrame> {
     let config = crate::cli::load_config(cli)?;
     let store_dir = crate::cli::store_path(&args.store, &config, Some(SAMPLE_STORE))?;
     let as_of_us = resolve_as_of(args.as_of.as_deref(), &config)?;
@@ -140,16 +156,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         )?;
         df = df.drop("__stage_order")?;
     }
-    let rows = df.height();
-    let mut stdout = std::io::stdout().lock();
-    crate::output::print(&mut df, args.format, &mut stdout, args.raw_csv)?;
-    if args.format == PrintFormat::Table && rows > crate::output::MAX_TABLE_ROWS {
-        eprintln!(
-            "{rows} rows ({} shown: the first and last); --format csv or json prints them all, --by one dimension fewer",
-            crate::output::MAX_TABLE_ROWS
-        );
-    }
-    Ok(Outcome::Ok)
+    Ok(df)
 }
 
 /// `--period`: [from, to) of a year, a calendar quarter, a month, or an explicit range.
