@@ -107,3 +107,18 @@ def test_the_command_runs_in_process():
     assert r.returncode == 0 and "win_rate" in r.stdout
     r = cli("show", "nope")
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_ingest_then_kpi_from_the_new_store(tmp_path):
+    gen = tmp_path / "gen"
+    r = cli("generate", "--scale", "tiny", "--seed", "3", "--out", str(gen))
+    assert r.returncode == 0, r.stderr
+    store = tmp_path / "store"
+    assert crm_kpi.ingest(sorted(gen.glob("*.csv")), store=store) == 0
+    leads = crm_kpi.kpi("lead_volume", store=store, as_of=AS_OF, by="all")
+    created = pl.read_csv(gen / "leads.csv", try_parse_dates=True)
+    # Every generated lead created by as_of is counted once in the `all` rows.
+    by_as_of = created.filter(pl.col("created_at").dt.date() <= datetime.date(2026, 6, 30)).height
+    assert leads["new_leads"].sum() == by_as_of
+    with pytest.raises(crm_kpi.CrmKpiError, match="no-such-file.csv"):
+        crm_kpi.ingest([tmp_path / "no-such-file.csv"], store=store)
