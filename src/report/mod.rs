@@ -1144,3 +1144,49 @@ pub fn render(d: &ReportData) -> PolarsResult<String> {
     );
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(grain: Grain, fiscal_year_start_month: u32) -> ReportData {
+        ReportData {
+            frames: BTreeMap::new(),
+            as_of: "2026-06-30".into(),
+            grain,
+            store: "s".into(),
+            store_generation: 1,
+            config_hash: "h".into(),
+            currency: "USD".into(),
+            stages: vec![("p".into(), "b".into()), ("p".into(), "a".into())],
+            fiscal_year_start_month,
+        }
+    }
+
+    #[test]
+    fn periods_are_labelled_by_their_grain() {
+        assert_eq!(data(Grain::Month, 1).period_label("2026-03-01"), "2026-03");
+        assert_eq!(data(Grain::Quarter, 1).period_label("2026-04-01"), "2026-Q2");
+        // Fiscal quarters starting in February: labelled by their start date.
+        assert_eq!(data(Grain::Quarter, 2).period_label("2026-05-01"), "2026-05-01");
+        assert_eq!(data(Grain::Quarter, 4).period_label("2026-10-01"), "2026-Q4");
+        assert_eq!(data(Grain::Year, 1).period_label("2026-01-01"), "2026");
+        assert_eq!(data(Grain::Year, 7).period_label("2025-07-01"), "2025-07-01");
+        assert_eq!(data(Grain::Week, 1).period_label("2026-03-02"), "2026-03-02");
+    }
+
+    #[test]
+    fn stages_follow_the_configured_order() {
+        let d = data(Grain::Month, 1);
+        assert!(d.stage_rank("p", "b") < d.stage_rank("p", "a"));
+        assert_eq!(d.stage_rank("q", "a"), usize::MAX);
+    }
+
+    #[test]
+    fn changes_are_relative_and_null_over_zero() {
+        assert_eq!(change(Some(150.0), Some(100.0)), Some(0.5));
+        assert_eq!(change(Some(50.0), Some(-100.0)), Some(1.5));
+        assert_eq!(change(Some(1.0), Some(0.0)), None);
+        assert_eq!(change(None, Some(1.0)), None);
+    }
+}

@@ -205,25 +205,40 @@ fn x_labels(s: &mut String, f: &Frame, labels: &[String], x: impl Fn(usize) -> f
     }
 }
 
+/// Where each legend item goes: (x, row), wrapping to a new row at the right edge.
+fn legend_layout(items: &[(String, usize, bool)]) -> Vec<(f64, usize)> {
+    let mut out = Vec::new();
+    let (mut x, mut row) = (LEFT, 0);
+    for (name, _, _) in items {
+        let w = 34.0 + 6.5 * name.chars().count() as f64;
+        if x > LEFT && x + w > W - RIGHT {
+            x = LEFT;
+            row += 1;
+        }
+        out.push((x, row));
+        x += w;
+    }
+    out
+}
+
+/// The height the legend adds below a chart of height `h` (its first row is inside it).
+fn legend_extra(items: &[(String, usize, bool)]) -> f64 {
+    legend_layout(items).last().map_or(0.0, |(_, r)| 18.0 * *r as f64)
+}
+
 fn legend(s: &mut String, items: &[(String, usize, bool)], h: f64) {
-    let mut x = LEFT;
-    for (name, c, dashed) in items {
+    for ((name, c, dashed), (x, row)) in items.iter().zip(legend_layout(items)) {
+        let y = h - 10.0 + 18.0 * row as f64;
         let dash = if *dashed { r#" stroke-dasharray="5 3""# } else { "" };
         let _ = write!(
             s,
-            r#"<line x1="{x:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{}" stroke-width="3"{dash}/><text x="{:.1}" y="{:.1}" class="lg">{}</text>"#,
+            r#"<line x1="{x:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{}" stroke-width="3"{dash}/><text x="{:.1}" y="{:.1}" class="lg">{}</text>"#,
             x + 18.0,
-            h - 10.0,
-            h - 10.0,
             color(*c),
             x + 22.0,
-            h - 6.0,
+            y + 4.0,
             esc(name)
         );
-        x += 34.0 + 6.5 * name.chars().count() as f64;
-        if x > W - 60.0 {
-            break;
-        }
     }
 }
 
@@ -235,8 +250,9 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series], fmt: Fmt) -
     let n = labels.len().max(1);
     let step = f.plot_w() / n as f64;
     let x = |i: usize| LEFT + step * (i as f64 + 0.5);
+    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, s.dashed)).collect();
     let mut s = String::new();
-    open(&mut s, title, h);
+    open(&mut s, title, h + legend_extra(&items));
     y_axis(&mut s, &f, fmt);
     x_labels(&mut s, &f, labels, x);
     for se in series {
@@ -278,7 +294,6 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series], fmt: Fmt) -
             }
         }
     }
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, s.dashed)).collect();
     legend(&mut s, &items, h);
     s.push_str("</svg>");
     s
@@ -292,8 +307,9 @@ pub fn grouped_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
     let n = labels.len().max(1);
     let step = f.plot_w() / n as f64;
     let bw = (step * 0.8) / series.len().max(1) as f64;
+    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
     let mut s = String::new();
-    open(&mut s, title, h);
+    open(&mut s, title, h + legend_extra(&items));
     y_axis(&mut s, &f, fmt);
     x_labels(&mut s, &f, labels, |i| LEFT + step * (i as f64 + 0.5));
     for (k, se) in series.iter().enumerate() {
@@ -314,7 +330,6 @@ pub fn grouped_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
             );
         }
     }
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
     legend(&mut s, &items, h);
     s.push_str("</svg>");
     s
@@ -329,8 +344,9 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
     let (lo, hi) = y_range(totals.iter());
     let f = Frame { h, lo, hi };
     let step = f.plot_w() / labels.len().max(1) as f64;
+    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
     let mut s = String::new();
-    open(&mut s, title, h);
+    open(&mut s, title, h + legend_extra(&items));
     y_axis(&mut s, &f, fmt);
     x_labels(&mut s, &f, labels, |i| LEFT + step * (i as f64 + 0.5));
     for (i, label) in labels.iter().enumerate() {
@@ -355,7 +371,6 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
             base += v;
         }
     }
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
     legend(&mut s, &items, h);
     s.push_str("</svg>");
     s
@@ -367,7 +382,8 @@ pub fn hbars(title: &str, rows: &[(String, f64, String)], fmt: Fmt, c: usize) ->
     let label_w = 190.0;
     let h = TOP + row_h * rows.len().max(1) as f64 + 10.0;
     let max = rows.iter().map(|r| r.1).fold(0.0f64, f64::max).max(1e-12);
-    let avail = W - label_w - RIGHT - 170.0;
+    // Room for the text after the longest bar (about 36 characters).
+    let avail = W - label_w - RIGHT - 240.0;
     let mut s = String::new();
     open(&mut s, title, h);
     for (i, (label, v, text)) in rows.iter().enumerate() {
@@ -410,8 +426,9 @@ pub fn survival_chart(title: &str, curves: &[Curve], x_max: f64) -> String {
     let f = Frame { h, lo: 0.0, hi: 1.0 };
     let x_max = x_max.max(1.0);
     let x = |t: f64| LEFT + f.plot_w() * (t.min(x_max) / x_max);
+    let items: Vec<_> = curves.iter().map(|c| (c.name.clone(), c.color, false)).collect();
     let mut s = String::new();
-    open(&mut s, title, h);
+    open(&mut s, title, h + legend_extra(&items));
     y_axis(&mut s, &f, Fmt::Pct);
     for t in ticks(0.0, x_max, 8) {
         let _ = write!(
@@ -476,7 +493,6 @@ pub fn survival_chart(title: &str, curves: &[Curve], x_max: f64) -> String {
             );
         }
     }
-    let items: Vec<_> = curves.iter().map(|c| (c.name.clone(), c.color, false)).collect();
     legend(&mut s, &items, h);
     s.push_str("</svg>");
     s
@@ -609,6 +625,20 @@ mod tests {
             ticks(0.0, 47_000.0, 5),
             vec![0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0]
         );
+    }
+
+    #[test]
+    fn a_long_legend_wraps_and_makes_room() {
+        let items: Vec<_> = (0..8)
+            .map(|i| (format!("pipeline_{i} / stage_name"), i, false))
+            .collect();
+        let rows = legend_layout(&items);
+        assert_eq!(rows.first(), Some(&(LEFT, 0)));
+        let last = rows.last().unwrap().1;
+        assert!(last >= 1, "{rows:?}");
+        assert!(rows.iter().all(|(x, _)| *x < W - RIGHT));
+        assert_eq!(legend_extra(&items), 18.0 * last as f64);
+        assert_eq!(legend_extra(&items[..1]), 0.0);
     }
 
     #[test]
