@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use polars::prelude::{ParquetReader, SerReader};
+use polars::prelude::{ParquetReader, SerReader, SortMultipleOptions};
 
 use crate::cli::run::{SAMPLE_STORE, resolve_as_of};
 use crate::cli::{Cli, Outcome};
@@ -83,6 +83,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let df = ParquetReader::new(file)
             .finish()
             .with_context(|| format!("{}: cannot read the KPI output", path.display()))?;
+        // In key order, whoever wrote the file (Spark's outputs are not sorted).
+        let key = crate::kpi::find(k).map(|kpi| kpi.key.to_vec()).unwrap_or_default();
+        let df = if key.is_empty() {
+            df
+        } else {
+            df.sort(key, SortMultipleOptions::default().with_maintain_order(true))
+                .with_context(|| format!("{}: cannot sort the KPI output", path.display()))?
+        };
         frames.insert(k.to_string(), df);
     }
     let data = ReportData {

@@ -13,7 +13,7 @@ use polars::prelude::*;
 use crate::kpi::Grain;
 use svg::{Cell, Curve, Fmt, Series, esc};
 
-/// The KPIs the report reads.
+/// The KPIs the report reads (each frame sorted by its KPI's key).
 pub const KPIS: [&str; 18] = [
     "trends",
     "lead_velocity_rate",
@@ -177,9 +177,10 @@ struct Tile {
     prev_year: Option<f64>,
 }
 
+/// (v - base) / base, as `trends` defines pop_change and yoy_change; null over a zero base.
 fn change(v: Option<f64>, base: Option<f64>) -> Option<f64> {
     match (v, base) {
-        (Some(v), Some(b)) if b != 0.0 => Some((v - b) / b.abs()),
+        (Some(v), Some(b)) if b != 0.0 => Some((v - b) / b),
         _ => None,
     }
 }
@@ -1185,7 +1186,7 @@ mod tests {
     #[test]
     fn changes_are_relative_and_null_over_zero() {
         assert_eq!(change(Some(150.0), Some(100.0)), Some(0.5));
-        assert_eq!(change(Some(50.0), Some(-100.0)), Some(1.5));
+        assert_eq!(change(Some(50.0), Some(-100.0)), Some(-1.5));
         assert_eq!(change(Some(1.0), Some(0.0)), None);
         assert_eq!(change(None, Some(1.0)), None);
     }
