@@ -391,7 +391,7 @@ fn is_rate(name: &str) -> bool {
 }
 
 /// `n` with a `,` between thousands: 1234567.891 at 2 decimals is `1,234,567.89`.
-fn grouped(v: f64, decimals: usize) -> String {
+pub(crate) fn grouped(v: f64, decimals: usize) -> String {
     let s = format!("{:.*}", decimals, v.abs());
     let (int, frac) = s.split_once('.').map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
     let mut out = String::new();

@@ -122,6 +122,15 @@ fn bools(df: &DataFrame, c: &str) -> PolarsResult<Vec<Option<bool>>> {
     Ok(df.column(c)?.bool()?.iter().collect())
 }
 
+/// period_start -> the value of `c`, for a KPI with one row per period.
+fn by_period(df: &DataFrame, c: &str) -> PolarsResult<BTreeMap<String, Option<f64>>> {
+    Ok(strs(df, "period_start")?
+        .into_iter()
+        .zip(f64s(df, c)?)
+        .filter_map(|(p, v)| Some((p?, v)))
+        .collect())
+}
+
 fn rows_where(df: &DataFrame, c: &str, v: &str) -> PolarsResult<DataFrame> {
     df.clone()
         .lazy()
@@ -224,19 +233,9 @@ fn tiles(d: &ReportData) -> PolarsResult<String> {
             .map_or((None, None, None), |r| (vals[r], prevs[r], years[r]))
     };
     // lead velocity and the sales cycle: the same period, the one before and a year before.
-    let lvr = d.df("lead_velocity_rate")?;
-    let (lp, lv) = (strs(lvr, "period_start")?, f64s(lvr, "lvr")?);
-    let at = |p: &Option<String>| {
-        p.as_ref()
-            .and_then(|p| (0..lp.len()).find(|&r| lp[r].as_ref() == Some(p)).and_then(|r| lv[r]))
-    };
+    let lvr = by_period(d.df("lead_velocity_rate")?, "lvr")?;
     let cycle = rows_where(&rows_where(d.df("sales_cycle")?, "dimension", "all")?, "outcome", "won")?;
-    let (cp, cv) = (strs(&cycle, "period_start")?, f64s(&cycle, "median_days")?);
-    let cyc = |p: &Option<String>| {
-        p.as_ref()
-            .and_then(|p| (0..cp.len()).find(|&r| cp[r].as_ref() == Some(p)).and_then(|r| cv[r]))
-    };
-    let this = Some(period.clone());
+    let cycle = by_period(&cycle, "median_days")?;
     let mut list = Vec::new();
     for (id, label, fmt) in [
         ("won_revenue", "Won revenue", Fmt::Money),
@@ -256,24 +255,21 @@ fn tiles(d: &ReportData) -> PolarsResult<String> {
             prev_year,
         });
     }
-    list.push(Tile {
-        id: "lead_velocity_rate",
-        label: "Lead velocity",
-        kpi: "lead_velocity_rate",
-        fmt: Fmt::Pct,
-        value: at(&this),
-        prev: at(&prev_period),
-        prev_year: at(&year_period),
-    });
-    list.push(Tile {
-        id: "sales_cycle",
-        label: "Sales cycle (median, won)",
-        kpi: "sales_cycle",
-        fmt: Fmt::Days,
-        value: cyc(&this),
-        prev: cyc(&prev_period),
-        prev_year: cyc(&year_period),
-    });
+    for (id, label, fmt, values) in [
+        ("lead_velocity_rate", "Lead velocity", Fmt::Pct, &lvr),
+        ("sales_cycle", "Sales cycle (median, won)", Fmt::Days, &cycle),
+    ] {
+        let at = |p: Option<&String>| p.and_then(|p| values.get(p).copied().flatten());
+        list.push(Tile {
+            id,
+            label,
+            kpi: id,
+            fmt,
+            value: at(Some(period)),
+            prev: at(prev_period.as_ref()),
+            prev_year: at(year_period.as_ref()),
+        });
+    }
     let mut s = format!(
         r#"<p class="sub">Period starting <b>{}</b> (the last complete {} at as_of), against the period before and the same period a year earlier.</p><div class="tiles">"#,
         esc(period),

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::output::grouped;
+
 /// Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 const PALETTE: [&str; 8] = [
     "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442",
@@ -33,8 +35,8 @@ impl Fmt {
     /// In full, for tiles, tables and hover titles.
     pub fn full(self, v: f64) -> String {
         match self {
-            Fmt::Count => group(v.round(), 0),
-            Fmt::Money => group(v, 0),
+            Fmt::Count => grouped(v.round(), 0),
+            Fmt::Money => grouped(v, 0),
             Fmt::Pct => format!("{:.1}%", v * 100.0),
             Fmt::Days => format!("{v:.1} d"),
             Fmt::Ratio => format!("{v:.3}"),
@@ -63,27 +65,6 @@ impl Fmt {
             }
         }
     }
-}
-
-/// `v` with `decimals` decimals and thin-space thousands separators.
-pub fn group(v: f64, decimals: usize) -> String {
-    let s = format!("{:.*}", decimals, v.abs());
-    let (int, frac) = s.split_once('.').map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    if v < 0.0 && v.abs() >= 0.5 * 10f64.powi(-(decimals as i32)) {
-        out.insert(0, '-');
-    }
-    out
 }
 
 /// Escapes text for HTML and SVG.
@@ -242,19 +223,58 @@ fn legend(s: &mut String, items: &[(String, usize, bool)], h: f64) {
     }
 }
 
+/// The legend items of `series` (dashed only where the chart draws dashes).
+fn items(series: &[Series], dashes: bool) -> Vec<(String, usize, bool)> {
+    series
+        .iter()
+        .map(|s| (s.name.clone(), s.color, dashes && s.dashed))
+        .collect()
+}
+
+/// Opens a chart over categories (`labels`) of height `h` (plus its legend's extra rows) with
+/// values in [lo, hi]: its y axis and its category labels, each at the middle of its slot.
+/// Returns the chart so far, its frame and the width of a category's slot.
+fn categorical(
+    title: &str,
+    h: f64,
+    (lo, hi): (f64, f64),
+    labels: &[String],
+    legend_items: &[(String, usize, bool)],
+    fmt: Fmt,
+) -> (String, Frame, f64) {
+    let f = Frame { h, lo, hi };
+    let step = f.plot_w() / labels.len().max(1) as f64;
+    let mut s = String::new();
+    open(&mut s, title, h + legend_extra(legend_items));
+    y_axis(&mut s, &f, fmt);
+    x_labels(&mut s, &f, labels, |i| LEFT + step * (i as f64 + 0.5));
+    (s, f, step)
+}
+
+/// Closes a chart: its legend, under a plot of height `h`.
+fn close(mut s: String, legend_items: &[(String, usize, bool)], h: f64) -> String {
+    legend(&mut s, legend_items, h);
+    s.push_str("</svg>");
+    s
+}
+
+/// A bar (x, y, width, height) with its hover title.
+fn bar(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), c: usize, tip: &str) {
+    let _ = write!(
+        s,
+        r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{}"><title>{}</title></rect>"#,
+        color(c),
+        esc(tip)
+    );
+}
+
 /// Lines over categorical x (periods); a dashed series is drawn thinner (e.g. last year).
 pub fn line_chart(title: &str, labels: &[String], series: &[Series], fmt: Fmt) -> String {
     let h = 260.0;
-    let (lo, hi) = y_range(series.iter().flat_map(|s| s.values.iter().flatten()));
-    let f = Frame { h, lo, hi };
-    let n = labels.len().max(1);
-    let step = f.plot_w() / n as f64;
+    let range = y_range(series.iter().flat_map(|s| s.values.iter().flatten()));
+    let legend_items = items(series, true);
+    let (mut s, f, step) = categorical(title, h, range, labels, &legend_items, fmt);
     let x = |i: usize| LEFT + step * (i as f64 + 0.5);
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, s.dashed)).collect();
-    let mut s = String::new();
-    open(&mut s, title, h + legend_extra(&items));
-    y_axis(&mut s, &f, fmt);
-    x_labels(&mut s, &f, labels, x);
     for se in series {
         let mut d = String::new();
         let mut pen = false;
@@ -294,45 +314,37 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series], fmt: Fmt) -
             }
         }
     }
-    legend(&mut s, &items, h);
-    s.push_str("</svg>");
-    s
+    close(s, &legend_items, h)
 }
 
 /// Bars side by side per category, one per series.
 pub fn grouped_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt) -> String {
     let h = 260.0;
-    let (lo, hi) = y_range(series.iter().flat_map(|s| s.values.iter().flatten()));
-    let f = Frame { h, lo, hi };
-    let n = labels.len().max(1);
-    let step = f.plot_w() / n as f64;
+    let range = y_range(series.iter().flat_map(|s| s.values.iter().flatten()));
+    let legend_items = items(series, false);
+    let (mut s, f, step) = categorical(title, h, range, labels, &legend_items, fmt);
     let bw = (step * 0.8) / series.len().max(1) as f64;
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
-    let mut s = String::new();
-    open(&mut s, title, h + legend_extra(&items));
-    y_axis(&mut s, &f, fmt);
-    x_labels(&mut s, &f, labels, |i| LEFT + step * (i as f64 + 0.5));
     for (k, se) in series.iter().enumerate() {
         for (i, v) in se.values.iter().enumerate() {
-            let Some(v) = v.filter(|v| v.is_finite()) else { continue };
-            let (y0, y1) = (f.y(0.0f64.max(lo)), f.y(v));
-            let _ = write!(
-                s,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let (y0, y1) = (f.y(0.0f64.max(range.0)), f.y(v));
+            let rect = (
                 LEFT + step * i as f64 + step * 0.1 + bw * k as f64,
                 y0.min(y1),
                 bw.max(1.0),
                 (y0 - y1).abs().max(0.5),
-                color(se.color),
-                esc(&se.name),
-                esc(&labels[i]),
-                esc(&fmt.full(v))
+            );
+            bar(
+                &mut s,
+                rect,
+                se.color,
+                &format!("{} {}: {}", se.name, labels[i], fmt.full(v)),
             );
         }
     }
-    legend(&mut s, &items, h);
-    s.push_str("</svg>");
-    s
+    close(s, &legend_items, h)
 }
 
 /// Bars stacked per category, one layer per series (values >= 0).
@@ -341,14 +353,8 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
     let totals: Vec<f64> = (0..labels.len())
         .map(|i| series.iter().filter_map(|s| s.values[i]).filter(|v| *v > 0.0).sum())
         .collect();
-    let (lo, hi) = y_range(totals.iter());
-    let f = Frame { h, lo, hi };
-    let step = f.plot_w() / labels.len().max(1) as f64;
-    let items: Vec<_> = series.iter().map(|s| (s.name.clone(), s.color, false)).collect();
-    let mut s = String::new();
-    open(&mut s, title, h + legend_extra(&items));
-    y_axis(&mut s, &f, fmt);
-    x_labels(&mut s, &f, labels, |i| LEFT + step * (i as f64 + 0.5));
+    let legend_items = items(series, false);
+    let (mut s, f, step) = categorical(title, h, y_range(totals.iter()), labels, &legend_items, fmt);
     for (i, label) in labels.iter().enumerate() {
         let mut base = 0.0;
         for se in series {
@@ -356,24 +362,12 @@ pub fn stacked_bars(title: &str, labels: &[String], series: &[Series], fmt: Fmt)
                 continue;
             };
             let (y0, y1) = (f.y(base), f.y(base + v));
-            let _ = write!(
-                s,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
-                LEFT + step * i as f64 + step * 0.15,
-                y1,
-                step * 0.7,
-                (y0 - y1).max(0.5),
-                color(se.color),
-                esc(label),
-                esc(&se.name),
-                esc(&fmt.full(v))
-            );
+            let rect = (LEFT + step * i as f64 + step * 0.15, y1, step * 0.7, (y0 - y1).max(0.5));
+            bar(&mut s, rect, se.color, &format!("{label} {}: {}", se.name, fmt.full(v)));
             base += v;
         }
     }
-    legend(&mut s, &items, h);
-    s.push_str("</svg>");
-    s
+    close(s, &legend_items, h)
 }
 
 /// Horizontal bars, one per row: (label, value, text written after the bar).
@@ -426,9 +420,9 @@ pub fn survival_chart(title: &str, curves: &[Curve], x_max: f64) -> String {
     let f = Frame { h, lo: 0.0, hi: 1.0 };
     let x_max = x_max.max(1.0);
     let x = |t: f64| LEFT + f.plot_w() * (t.min(x_max) / x_max);
-    let items: Vec<_> = curves.iter().map(|c| (c.name.clone(), c.color, false)).collect();
+    let legend_items: Vec<_> = curves.iter().map(|c| (c.name.clone(), c.color, false)).collect();
     let mut s = String::new();
-    open(&mut s, title, h + legend_extra(&items));
+    open(&mut s, title, h + legend_extra(&legend_items));
     y_axis(&mut s, &f, Fmt::Pct);
     for t in ticks(0.0, x_max, 8) {
         let _ = write!(
@@ -493,9 +487,7 @@ pub fn survival_chart(title: &str, curves: &[Curve], x_max: f64) -> String {
             );
         }
     }
-    legend(&mut s, &items, h);
-    s.push_str("</svg>");
-    s
+    close(s, &legend_items, h)
 }
 
 /// A heatmap cell: its value (None: not observable, left blank) and whether its period is only
@@ -603,10 +595,11 @@ mod tests {
 
     #[test]
     fn numbers_are_grouped() {
-        assert_eq!(group(1234567.891, 0), "1,234,568");
-        assert_eq!(group(-1234.5, 1), "-1,234.5");
-        assert_eq!(group(999.0, 0), "999");
-        assert_eq!(group(-0.2, 0), "0");
+        // output::grouped, as the tables of `show` write numbers.
+        assert_eq!(Fmt::Money.full(1234567.891), "1,234,568");
+        assert_eq!(grouped(-1234.5, 1), "-1,234.5");
+        assert_eq!(Fmt::Count.full(999.0), "999");
+        assert_eq!(Fmt::Money.full(-0.2), "0");
         assert_eq!(Fmt::Pct.full(0.1234), "12.3%");
         assert_eq!(Fmt::Money.short(2_500_000.0), "2.5M");
     }
